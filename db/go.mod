@@ -1,0 +1,3 @@
+module github.com/patchfleet/patchfleet/db
+
+go 1.26.8

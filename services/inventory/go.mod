@@ -1,0 +1,3 @@
+module github.com/patchfleet/patchfleet/services/inventory
+
+go 1.26.8
