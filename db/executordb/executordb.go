@@ -1,0 +1,18 @@
+// Package executordb holds the executor service's schema (executor): its migrations and its sqlc-generated
+// queries. Open it with db.Connect(ctx, url, Schema) and migrate it with
+// db.Migrate(ctx, pool, Schema, Migrations).
+package executordb
+
+import (
+	"embed"
+
+	"github.com/patchfleet/patchfleet/db"
+)
+
+// Schema is the PostgreSQL schema this package's tables live in.
+const Schema = db.SchemaExecutor
+
+// Migrations are the schema's migrations, in migrations/NNNN_description.sql.
+//
+//go:embed migrations/*.sql
+var Migrations embed.FS
