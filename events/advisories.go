@@ -1,0 +1,90 @@
+package events
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/patchfleet/patchfleet/events/deb"
+)
+
+// SecurityAdvisoryPublished announces one revision of a normalised advisory. It is published
+// once per (advisory id, revision); re-reading an unchanged feed publishes nothing.
+type SecurityAdvisoryPublished struct {
+	AdvisoryID     string     `json:"advisory_id"` // DSA-5000-1, USN-6409-1, GHSA-…, CVE-…
+	Revision       int        `json:"revision"`    // 1 for the first version seen, +1 per change
+	Source         string     `json:"source"`      // the feed it came from: osv, debian-tracker, ubuntu-notices
+	Aliases        []string   `json:"aliases,omitempty"`
+	Title          string     `json:"title,omitempty"`
+	Summary        string     `json:"summary,omitempty"`
+	Published      time.Time  `json:"published"`
+	Modified       time.Time  `json:"modified"`
+	Severity       Severity   `json:"severity"`
+	SourceSeverity string     `json:"source_severity,omitempty"` // the feed's own value (a CVSS vector, "high", …)
+	KnownExploited bool       `json:"known_exploited,omitempty"`
+	Affected       []Affected `json:"affected"`
+	References     []string   `json:"references,omitempty"`
+}
+
+func (SecurityAdvisoryPublished) EventType() string  { return "SecurityAdvisoryPublished" }
+func (SecurityAdvisoryPublished) SchemaVersion() int { return 1 }
+
+func (e SecurityAdvisoryPublished) Validate() error {
+	var p problems
+	p.nonEmpty("advisory_id", e.AdvisoryID)
+	p.require(e.Revision >= 1, "revision must be at least 1")
+	p.nonEmpty("source", e.Source)
+	p.require(e.Severity.Valid(), "severity %q is not a normalised severity", e.Severity)
+	p.require(notZero(e.Modified), "modified is required")
+	p.require(len(e.Affected) > 0, "affected is empty")
+	for i, a := range e.Affected {
+		a.validate(&p, fmt.Sprintf("affected[%d]", i))
+	}
+	return p.err()
+}
+
+func (a Affected) validate(p *problems, at string) {
+	p.oneOf(at+".ecosystem", a.Ecosystem, EcosystemDebian, EcosystemUbuntu, EcosystemRubyGems)
+	if a.Ecosystem == EcosystemRubyGems {
+		p.nonEmpty(at+".package", a.Package)
+		return
+	}
+	p.nonEmpty(at+".release", a.Release)
+	p.check(at+".package", deb.ValidPackageName(a.Package))
+	versions := append([]string{a.FixedVersion}, a.Versions...)
+	for _, r := range a.Ranges {
+		versions = append(versions, r.Fixed, r.LastAffected)
+		if r.Introduced != "0" {
+			versions = append(versions, r.Introduced)
+		}
+	}
+	for _, v := range versions {
+		if v != "" {
+			p.check(at+" version", deb.ValidVersion(v))
+		}
+	}
+	for j, b := range a.Binaries {
+		p.check(fmt.Sprintf("%s.binaries[%d].name", at, j), deb.ValidPackageName(b.Name))
+		if b.Version != "" {
+			p.check(fmt.Sprintf("%s.binaries[%d].version", at, j), deb.ValidVersion(b.Version))
+		}
+	}
+}
+
+// AdvisoryWithdrawn says an advisory was withdrawn by its publisher: plans stop using it.
+type AdvisoryWithdrawn struct {
+	AdvisoryID string    `json:"advisory_id"`
+	Revision   int       `json:"revision"`
+	Withdrawn  time.Time `json:"withdrawn"`
+	Reason     string    `json:"reason,omitempty"`
+}
+
+func (AdvisoryWithdrawn) EventType() string  { return "AdvisoryWithdrawn" }
+func (AdvisoryWithdrawn) SchemaVersion() int { return 1 }
+
+func (e AdvisoryWithdrawn) Validate() error {
+	var p problems
+	p.nonEmpty("advisory_id", e.AdvisoryID)
+	p.require(e.Revision >= 1, "revision must be at least 1")
+	p.require(notZero(e.Withdrawn), "withdrawn is required")
+	return p.err()
+}
