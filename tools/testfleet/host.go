@@ -516,7 +516,7 @@ func (h *Host) command(ctx context.Context, argv ...string) (*exec.Cmd, error) {
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME=/root", "LANG=C.UTF-8", "DEBIAN_FRONTEND=noninteractive"}
 	cmd := exec.CommandContext(ctx, "nsenter", append(args, argv...)...)
-	cmd.Env = []string{}
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	return cmd, nil
 }
 
