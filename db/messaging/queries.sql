@@ -5,8 +5,9 @@ values (@event_id, @subject, @data)
 on conflict (event_id) do nothing;
 
 -- name: NotifyOutbox :exec
--- Delivered at commit, and never for a rolled back transaction.
-select pg_notify(@channel::text, '');
+-- Wakes the relays of this schema (see outbox.Channel). Delivered at commit, never for a
+-- rolled back transaction.
+select pg_notify('patchfleet_outbox.' || current_schema(), '');
 
 -- name: FetchUnpublished :many
 select seq, event_id, subject, data
@@ -20,12 +21,15 @@ update outbox
 set published_at = now()
 where seq = any(@seqs::bigint[]) and published_at is null;
 
--- name: CountUnpublished :one
-select count(*) from outbox where published_at is null;
+-- name: LastUnpublished :one
+select coalesce(max(seq), 0)::bigint from outbox where published_at is null;
+
+-- name: CountUnpublishedUpTo :one
+select count(*) from outbox where published_at is null and seq <= @max_seq;
 
 -- name: PruneOutbox :execrows
 delete from outbox
-where published_at is not null and published_at < @published_before;
+where published_at is not null and published_at < @published_before::timestamptz;
 
 -- name: InsertInbox :execrows
 -- Zero rows: the consumer has already processed the event.
