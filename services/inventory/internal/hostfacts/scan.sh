@@ -1,0 +1,102 @@
+# Patchfleet inventory scan, report format 1.
+# POSIX sh, runs as any user, changes nothing. Arguments: Rails application
+# directories to probe. See README.md in services/inventory/internal/hostfacts.
+LC_ALL=C
+export LC_ALL
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+export PATH
+pf_nl='
+'
+exec 3>&1
+
+# pf_run NAME FUNCTION [ARG...] prints one section. The body goes straight
+# to fd 3 (the real stdout); stderr and the exit status are captured and
+# printed after it, so they cannot interleave with the body.
+pf_run() {
+	pf_name=$1
+	shift
+	printf '==> patchfleet:section %s\n' "$pf_name"
+	pf_all=$(
+		{
+			pf_out=$("$@" </dev/null 3>&-)
+			pf_rc=$?
+			if [ -n "$pf_out" ]; then printf '%s\n' "$pf_out" >&3; fi
+		} 2>&1
+		printf 'rc=%s' "$pf_rc"
+	)
+	pf_rc=${pf_all##*rc=}
+	pf_err=${pf_all%rc=*}
+	pf_err=${pf_err%"$pf_nl"}
+	if [ -n "$pf_err" ]; then printf '==> patchfleet:stderr\n%s\n' "$pf_err"; fi
+	printf '==> patchfleet:status %s\n' "$pf_rc"
+}
+
+if command -v timeout >/dev/null 2>&1; then
+	pf_t() { timeout 30 "$@"; }
+else
+	pf_t() { "$@"; }
+fi
+
+pf_os_release() { cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release; }
+pf_kernel() { uname -r; }
+pf_arch() { uname -m; }
+pf_dpkg_arch() { dpkg --print-architecture; }
+pf_boot_id() { cat /proc/sys/kernel/random/boot_id; }
+pf_hostname() { hostname 2>/dev/null || uname -n; }
+pf_packages() {
+	dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${source:Package}\t${source:Version}\t${db:Status-Abbrev}\n'
+}
+pf_held() { apt-mark showhold; }
+pf_reboot_required() {
+	if [ -e /var/run/reboot-required ]; then echo yes; else echo no; fi
+}
+pf_reboot_required_pkgs() {
+	if [ -e /var/run/reboot-required.pkgs ]; then cat /var/run/reboot-required.pkgs; fi
+}
+
+printf '==> patchfleet:scan %s\n' 1
+pf_run os-release pf_os_release
+pf_run kernel pf_kernel
+pf_run arch pf_arch
+pf_run dpkg-arch pf_dpkg_arch
+pf_run boot-id pf_boot_id
+pf_run hostname pf_hostname
+pf_run packages pf_packages
+pf_run held pf_held
+pf_run reboot-required pf_reboot_required
+pf_run reboot-required-pkgs pf_reboot_required_pkgs
+pf_probe_ruby() {
+	command -v ruby >/dev/null 2>&1 || return 127
+	pf_t ruby -v
+}
+pf_probe_rails() {
+	cd "$1" || return 2
+	[ -f Gemfile.lock ] || return 127
+	grep -E '^    rails \(' Gemfile.lock
+	pf_rc=$?
+	[ "$pf_rc" -eq 1 ] && return 127
+	return "$pf_rc"
+}
+pf_probe_passenger() {
+	command -v passenger >/dev/null 2>&1 || return 127
+	pf_t passenger --version
+}
+pf_probe_docker() {
+	command -v docker >/dev/null 2>&1 || return 127
+	pf_t docker version --format '{{.Server.Version}}' 2>/dev/null || pf_t docker --version
+}
+pf_probe_weave() {
+	command -v weave >/dev/null 2>&1 || return 127
+	pf_t weave version
+}
+pf_probe_nginx() {
+	command -v nginx >/dev/null 2>&1 || return 127
+	pf_t nginx -v 2>&1
+}
+pf_run 'component ruby' pf_probe_ruby
+for pf_app in "$@"; do pf_run "component rails $pf_app" pf_probe_rails "$pf_app"; done
+pf_run 'component passenger' pf_probe_passenger
+pf_run 'component docker' pf_probe_docker
+pf_run 'component weave' pf_probe_weave
+pf_run 'component nginx' pf_probe_nginx
+printf '==> patchfleet:end\n'
