@@ -423,3 +423,41 @@ func dpkgVersions(t *testing.T, c *ssh.Client) map[string]string {
 	}
 	return m
 }
+
+// BenchmarkReboot measures a host's boot: from starting its namespaces to
+// sshd answering (reboot delay zero).
+func BenchmarkReboot(b *testing.B) {
+	fleet := testfleet.NewWithOptions(b, testfleet.Options{CacheDir: testfleet.CacheDirFromEnv(), RebootDelay: time.Nanosecond}, 1)
+	h := fleet.Hosts()[0]
+	ctx := b.Context()
+	var boot time.Duration
+	for b.Loop() {
+		if err := h.Reboot(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := h.WaitUp(ctx); err != nil {
+			b.Fatal(err)
+		}
+		boot += h.LastBootDuration()
+	}
+	b.ReportMetric(float64(boot.Microseconds())/float64(b.N)/1000, "ms/boot")
+}
+
+// BenchmarkStartFleet measures starting and tearing down a one-host fleet
+// with the root filesystem cached.
+func BenchmarkStartFleet(b *testing.B) {
+	ctx := b.Context()
+	opts := testfleet.Options{CacheDir: testfleet.CacheDirFromEnv()}
+	if err := testfleet.Prepare(ctx, opts); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		f, err := testfleet.Start(ctx, opts, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
