@@ -161,7 +161,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 }
 
 func (c *Cluster) initdb(ctx context.Context, binDir string, runAs *osUser) error {
-	args := []string{"-D", c.dataDir, "-U", Superuser, "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions"}
+	args := []string{"-D", c.dataDir, "-U", Superuser, "-E", "UTF8", "--locale=C", "--no-instructions"}
 	if c.persistent {
 		// Local (unix socket) connections are guarded by the data directory's permissions;
 		// TCP needs a password, which an operator sets if they want TCP access.
@@ -172,7 +172,10 @@ func (c *Cluster) initdb(ctx context.Context, binDir string, runAs *osUser) erro
 	c.logger.Info("initialising postgresql cluster", "data_dir", c.dataDir)
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "initdb"), args...)
 	runAs.apply(cmd)
-	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8")
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append(cmd.Env, "LC_ALL=C") // C exists everywhere; C.UTF-8 and others may not
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb %s: %w: %s", c.dataDir, err, bytes.TrimSpace(out))
 	}

@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"syscall"
 )
 
 // osUser is who the server runs as: nil means the current user. PostgreSQL refuses to run
@@ -54,6 +55,11 @@ func (u *osUser) own(dir string, logger *slog.Logger) error {
 	if u == nil {
 		return nil
 	}
+	if fi, err := os.Stat(dir); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == u.uid {
+			return u.searchableParents(dir, logger) // an existing cluster, already given
+		}
+	}
 	err := filepath.Walk(dir, func(path string, _ os.FileInfo, err error) error {
 		if err != nil {
 			return err
@@ -63,6 +69,10 @@ func (u *osUser) own(dir string, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("give data directory %s to user %s: %w", dir, u.name, err)
 	}
+	return u.searchableParents(dir, logger)
+}
+
+func (u *osUser) searchableParents(dir string, logger *slog.Logger) error {
 	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
 		fi, err := os.Stat(p)
 		if err != nil {
