@@ -255,7 +255,7 @@ func New(t testing.TB, n int) *Fleet {
 func NewWithOptions(t testing.TB, opts Options, n int) *Fleet {
 	t.Helper()
 	// Building the root filesystem the first time downloads Debian.
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
 	f, err := Start(ctx, opts, n)
 	if err != nil {

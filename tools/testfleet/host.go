@@ -212,11 +212,15 @@ func (h *Host) PowerOn() {
 
 // WaitUp waits until sshd answers.
 func (h *Host) WaitUp(ctx context.Context) error {
-	if err := h.waitFor(ctx, func() bool { return h.state == StateUp || h.state == StateStopped }); err != nil {
+	// A boot that failed will not fix itself: report it rather than wait.
+	failed := func() bool { return h.state == StateOff && h.lastErr != nil }
+	if err := h.waitFor(ctx, func() bool { return h.state == StateUp || failed() }); err != nil {
 		return fmt.Errorf("wait for %s to come up: %w", h.name, err)
 	}
-	if h.State() != StateUp {
-		return fmt.Errorf("wait for %s to come up: %w", h.name, ErrHostDown)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.state != StateUp {
+		return fmt.Errorf("wait for %s to come up: %w: %v", h.name, ErrHostDown, h.lastErr)
 	}
 	return nil
 }
