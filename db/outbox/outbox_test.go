@@ -29,23 +29,23 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 const waitLimit = 20 * time.Second
 
 type fixture struct {
-	t    *testing.T
+	t    testing.TB
 	ctx  context.Context
 	pool *pgxpool.Pool
 	bus  *eventstest.Bus
 }
 
-func setup(t *testing.T) *fixture {
+func setup(t testing.TB) *fixture {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	return &fixture{t: t, ctx: ctx, pool: pgtest.New(t, ingestdb.Schema, ingestdb.Migrations), bus: eventstest.Start(t)}
 }
 
-func logger(t *testing.T) *slog.Logger {
+func logger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
@@ -53,7 +53,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // event returns a new, valid event message; n tells events apart in failures.
-func event(t *testing.T, n int) events.Message {
+func event(t testing.TB, n int) events.Message {
 	t.Helper()
 	m, err := events.New(events.AdvisoryWithdrawn{
 		AdvisoryID: fmt.Sprintf("DSA-%d-1", n), Revision: 1, Withdrawn: time.Now(),
