@@ -1,0 +1,32 @@
+// Command inventory runs the inventory service against an external NATS and PostgreSQL given by
+// PATCHFLEET_* environment variables (see the README).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/patchfleet/patchfleet/db/service"
+	"github.com/patchfleet/patchfleet/events/ops"
+	"github.com/patchfleet/patchfleet/services/inventory"
+)
+
+func main() {
+	env := ops.FromOS()
+	logger := env.Logger(os.Stderr, "json")
+	cfg := inventory.Config{Common: service.CommonFromEnv(env, inventory.DefaultHTTPAddr)}
+	if err := errors.Join(env.Err(), cfg.Validate()); err != nil {
+		fmt.Fprintf(os.Stderr, "inventory: bad configuration:\n%v\n", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := inventory.Run(ctx, cfg, logger); err != nil {
+		logger.Error("inventory failed", "err", err)
+		os.Exit(1)
+	}
+}

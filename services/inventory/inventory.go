@@ -1,0 +1,33 @@
+// Package inventory is the inventory service: the host register, agentless SSH scans, drift detection and the inventory query endpoint.
+package inventory
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/patchfleet/patchfleet/db/inventorydb"
+	"github.com/patchfleet/patchfleet/db/service"
+)
+
+// Name is the service's name on the bus and in logs.
+const Name = "inventory"
+
+// DefaultHTTPAddr is where the service listens unless told otherwise.
+const DefaultHTTPAddr = "127.0.0.1:8080"
+
+// Config configures the service.
+type Config struct {
+	service.Common
+}
+
+// Validate names each missing or wrong setting.
+func (c Config) Validate() error { return c.Common.Validate() }
+
+// Run runs the service until ctx ends.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	svc, err := service.Start(ctx, service.Config{Common: cfg.Common, Name: Name, Schema: inventorydb.Schema, Migrations: inventorydb.Migrations}, logger)
+	if err != nil {
+		return err
+	}
+	return svc.Run(ctx)
+}
