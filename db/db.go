@@ -34,8 +34,9 @@ func ValidSchema(name string) error {
 	return nil
 }
 
-// Connect opens a pool on url whose connections use schema (then pg_catalog) as their
-// search_path. The schema need not exist yet: Migrate creates it.
+// Connect opens a pool on url whose connections have search_path = schema alone (not
+// public), so unqualified names are the service's own tables. The schema need not exist
+// yet: Migrate creates it.
 func Connect(ctx context.Context, url, schema string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {

@@ -25,7 +25,8 @@ const (
 // migrations holds files named NNNN_description.sql (tern's format: numbered from 1, forward
 // SQL, optionally "---- create above / drop below ----" and the reverse); either at its root
 // or in a "migrations" directory, as the service packages embed them. Each migration runs in
-// a transaction with search_path set to schema, so migrations are unqualified.
+// a transaction with search_path set to schema, so migrations are unqualified. A nil
+// migrations applies the messaging migrations only.
 //
 // We use tern rather than goose: tern is pgx-native (it migrates over a *pgx.Conn, the same
 // driver and connection settings as the services, no database/sql shim), takes a PostgreSQL

@@ -387,3 +387,25 @@ func TestAddRejectsAnIncompleteMessage(t *testing.T) {
 		t.Fatal("Add accepted a message without data")
 	}
 }
+
+func TestRelayReconnectsAfterLosingItsConnection(t *testing.T) {
+	f := setup(t)
+	f.run(f.relay(outbox.Config{PollInterval: time.Hour, MinBackoff: 10 * time.Millisecond}))
+	first := event(t, 1)
+	f.commit(first)
+	f.waitOnBus(1)
+
+	// Kill the publishing relay's session (it holds the advisory lock); the commit that
+	// follows notifies nobody, and is published when the relay reconnects.
+	var killed bool
+	err := f.pool.QueryRow(f.ctx, `select pg_terminate_backend(pid) from pg_locks
+		where locktype = 'advisory' and granted and database = (select oid from pg_database where datname = current_database())`).Scan(&killed)
+	if err != nil || !killed {
+		t.Fatalf("terminate the relay's session: %v, %v", killed, err)
+	}
+	second := event(t, 2)
+	f.commit(second)
+	if got := f.waitOnBus(2); !slices.Equal(got, []string{first.ID, second.ID}) {
+		t.Fatalf("bus has %v, want %v", got, []string{first.ID, second.ID})
+	}
+}

@@ -118,7 +118,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		if time.Since(started) > r.cfg.MaxBackoff {
 			backoff = r.cfg.MinBackoff // the session was healthy for a while
 		}
-		r.logger.Warn("outbox relay lost its database connection", "err", err, "retry_in", backoff)
+		r.logger.Warn("outbox relay failed; reconnecting", "err", err, "retry_in", backoff)
 		if !sleep(ctx, backoff) {
 			return nil
 		}
@@ -151,7 +151,6 @@ func (r *Relay) session(ctx context.Context) error {
 				r.logger.Info("outbox relay is publishing")
 			}
 		}
-		wait := r.cfg.PollInterval
 		if leader {
 			n, err := r.drain(ctx, q)
 			var pubErr errPublish
@@ -160,7 +159,13 @@ func (r *Relay) session(ctx context.Context) error {
 				return ctx.Err()
 			case errors.As(err, &pubErr):
 				r.logger.Warn("outbox relay cannot publish", "err", err, "published", n, "retry_in", backoff)
-				wait, backoff = backoff, min(2*backoff, r.cfg.MaxBackoff)
+				// Sleep rather than wait for a notification: new commits must not turn the
+				// backoff into a retry per commit. Notifications queue meanwhile.
+				if !sleep(ctx, backoff) {
+					return ctx.Err()
+				}
+				backoff = min(2*backoff, r.cfg.MaxBackoff)
+				continue
 			case err != nil:
 				return err
 			default:
@@ -169,14 +174,14 @@ func (r *Relay) session(ctx context.Context) error {
 					r.logger.Debug("outbox relay published", "events", n)
 				}
 			}
-			if err == nil && r.cfg.Retention > 0 && time.Now().After(nextPrune) {
+			if r.cfg.Retention > 0 && time.Now().After(nextPrune) {
 				if err := r.prune(ctx, q); err != nil {
 					return err
 				}
 				nextPrune = time.Now().Add(r.cfg.PruneInterval)
 			}
 		}
-		if err := waitNotification(ctx, conn, wait); err != nil {
+		if err := waitNotification(ctx, conn, r.cfg.PollInterval); err != nil {
 			return err
 		}
 	}
