@@ -117,7 +117,7 @@ func Probes() []Probe { return append([]Probe(nil), probes...) }
 // cannot clash with anything in the environment.
 const scanBody = `# Patchfleet inventory scan, report format ` + FormatVersion + `.
 # POSIX sh, runs as any user, changes nothing. Arguments: Rails application
-# directories to probe. See README.md in services/inventory/internal/hostfacts.
+# directories to probe. See README.md in events/hostfacts.
 LC_ALL=C
 export LC_ALL
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
