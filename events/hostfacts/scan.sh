@@ -1,6 +1,6 @@
 # Patchfleet inventory scan, report format 1.
 # POSIX sh, runs as any user, changes nothing. Arguments: Rails application
-# directories to probe. See README.md in services/inventory/internal/hostfacts.
+# directories to probe. See README.md in events/hostfacts.
 LC_ALL=C
 export LC_ALL
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
