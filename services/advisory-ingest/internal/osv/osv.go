@@ -1,0 +1,424 @@
+// Package osv reads advisories in the OSV schema (1.x) as published by
+// osv.dev for Debian, by Canonical for Ubuntu (USN-…, UBUNTU-CVE-…) and by
+// GitHub for RubyGems, and normalises them. It decodes with encoding/json
+// into the few fields Patchfleet uses rather than a full OSV model: every
+// field used is checked, everything else is ignored.
+package osv
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/patchfleet/patchfleet/events"
+	"github.com/patchfleet/patchfleet/services/advisory-ingest/internal/advisory"
+)
+
+type record struct {
+	ID               string          `json:"id"`
+	Modified         string          `json:"modified"`
+	Published        string          `json:"published"`
+	Withdrawn        string          `json:"withdrawn"`
+	Aliases          []string        `json:"aliases"`
+	Related          []string        `json:"related"`
+	Upstream         []string        `json:"upstream"`
+	Summary          string          `json:"summary"`
+	Details          string          `json:"details"`
+	Severity         []severity      `json:"severity"`
+	Affected         []affected      `json:"affected"`
+	References       []reference     `json:"references"`
+	DatabaseSpecific json.RawMessage `json:"database_specific"`
+}
+
+type severity struct {
+	Type  string `json:"type"`
+	Score string `json:"score"`
+}
+
+type reference struct {
+	Type string `json:"type"`
+	URL  string `json:"url"`
+}
+
+type affected struct {
+	Package struct {
+		Ecosystem string `json:"ecosystem"`
+		Name      string `json:"name"`
+		// purl is not used: real feeds carry malformed ones
+		// ("?arch=src?distro=jammy"), and package.name says the same.
+	} `json:"package"`
+	Severity          []severity      `json:"severity"`
+	Ranges            []rangeJSON     `json:"ranges"`
+	Versions          []string        `json:"versions"`
+	EcosystemSpecific json.RawMessage `json:"ecosystem_specific"`
+	DatabaseSpecific  json.RawMessage `json:"database_specific"`
+}
+
+type rangeJSON struct {
+	Type   string              `json:"type"`
+	Events []map[string]string `json:"events"`
+}
+
+// ecosystemSpecific is Ubuntu's per-package block.
+type ecosystemSpecific struct {
+	// Binaries comes in two shapes: [{"binary_name": n, "binary_version": v}]
+	// (current) and [{"name1": v1, "name2": v2}] (older records).
+	Binaries       []map[string]string `json:"binaries"`
+	UbuntuPriority string              `json:"ubuntu_priority"`
+}
+
+// databaseSpecific holds GitHub's severity and Ubuntu's per-CVE severities.
+type databaseSpecific struct {
+	Severity json.RawMessage `json:"severity"`
+	CVEsMap  struct {
+		CVEs []struct {
+			ID       string     `json:"id"`
+			Severity []severity `json:"severity"`
+		} `json:"cves"`
+	} `json:"cves_map"`
+}
+
+// Parse reads one OSV record. The error names the record (its id when it
+// has one) and the reason; a record that only names ecosystems Patchfleet
+// does not handle fails with advisory.ErrNoAffected.
+func Parse(data []byte) (advisory.Advisory, error) {
+	var r record
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&r); err != nil {
+		return advisory.Advisory{}, fmt.Errorf("osv record %s: decode: %w", idHint(data), err)
+	}
+	if dec.More() {
+		return advisory.Advisory{}, fmt.Errorf("osv record %s: trailing data after the record", idHint(data))
+	}
+	a, err := normalise(r)
+	if err != nil {
+		id := r.ID
+		if id == "" {
+			id = "(no id)"
+		}
+		return advisory.Advisory{}, fmt.Errorf("osv record %.64s: %w", id, err)
+	}
+	return a, nil
+}
+
+// idHint pulls the id out of a record that did not decode, so the error can
+// still name it.
+var idRE = regexp.MustCompile(`"id"\s*:\s*"([A-Za-z0-9._:+-]{1,64})"`)
+
+func idHint(data []byte) string {
+	if m := idRE.FindSubmatch(data); m != nil {
+		return string(m[1])
+	}
+	return "(no id)"
+}
+
+func normalise(r record) (advisory.Advisory, error) {
+	if r.ID == "" {
+		return advisory.Advisory{}, errors.New("id is missing")
+	}
+	a := advisory.Advisory{
+		ID:      r.ID,
+		Source:  advisory.SourceOSV,
+		Title:   strings.TrimSpace(r.Summary),
+		Summary: advisory.Truncate(r.Details),
+	}
+	var err error
+	if r.Modified == "" {
+		return advisory.Advisory{}, errors.New("modified is missing")
+	}
+	if a.Modified, err = parseTime("modified", r.Modified); err != nil {
+		return advisory.Advisory{}, err
+	}
+	if a.Published, err = parseTime("published", r.Published); err != nil {
+		return advisory.Advisory{}, err
+	}
+	if a.Withdrawn, err = parseTime("withdrawn", r.Withdrawn); err != nil {
+		return advisory.Advisory{}, err
+	}
+	a.Aliases = cves(r.ID, r.Aliases, r.Related, r.Upstream)
+	for _, ref := range r.References {
+		if ref.URL != "" {
+			a.References = append(a.References, ref.URL)
+		}
+	}
+
+	sev := severities{}
+	sev.addCVSS(r.Severity, &a.Notes)
+	sev.database(r.DatabaseSpecific, &a.Notes)
+	for i, af := range r.Affected {
+		out, note, err := convert(af)
+		if err != nil {
+			return advisory.Advisory{}, fmt.Errorf("affected[%d] (%s %s): %w", i, af.Package.Ecosystem, af.Package.Name, err)
+		}
+		if note != "" {
+			a.Notes = append(a.Notes, fmt.Sprintf("affected[%d]: %s", i, note))
+			continue
+		}
+		sev.affected(af, &a.Notes)
+		a.Affected = append(a.Affected, out)
+	}
+	a.Severity, a.SourceSeverity = sev.result()
+	a = a.Normalized()
+	if err := a.Validate(); err != nil {
+		return advisory.Advisory{}, err
+	}
+	return a, nil
+}
+
+// parseTime accepts RFC 3339 with or without fractional seconds, and the
+// zone-less form some exporters write (read as UTC).
+func parseTime(field, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%s %.40q is not an RFC 3339 time", field, s)
+}
+
+var cveRE = regexp.MustCompile(`^CVE-[0-9]{4}-[0-9]{4,}$`)
+
+// cves collects the CVE ids an advisory is about. Ubuntu lists them under
+// related (CVE-…) or upstream (UBUNTU-CVE-…), Debian under related, GitHub
+// under aliases.
+func cves(self string, lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		for _, id := range l {
+			id = strings.TrimPrefix(strings.TrimSpace(id), "UBUNTU-")
+			if cveRE.MatchString(id) && id != self {
+				out = append(out, id)
+			}
+		}
+	}
+	return out
+}
+
+// convert maps one affected entry. A non-empty note means "skipped, and
+// why"; an error means the record is bad.
+func convert(af affected) (events.Affected, string, error) {
+	eco, release, pro, note := ecosystem(af.Package.Ecosystem)
+	if note != "" {
+		return events.Affected{}, note, nil
+	}
+	out := events.Affected{Ecosystem: eco, Release: release, Pro: pro, Package: strings.TrimSpace(af.Package.Name)}
+	if out.Package == "" {
+		return events.Affected{}, "", errors.New("package name is missing")
+	}
+	for _, rg := range af.Ranges {
+		switch rg.Type {
+		case "ECOSYSTEM":
+		case "SEMVER":
+			// Only gems use SEMVER ranges in the feeds we read; a SEMVER
+			// range for a distribution package would compare wrongly.
+			if eco != events.EcosystemRubyGems {
+				continue
+			}
+		default: // GIT ranges name commits, not packages.
+			continue
+		}
+		ranges, err := convertEvents(rg.Events)
+		if err != nil {
+			return events.Affected{}, "", err
+		}
+		out.Ranges = append(out.Ranges, ranges...)
+	}
+	out.Versions = af.Versions
+	out.FixedVersion = advisory.HighestFixed(eco, out.Ranges)
+	if len(af.EcosystemSpecific) > 0 && eco == events.EcosystemUbuntu {
+		var es ecosystemSpecific
+		if err := json.Unmarshal(af.EcosystemSpecific, &es); err != nil {
+			return events.Affected{}, "", fmt.Errorf("ecosystem_specific: %w", err)
+		}
+		for _, b := range es.Binaries {
+			if name, ok := b["binary_name"]; ok {
+				out.Binaries = append(out.Binaries, events.BinaryPackage{Name: name, Version: b["binary_version"]})
+				continue
+			}
+			for name, version := range b {
+				out.Binaries = append(out.Binaries, events.BinaryPackage{Name: name, Version: version})
+			}
+		}
+	}
+	return out, "", nil
+}
+
+// convertEvents turns an OSV event list into ranges: each introduced opens a
+// range, the next fixed or last_affected closes it. An open range at the end
+// is affected up to the newest version.
+func convertEvents(evs []map[string]string) ([]events.VersionRange, error) {
+	var out []events.VersionRange
+	var cur *events.VersionRange
+	for i, ev := range evs {
+		if len(ev) != 1 {
+			return nil, fmt.Errorf("range event %d has %d keys, want 1", i, len(ev))
+		}
+		for k, v := range ev {
+			switch k {
+			case "introduced":
+				if cur != nil {
+					out = append(out, *cur)
+				}
+				if v == "0" {
+					v = ""
+				}
+				cur = &events.VersionRange{Introduced: v}
+			case "fixed", "last_affected":
+				if cur == nil {
+					// Tolerate a closing event without an introduced one:
+					// affected from the beginning.
+					cur = &events.VersionRange{}
+				}
+				if k == "fixed" {
+					cur.Fixed = v
+				} else {
+					cur.LastAffected = v
+				}
+				out = append(out, *cur)
+				cur = nil
+			case "limit":
+			default:
+				return nil, fmt.Errorf("range event %d: unknown kind %.32q", i, k)
+			}
+		}
+	}
+	if cur != nil {
+		out = append(out, *cur)
+	}
+	return out, nil
+}
+
+var ubuntuVersion = regexp.MustCompile(`^[0-9]{2}\.[0-9]{2}$`)
+
+// ecosystem maps an OSV ecosystem: "Debian:12", "Debian:3.0",
+// "Ubuntu:22.04:LTS", "Ubuntu:24.10", "Ubuntu:Pro:16.04:LTS", "RubyGems".
+// Variants Patchfleet cannot match to a host (FIPS, real-time kernels, a
+// Debian ecosystem without release) come back as a note.
+func ecosystem(s string) (eco, release string, pro bool, note string) {
+	parts := strings.Split(s, ":")
+	switch parts[0] {
+	case "RubyGems":
+		if len(parts) != 1 {
+			return "", "", false, fmt.Sprintf("ecosystem %.64q: unexpected qualifier", s)
+		}
+		return events.EcosystemRubyGems, "", false, ""
+	case "Debian":
+		if len(parts) != 2 {
+			return "", "", false, fmt.Sprintf("ecosystem %.64q: no single Debian release", s)
+		}
+		r, ok := advisory.DebianRelease(parts[1])
+		if !ok {
+			return "", "", false, fmt.Sprintf("ecosystem %.64q: unknown Debian release", s)
+		}
+		return events.EcosystemDebian, r, false, ""
+	case "Ubuntu":
+		for _, p := range parts[1:] {
+			switch {
+			case p == "Pro":
+				pro = true
+			case p == "LTS":
+			case ubuntuVersion.MatchString(p) && release == "":
+				release = p
+			default:
+				return "", "", false, fmt.Sprintf("ecosystem %.64q: unsupported Ubuntu variant %.32q", s, p)
+			}
+		}
+		if release == "" {
+			return "", "", false, fmt.Sprintf("ecosystem %.64q: no Ubuntu release", s)
+		}
+		return events.EcosystemUbuntu, release, pro, ""
+	}
+	return "", "", false, fmt.Sprintf("ecosystem %.64q not handled", s)
+}
+
+// severities gathers every severity a record states and picks one: the
+// distribution's own priority first (it is what Ubuntu's hosts get patched
+// by), then the highest CVSS rating, then GitHub's label.
+type severities struct {
+	ubuntu, cvss, github events.Severity
+	ubuntuRaw            string
+	cvssRaw              string
+	githubRaw            string
+}
+
+func (s *severities) addCVSS(list []severity, notes *[]string) {
+	for _, sv := range list {
+		switch sv.Type {
+		case "CVSS_V3", "CVSS_V4":
+			got, _, err := advisory.FromCVSS(sv.Score)
+			if err != nil {
+				*notes = append(*notes, err.Error())
+				continue
+			}
+			if s.cvssRaw == "" || got.Rank() > s.cvss.Rank() {
+				s.cvss, s.cvssRaw = got, sv.Score
+			}
+		case "Ubuntu":
+			s.priority(sv.Score)
+		}
+	}
+}
+
+func (s *severities) priority(p string) {
+	got := advisory.FromUbuntuPriority(p)
+	if got == events.SeverityUnknown {
+		return
+	}
+	if s.ubuntuRaw == "" || got.Rank() > s.ubuntu.Rank() {
+		s.ubuntu, s.ubuntuRaw = got, strings.ToLower(p)
+	}
+}
+
+// database reads severities from database_specific, which is free-form: a
+// shape we do not expect is noted, never a reason to drop the record.
+func (s *severities) database(raw json.RawMessage, notes *[]string) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return
+	}
+	var db databaseSpecific
+	if err := json.Unmarshal(raw, &db); err != nil {
+		*notes = append(*notes, fmt.Sprintf("database_specific ignored: %v", err))
+		return
+	}
+	if len(db.Severity) > 0 {
+		var label string
+		if json.Unmarshal(db.Severity, &label) == nil && label != "" {
+			if got := advisory.FromGitHub(label); got != events.SeverityUnknown {
+				s.github, s.githubRaw = got, label
+			}
+		}
+	}
+	for _, c := range db.CVEsMap.CVEs {
+		s.addCVSS(c.Severity, notes)
+	}
+}
+
+func (s *severities) affected(af affected, notes *[]string) {
+	s.addCVSS(af.Severity, notes)
+	if len(af.EcosystemSpecific) > 0 {
+		var es ecosystemSpecific
+		if err := json.Unmarshal(af.EcosystemSpecific, &es); err == nil {
+			s.priority(es.UbuntuPriority)
+		}
+	}
+	s.database(af.DatabaseSpecific, notes)
+}
+
+func (s severities) result() (events.Severity, string) {
+	switch {
+	case s.ubuntuRaw != "":
+		return s.ubuntu, s.ubuntuRaw
+	case s.cvssRaw != "":
+		return s.cvss, s.cvssRaw
+	case s.githubRaw != "":
+		return s.github, s.githubRaw
+	}
+	return events.SeverityUnknown, ""
+}
