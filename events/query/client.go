@@ -1,0 +1,67 @@
+package query
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// Client asks the inventory over NATS request/reply.
+type Client struct{ NC *nats.Conn }
+
+// Hosts returns one page of hosts.
+func (c Client) Hosts(ctx context.Context, req HostsRequest) (HostsResponse, error) {
+	var out HostsResponse
+	return out, c.call(ctx, SubjectHosts, req, &out)
+}
+
+// Host returns one host.
+func (c Client) Host(ctx context.Context, req HostRequest) (HostDetail, error) {
+	var out HostDetail
+	return out, c.call(ctx, SubjectHost, req, &out)
+}
+
+// Exposure returns one page of exposed hosts.
+func (c Client) Exposure(ctx context.Context, req ExposureRequest) (ExposureResponse, error) {
+	var out ExposureResponse
+	return out, c.call(ctx, SubjectExposure, req, &out)
+}
+
+// Scan asks for scans now.
+func (c Client) Scan(ctx context.Context, req ScanRequest) (ScanResponse, error) {
+	var out ScanResponse
+	return out, c.call(ctx, SubjectScan, req, &out)
+}
+
+// RemoteError is an error answered by the service (as opposed to a transport failure).
+type RemoteError struct {
+	Subject string
+	Error_  Error
+}
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("%s: %d %s", e.Subject, e.Error_.Code, e.Error_.Message)
+}
+
+func (c Client) call(ctx context.Context, subject string, req, out any) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("%s: encode request: %w", subject, err)
+	}
+	msg, err := c.NC.RequestWithContext(ctx, subject, body)
+	if err != nil {
+		return fmt.Errorf("%s: %w", subject, err)
+	}
+	if desc := msg.Header.Get(micro.ErrorHeader); desc != "" {
+		code, _ := strconv.Atoi(msg.Header.Get(micro.ErrorCodeHeader))
+		return &RemoteError{Subject: subject, Error_: Error{Code: code, Message: desc}}
+	}
+	if err := json.Unmarshal(msg.Data, out); err != nil {
+		return fmt.Errorf("%s: decode answer: %w", subject, err)
+	}
+	return nil
+}
