@@ -40,11 +40,12 @@ func (c Client) Scan(ctx context.Context, req ScanRequest) (ScanResponse, error)
 // RemoteError is an error answered by the service (as opposed to a transport failure).
 type RemoteError struct {
 	Subject string
-	Error_  Error
+	Code    int // HTTP status semantics
+	Message string
 }
 
 func (e *RemoteError) Error() string {
-	return fmt.Sprintf("%s: %d %s", e.Subject, e.Error_.Code, e.Error_.Message)
+	return fmt.Sprintf("%s: %d %s", e.Subject, e.Code, e.Message)
 }
 
 func (c Client) call(ctx context.Context, subject string, req, out any) error {
@@ -58,7 +59,7 @@ func (c Client) call(ctx context.Context, subject string, req, out any) error {
 	}
 	if desc := msg.Header.Get(micro.ErrorHeader); desc != "" {
 		code, _ := strconv.Atoi(msg.Header.Get(micro.ErrorCodeHeader))
-		return &RemoteError{Subject: subject, Error_: Error{Code: code, Message: desc}}
+		return &RemoteError{Subject: subject, Code: code, Message: desc}
 	}
 	if err := json.Unmarshal(msg.Data, out); err != nil {
 		return fmt.Errorf("%s: decode answer: %w", subject, err)
