@@ -100,7 +100,7 @@ func Decode(r io.Reader, opts Options, emit func(advisory.Advisory) error, bad f
 	slices.Sort(ids)
 	for _, id := range ids {
 		if err, ok := failed[id]; ok {
-			bad(&RecordError{Record: id, Err: err})
+			bad(&RecordError{Record: name(id), Err: err})
 			continue
 		}
 		a := acc[id].Normalized()
@@ -108,7 +108,7 @@ func Decode(r io.Reader, opts Options, emit func(advisory.Advisory) error, bad f
 			if errors.Is(err, advisory.ErrNoAffected) && len(a.Affected) == 0 {
 				continue // every release resolved as not affected
 			}
-			bad(&RecordError{Record: id, Err: err})
+			bad(&RecordError{Record: name(id), Err: err})
 			continue
 		}
 		if err := emit(a); err != nil {
@@ -116,6 +116,13 @@ func Decode(r io.Reader, opts Options, emit func(advisory.Advisory) error, bad f
 		}
 	}
 	return nil
+}
+
+func name(id string) string {
+	if id == "" {
+		return "(no id)"
+	}
+	return id
 }
 
 func expectDelim(dec *json.Decoder, want json.Delim) error {

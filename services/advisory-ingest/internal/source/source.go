@@ -1,0 +1,265 @@
+// Package source reads advisory feeds: a JSON file, a directory of them, an
+// OSV zip dump (all.zip), or an HTTP(S) URL polled with conditional
+// requests. It detects each document's format (an OSV record, the Debian
+// security tracker export, a page of Ubuntu's notices API) and hands over
+// normalised advisories one at a time; nothing is kept once handed over, so
+// a dump of any size is read in bounded memory. It does no publishing and
+// no storage: that is the caller's.
+package source
+
+import (
+	"archive/zip"
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/patchfleet/patchfleet/services/advisory-ingest/internal/advisory"
+	"github.com/patchfleet/patchfleet/services/advisory-ingest/internal/debtracker"
+	"github.com/patchfleet/patchfleet/services/advisory-ingest/internal/osv"
+	"github.com/patchfleet/patchfleet/services/advisory-ingest/internal/usn"
+)
+
+// Format names a feed format.
+type Format string
+
+const (
+	FormatAuto          Format = "" // detect from content
+	FormatOSV           Format = "osv"
+	FormatDebianTracker Format = "debian-tracker"
+	FormatUbuntuNotices Format = "ubuntu-notices"
+)
+
+// DefaultMaxRecordBytes bounds one OSV record; the largest real ones (kernel
+// USNs) are a few hundred KiB.
+const DefaultMaxRecordBytes = 16 << 20
+
+// Options tune reading.
+type Options struct {
+	Format         Format // FormatAuto unless the caller knows better
+	MaxRecordBytes int64  // 0: DefaultMaxRecordBytes
+}
+
+func (o Options) maxRecord() int64 {
+	if o.MaxRecordBytes > 0 {
+		return o.MaxRecordBytes
+	}
+	return DefaultMaxRecordBytes
+}
+
+// Record is one advisory and where it was read from: a file path, a path
+// and zip entry ("all.zip!DSA-135.json"), or a URL; "#id" follows when the
+// document holds many advisories.
+type Record struct {
+	Advisory advisory.Advisory
+	Origin   string
+}
+
+// BadRecord is a record, or a whole document, that could not be used. Err
+// names the record and the reason.
+type BadRecord struct {
+	Origin string
+	Err    error
+}
+
+// Skipped reports a record that is well formed but concerns nothing
+// Patchfleet handles (another ecosystem, no affected release): worth a debug
+// line, not an alarm.
+func (b BadRecord) Skipped() bool { return errors.Is(b.Err, advisory.ErrNoAffected) }
+
+func (b BadRecord) Error() string { return b.Origin + ": " + b.Err.Error() }
+
+// Yield receives each good record; an error it returns stops reading and is
+// returned. Bad receives each bad record; reading goes on.
+type (
+	Yield func(Record) error
+	Bad   func(BadRecord)
+)
+
+// ReadPath reads a file (JSON or zip) or, recursively, every *.json file of
+// a directory in lexical order. A document that cannot be read at all is a
+// BadRecord too, so one broken file does not hide the others. The error is
+// the context's, yield's, or a path that cannot be opened.
+func ReadPath(ctx context.Context, path string, opts Options, yield Yield, bad Bad) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("read feed %s: %w", path, err)
+	}
+	if !info.IsDir() {
+		return readFile(ctx, path, opts, yield, bad)
+	}
+	return filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			bad(BadRecord{Origin: p, Err: err})
+			return nil
+		}
+		if d.IsDir() || !strings.EqualFold(filepath.Ext(p), ".json") {
+			return nil
+		}
+		return readFile(ctx, p, opts, yield, bad)
+	})
+}
+
+func readFile(ctx context.Context, path string, opts Options, yield Yield, bad Bad) error {
+	f, err := os.Open(path)
+	if err != nil {
+		bad(BadRecord{Origin: path, Err: err})
+		return nil
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		bad(BadRecord{Origin: path, Err: err})
+		return nil
+	}
+	var magic [4]byte
+	if n, _ := f.ReadAt(magic[:], 0); n == 4 && string(magic[:]) == "PK\x03\x04" {
+		return ReadZip(ctx, f, info.Size(), path, opts, yield, bad)
+	}
+	return ReadDocument(ctx, f, path, info.ModTime(), opts, yield, bad)
+}
+
+// ReadZip reads an OSV dump: every *.json entry is a document, read and
+// handed over one at a time.
+func ReadZip(ctx context.Context, r io.ReaderAt, size int64, origin string, opts Options, yield Yield, bad Bad) error {
+	zr, err := zip.NewReader(r, size)
+	if err != nil {
+		bad(BadRecord{Origin: origin, Err: fmt.Errorf("open zip: %w", err)})
+		return nil
+	}
+	for _, zf := range zr.File {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if zf.FileInfo().IsDir() || !strings.EqualFold(filepath.Ext(zf.Name), ".json") {
+			continue
+		}
+		entry := origin + "!" + zf.Name
+		rc, err := zf.Open()
+		if err != nil {
+			bad(BadRecord{Origin: entry, Err: err})
+			continue
+		}
+		err = ReadDocument(ctx, rc, entry, zf.Modified, opts, yield, bad)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReadDocument reads one JSON document in any supported format. modified
+// stamps tracker advisories, whose export carries no dates.
+func ReadDocument(ctx context.Context, r io.Reader, origin string, modified time.Time, opts Options, yield Yield, bad Bad) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	format := opts.Format
+	if format == FormatAuto {
+		head, _ := br.Peek(4 << 10)
+		var err error
+		if format, err = Detect(head); err != nil {
+			bad(BadRecord{Origin: origin, Err: err})
+			return nil
+		}
+	}
+	var stop error // yield's error, which must end reading
+	emit := func(many bool) func(advisory.Advisory) error {
+		return func(a advisory.Advisory) error {
+			if err := ctx.Err(); err != nil {
+				stop = err
+				return err
+			}
+			o := origin
+			if many {
+				o += "#" + a.ID
+			}
+			if err := yield(Record{Advisory: a, Origin: o}); err != nil {
+				stop = err
+				return err
+			}
+			return nil
+		}
+	}
+	var err error
+	switch format {
+	case FormatOSV:
+		data, rerr := io.ReadAll(io.LimitReader(br, opts.maxRecord()+1))
+		switch {
+		case rerr != nil:
+			err = rerr
+		case int64(len(data)) > opts.maxRecord():
+			err = fmt.Errorf("osv record larger than %d bytes", opts.maxRecord())
+		default:
+			a, perr := osv.Parse(data)
+			if perr != nil {
+				bad(BadRecord{Origin: origin, Err: perr})
+				return nil
+			}
+			err = emit(false)(a)
+		}
+	case FormatDebianTracker:
+		if modified.IsZero() {
+			modified = time.Now()
+		}
+		err = debtracker.Decode(br, debtracker.Options{Modified: modified}, emit(true), func(e *debtracker.RecordError) {
+			bad(BadRecord{Origin: origin + "#" + e.Record, Err: e})
+		})
+	case FormatUbuntuNotices:
+		_, err = usn.Decode(br, emit(true), func(e *usn.RecordError) {
+			bad(BadRecord{Origin: origin + "#" + e.Record, Err: e})
+		})
+	default:
+		err = fmt.Errorf("unknown format %q", format)
+	}
+	if stop != nil {
+		return stop
+	}
+	if err != nil {
+		bad(BadRecord{Origin: origin, Err: err})
+	}
+	return nil
+}
+
+var (
+	osvKeys = map[string]bool{"id": true, "schema_version": true, "modified": true, "published": true,
+		"withdrawn": true, "aliases": true, "related": true, "upstream": true, "summary": true,
+		"details": true, "severity": true, "affected": true, "references": true, "credits": true,
+		"database_specific": true}
+	noticesKeys = map[string]bool{"notices": true, "offset": true, "limit": true, "total_results": true}
+)
+
+// Detect tells the format from the start of a document: an OSV record
+// starts with one of the schema's top-level keys, a notices page with its
+// paging keys, and the tracker export with a package name whose value is an
+// object.
+func Detect(head []byte) (Format, error) {
+	dec := json.NewDecoder(bytes.NewReader(head))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return "", errors.New("detect format: not a JSON object")
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return "", fmt.Errorf("detect format: %w", err)
+	}
+	key, ok := tok.(string)
+	switch {
+	case !ok:
+		return "", errors.New("detect format: empty object")
+	case osvKeys[key]:
+		return FormatOSV, nil
+	case noticesKeys[key]:
+		return FormatUbuntuNotices, nil
+	}
+	if tok, err := dec.Token(); err == nil && tok == json.Delim('{') {
+		return FormatDebianTracker, nil
+	}
+	return "", fmt.Errorf("detect format: first key %.32q is neither OSV, tracker nor notices", key)
+}
