@@ -51,7 +51,8 @@ generate: schemas ## regenerate sqlc queries and the event JSON Schemas
 	cd db && go run $(SQLC) generate
 
 generate-check: generate ## fail when generated code is stale
-	git diff --exit-code -- db events/schema || { echo "generated code is stale: run make generate and commit"; exit 1; }
+	@git diff --exit-code -- db events/schema && test -z "$$(git status --porcelain -- db events/schema)" \
+		|| { echo "generated code is stale: run make generate and commit"; exit 1; }
 
 schemas: ## write events/schema/json from the event types
 	cd events && go run ./cmd/schemas schema/json
