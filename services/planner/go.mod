@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/patchfleet/patchfleet/db v0.0.0
 	github.com/patchfleet/patchfleet/events v0.0.0
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (
