@@ -1,0 +1,363 @@
+// Package plan turns exposure and fleet policy into rollout plans: which hosts, exactly which
+// binary packages at which minimum versions, in which waves, under which rules — and the plan
+// hash that an approval names. It takes values and returns values; the planner's IO feeds it.
+package plan
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/patchfleet/patchfleet/events"
+	"github.com/patchfleet/patchfleet/events/deb"
+	"github.com/patchfleet/patchfleet/events/query"
+	"github.com/patchfleet/patchfleet/services/planner/internal/budget"
+	"github.com/patchfleet/patchfleet/services/planner/internal/policy"
+	"github.com/patchfleet/patchfleet/services/planner/internal/waves"
+)
+
+// Advisory is what planning needs to know about an advisory.
+type Advisory struct {
+	ID             string
+	Severity       events.Severity
+	KnownExploited bool
+	Published      time.Time
+}
+
+// Host is an exposed (or selected) host: where it belongs and what makes it exposed.
+type Host struct {
+	ID       string
+	Fleet    string // inventory fleet
+	Tags     map[string]string
+	New      bool
+	Packages []query.ExposedPackage // for security plans from advisories
+}
+
+// HostPlan is one host's job.
+type HostPlan struct {
+	HostID     string
+	Packages   []events.PackageTarget // empty: what the kind implies (all security updates, full…)
+	Advisories []string
+}
+
+// Fleet is the plan of one fleet.
+type Fleet struct {
+	Policy              *policy.Fleet
+	Kind                string
+	Advisories          []string
+	Severity            events.Severity
+	RequestID           string
+	Hosts               []HostPlan // by host id
+	Waves               [][]string
+	Strategy            string
+	Reboot              string
+	NeedsApproval       bool
+	NotBefore           time.Time // approval delay; zero: at once
+	IgnoreWindows       bool      // a new host is not serving yet: no window to wait for
+	MaxFailures         int
+	MaxUnavailable      int
+	HealthCheck         string
+	ConfigureUnattended bool
+	Hash                string
+	// Skipped says why nothing rolls out for this fleet (below min_severity, nothing to fix).
+	Skipped string
+}
+
+// NotifyOnly reports whether the plan is only announced.
+func (f *Fleet) NotifyOnly() bool { return f.Strategy == events.StrategyNotifyOnly }
+
+// HostCount is the number of hosts in the plan.
+func (f *Fleet) HostCount() int { return len(f.Hosts) }
+
+// Result is every fleet's plan and the hosts no policy covers.
+type Result struct {
+	Fleets    []*Fleet
+	Unmatched []string
+}
+
+// Covered lists, per host, the packages open jobs already upgrade: planning leaves them out
+// so a host is never given the same fix twice.
+type Covered map[string][]events.PackageTarget
+
+// Security plans the security fixes for advisories on the exposed hosts. Several advisories
+// for one host merge into one job; a package already at its fixed version, a package without
+// a fix and a package an open job already covers drop out, and so does a host left with
+// nothing to do.
+func Security(p *policy.Policy, advisories map[string]Advisory, hosts []Host, covered Covered, now time.Time) Result {
+	var res Result
+	byFleet := map[string][]Host{}
+	for _, h := range hosts {
+		f := p.For(h.Fleet, h.Tags)
+		if f == nil {
+			res.Unmatched = append(res.Unmatched, h.ID)
+			continue
+		}
+		byFleet[f.Name] = append(byFleet[f.Name], h)
+	}
+	for _, f := range p.Fleets {
+		hs, ok := byFleet[f.Name]
+		if !ok {
+			continue
+		}
+		fp := &Fleet{Policy: f, Kind: events.KindSecurity}
+		// Advisories below the fleet's threshold are reported, not rolled out.
+		eligible := map[string]Advisory{}
+		for id, a := range advisories {
+			if a.Severity.Rank() >= f.MinSeverity.Rank() {
+				eligible[id] = a
+			}
+		}
+		if f.OtherUpdates == policy.Auto {
+			fp.Kind = events.KindFull // everything pending goes with the fixes
+		}
+		used := map[string]bool{}
+		for _, h := range hs {
+			hp := merge(h, eligible, covered[h.ID])
+			if len(hp.Packages) == 0 {
+				continue
+			}
+			for _, a := range hp.Advisories {
+				used[a] = true
+			}
+			fp.Hosts = append(fp.Hosts, hp)
+		}
+		fp.Advisories = slices.Sorted(maps.Keys(used))
+		if len(fp.Advisories) == 0 {
+			fp.Advisories = slices.Sorted(maps.Keys(advisories))
+		}
+		for _, id := range fp.Advisories {
+			if s := advisories[id].Severity; s.Rank() > fp.Severity.Rank() || fp.Severity == "" {
+				fp.Severity = s
+			}
+		}
+		switch {
+		case len(eligible) == 0:
+			fp.Skipped = fmt.Sprintf("below min_severity %s", f.MinSeverity)
+		case len(fp.Hosts) == 0:
+			fp.Skipped = "nothing to upgrade: fixed, covered by an open rollout, or no fix yet"
+		}
+		fp.NeedsApproval = f.SecurityUpdates == policy.Approve
+		fp.NotBefore = notBefore(f, eligible, used)
+		finish(fp, f, "", false)
+		res.Fleets = append(res.Fleets, fp)
+	}
+	return res
+}
+
+// merge computes one host's job: per binary package the highest fixed version any eligible
+// advisory asks for.
+func merge(h Host, eligible map[string]Advisory, covered []events.PackageTarget) HostPlan {
+	targets := map[string]string{}
+	advs := map[string]bool{}
+	for _, p := range h.Packages {
+		if _, ok := eligible[p.AdvisoryID]; !ok {
+			continue // below the fleet's min_severity (callers attribute every package)
+		}
+		if p.Fixed == "" {
+			continue // no fix yet: nothing to install
+		}
+		if c, err := deb.Compare(p.Installed, p.Fixed); err == nil && c >= 0 {
+			continue // already satisfied
+		}
+		if cur, ok := targets[p.Name]; !ok || newer(p.Fixed, cur) {
+			targets[p.Name] = p.Fixed
+		}
+		advs[p.AdvisoryID] = true
+	}
+	for _, c := range covered {
+		if want, ok := targets[c.Name]; ok && (c.MinVersion == "" || !newer(want, c.MinVersion)) {
+			delete(targets, c.Name)
+		}
+	}
+	hp := HostPlan{HostID: h.ID}
+	for _, name := range slices.Sorted(maps.Keys(targets)) {
+		hp.Packages = append(hp.Packages, events.PackageTarget{Name: name, MinVersion: targets[name]})
+	}
+	if len(hp.Packages) > 0 {
+		hp.Advisories = slices.Sorted(maps.Keys(advs))
+	}
+	return hp
+}
+
+func newer(a, b string) bool {
+	c, err := deb.Compare(a, b)
+	return err == nil && c > 0
+}
+
+// notBefore applies the approval delay: the soak after publication, skipped by critical and
+// known-exploited advisories when the express lane is on. The most urgent advisory decides.
+func notBefore(f *policy.Fleet, eligible map[string]Advisory, used map[string]bool) time.Time {
+	if f.ApprovalDelay <= 0 {
+		return time.Time{}
+	}
+	var nb time.Time
+	first := true
+	for id := range used {
+		a := eligible[id]
+		t := a.Published.Add(f.ApprovalDelay)
+		if f.ExpressLane && (a.Severity == events.SeverityCritical || a.KnownExploited) || a.Published.IsZero() {
+			t = time.Time{}
+		}
+		if first || t.Before(nb) {
+			nb, first = t, false
+		}
+	}
+	return nb
+}
+
+// Selected is a host picked by an on-demand request or registered as new.
+type Selected struct {
+	ID    string
+	Fleet string
+	Tags  map[string]string
+}
+
+// OnDemand plans a person's request (apply security upgrades now, a full upgrade, Docker
+// upgrades) for the selected hosts. Packages are left empty: the executor upgrades what apt
+// lists (from the security origins for kind security). Approval follows the fleet's policy
+// for the kind: security_updates for security, docker and unattended, other_updates for full.
+func OnDemand(p *policy.Policy, req events.RolloutRequested, hosts []Selected) Result {
+	var res Result
+	byFleet := map[string][]string{}
+	for _, h := range hosts {
+		f := p.For(h.Fleet, h.Tags)
+		if f == nil {
+			res.Unmatched = append(res.Unmatched, h.ID)
+			continue
+		}
+		byFleet[f.Name] = append(byFleet[f.Name], h.ID)
+	}
+	for _, f := range p.Fleets {
+		ids, ok := byFleet[f.Name]
+		if !ok {
+			continue
+		}
+		fp := &Fleet{Policy: f, Kind: req.Kind, RequestID: req.RequestID}
+		slices.Sort(ids)
+		for _, id := range slices.Compact(ids) {
+			fp.Hosts = append(fp.Hosts, HostPlan{HostID: id})
+		}
+		if req.Kind == events.KindFull {
+			fp.NeedsApproval = f.OtherUpdates == policy.Approve
+		} else {
+			fp.NeedsApproval = f.SecurityUpdates == policy.Approve
+		}
+		finish(fp, f, req.Reboot, req.ConfigureUnattended)
+		res.Fleets = append(res.Fleets, fp)
+	}
+	return res
+}
+
+// NewHost plans the full upgrade a newly built host gets before it takes traffic: no
+// approval, no waves, no window (it serves nothing yet). A notify-only fleet is only told.
+func NewHost(p *policy.Policy, h Selected) Result {
+	f := p.For(h.Fleet, h.Tags)
+	if f == nil {
+		return Result{Unmatched: []string{h.ID}}
+	}
+	fp := &Fleet{Policy: f, Kind: events.KindFull, Hosts: []HostPlan{{HostID: h.ID}}, IgnoreWindows: true}
+	finish(fp, f, "", false)
+	return Result{Fleets: []*Fleet{fp}}
+}
+
+// finish fills in what every plan derives from its fleet policy, then the waves and the hash.
+func finish(fp *Fleet, f *policy.Fleet, rebootOverride string, configureUnattended bool) {
+	fp.Strategy = f.Strategy
+	if f.NotifyOnly() {
+		fp.Strategy = events.StrategyNotifyOnly
+		fp.NeedsApproval = false
+	}
+	fp.Reboot = budget.Reboot(f.Reboot, rebootOverride)
+	fp.MaxUnavailable = max(1, f.MaxUnavailable)
+	fp.HealthCheck = f.HealthCheck
+	fp.ConfigureUnattended = configureUnattended || f.UnattendedUpgrades == policy.UnattendedSecurity
+	ids := make([]string, len(fp.Hosts))
+	for i, h := range fp.Hosts {
+		ids[i] = h.HostID
+	}
+	slices.SortFunc(fp.Hosts, func(a, b HostPlan) int { return cmp.Compare(a.HostID, b.HostID) })
+	if fp.IgnoreWindows {
+		fp.Waves = waves.Split(ids, 0, nil)
+	} else {
+		fp.Waves = waves.Split(ids, f.Canary, f.Waves)
+	}
+	fp.MaxFailures = budget.Failures(f.MaxFailures, len(ids))
+	fp.Hash = Hash(fp)
+}
+
+// Hash is the sha256 of the plan's canonical form: kind, fleet, strategy, reboot, advisories,
+// limits, health check, and every wave with its hosts and their exact package targets, each
+// field length-prefixed so no two plans share a form. Times are left out, so a preview and
+// the plan it previews hash alike; what was approved is what runs.
+func Hash(fp *Fleet) string {
+	h := sha256.New()
+	w := func(s string) { writeField(h, s) }
+	w("patchfleet-plan-v1")
+	w(fp.Kind)
+	w(fp.Policy.Name)
+	w(fp.Strategy)
+	w(fp.Reboot)
+	w(fp.RequestID)
+	w(strconv.Itoa(len(fp.Advisories)))
+	for _, a := range fp.Advisories {
+		w(a)
+	}
+	w(strconv.Itoa(fp.MaxFailures))
+	w(strconv.Itoa(fp.MaxUnavailable))
+	w(fp.HealthCheck)
+	w(strconv.FormatBool(fp.ConfigureUnattended))
+	byHost := make(map[string]*HostPlan, len(fp.Hosts))
+	for i := range fp.Hosts {
+		byHost[fp.Hosts[i].HostID] = &fp.Hosts[i]
+	}
+	w(strconv.Itoa(len(fp.Waves)))
+	for _, wave := range fp.Waves {
+		w(strconv.Itoa(len(wave)))
+		for _, id := range wave {
+			w(id)
+			hp := byHost[id]
+			w(strconv.Itoa(len(hp.Packages)))
+			for _, p := range hp.Packages {
+				w(p.Name)
+				w(p.MinVersion)
+			}
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func writeField(h hash.Hash, s string) {
+	var buf [20]byte
+	h.Write(strconv.AppendInt(buf[:0], int64(len(s)), 10))
+	h.Write([]byte{':'})
+	h.Write([]byte(s))
+}
+
+// Preview renders a plan for the query contract.
+func (f *Fleet) Preview() query.PlanPreview {
+	wave := waves.Flatten(f.Waves)
+	out := query.PlanPreview{
+		Fleet: f.Policy.Name, Kind: f.Kind, PlanHash: f.Hash, Strategy: f.Strategy, Reboot: f.Reboot,
+		NeedsApproval: f.NeedsApproval, NotBefore: f.NotBefore, MaxFailures: f.MaxFailures, Skipped: f.Skipped,
+		Waves: f.EventWaves(), Hosts: make([]query.PlannedHost, 0, len(f.Hosts)),
+	}
+	for _, h := range f.Hosts {
+		out.Hosts = append(out.Hosts, query.PlannedHost{HostID: h.HostID, Wave: wave[h.HostID], Packages: h.Packages, Advisories: h.Advisories})
+	}
+	return out
+}
+
+// EventWaves renders the waves for RolloutPlanned.
+func (f *Fleet) EventWaves() []events.Wave {
+	out := make([]events.Wave, len(f.Waves))
+	for i, w := range f.Waves {
+		out[i] = events.Wave{Index: i, Hosts: w}
+	}
+	return out
+}

@@ -1,0 +1,206 @@
+package plan
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/patchfleet/patchfleet/events"
+	"github.com/patchfleet/patchfleet/events/query"
+	"github.com/patchfleet/patchfleet/services/planner/internal/policy"
+)
+
+const policyYAML = `
+fleets:
+  - name: web
+    match: {role: web}
+    security_updates: auto
+    min_severity: medium
+    approval_delay: 24h
+    canary: 1
+    waves: ["50%", "100%"]
+    max_failures: 1
+    reboot: if-required
+  - name: db
+    fleet: db
+    security_updates: approve
+    other_updates: approve
+    unattended_upgrades: security
+  - name: legacy
+    fleet: legacy
+    strategy: notify-only
+    security_updates: notify-only
+  - name: lab
+    fleet: lab
+    other_updates: auto
+`
+
+func mustPolicy(t *testing.T) *policy.Policy {
+	t.Helper()
+	p, err := policy.Parse([]byte(policyYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var published = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func advisories() map[string]Advisory {
+	return map[string]Advisory{
+		"DSA-1": {ID: "DSA-1", Severity: events.SeverityHigh, Published: published},
+		"DSA-2": {ID: "DSA-2", Severity: events.SeverityHigh, Published: published.Add(time.Hour)},
+		"DSA-3": {ID: "DSA-3", Severity: events.SeverityLow, Published: published},
+	}
+}
+
+func pkg(adv, name, installed, fixed string) query.ExposedPackage {
+	return query.ExposedPackage{Name: name, Installed: installed, Fixed: fixed, AdvisoryID: adv, SourceName: name}
+}
+
+func web(id string, pkgs ...query.ExposedPackage) Host {
+	return Host{ID: id, Fleet: "frontend", Tags: map[string]string{"role": "web"}, Packages: pkgs}
+}
+
+func TestSecurityMergesAndDrops(t *testing.T) {
+	p := mustPolicy(t)
+	hosts := []Host{
+		// Two advisories on one package: the higher fix wins; one job per host.
+		web("w1", pkg("DSA-1", "libssl3", "3.0.1-1", "3.0.2-1"), pkg("DSA-2", "libssl3", "3.0.1-1", "3.0.3-1"), pkg("DSA-2", "openssl", "3.0.1-1", "3.0.3-1")),
+		// Already at the fixed version (upgraded by hand): drops out.
+		web("w2", pkg("DSA-1", "libssl3", "3.0.2-1", "3.0.2-1")),
+		// No fix yet: nothing to install.
+		web("w3", pkg("DSA-1", "libssl3", "3.0.1-1", "")),
+		// Below min_severity only.
+		web("w4", pkg("DSA-3", "curl", "7.0-1", "7.1-1")),
+		// Covered by an open job at a version at least as high.
+		web("w5", pkg("DSA-1", "libssl3", "3.0.1-1", "3.0.2-1")),
+		// Covered at a lower version: still planned.
+		web("w6", pkg("DSA-2", "libssl3", "3.0.1-1", "3.0.3-1")),
+		{ID: "x1", Fleet: "unknown", Packages: []query.ExposedPackage{pkg("DSA-1", "libssl3", "3.0.1-1", "3.0.2-1")}},
+	}
+	covered := Covered{
+		"w5": {{Name: "libssl3", MinVersion: "3.0.2-1"}},
+		"w6": {{Name: "libssl3", MinVersion: "3.0.2-1"}},
+	}
+	res := Security(p, advisories(), hosts, covered, published)
+	if !reflect.DeepEqual(res.Unmatched, []string{"x1"}) {
+		t.Errorf("unmatched = %v", res.Unmatched)
+	}
+	if len(res.Fleets) != 1 {
+		t.Fatalf("fleets = %d, want 1", len(res.Fleets))
+	}
+	f := res.Fleets[0]
+	var ids []string
+	for _, h := range f.Hosts {
+		ids = append(ids, h.HostID)
+	}
+	if !reflect.DeepEqual(ids, []string{"w1", "w6"}) {
+		t.Fatalf("hosts = %v, want [w1 w6]", ids)
+	}
+	w1 := f.Hosts[0]
+	want := []events.PackageTarget{{Name: "libssl3", MinVersion: "3.0.3-1"}, {Name: "openssl", MinVersion: "3.0.3-1"}}
+	if !reflect.DeepEqual(w1.Packages, want) || !reflect.DeepEqual(w1.Advisories, []string{"DSA-1", "DSA-2"}) {
+		t.Errorf("w1 = %+v", w1)
+	}
+	if f.Kind != events.KindSecurity || f.NeedsApproval || f.Reboot != events.RebootIfRequired || f.MaxFailures != 1 || f.Severity != events.SeverityHigh {
+		t.Errorf("plan = %+v", f)
+	}
+	// The delay runs from the earliest publication of the advisories in the plan.
+	if !f.NotBefore.Equal(published.Add(24 * time.Hour)) {
+		t.Errorf("not before = %v", f.NotBefore)
+	}
+	if len(f.Waves) != 2 || f.Waves[0][0] != "w1" {
+		t.Errorf("waves = %v", f.Waves)
+	}
+}
+
+func TestSecurityPolicies(t *testing.T) {
+	p := mustPolicy(t)
+	exposed := func(fleet string) Host {
+		return Host{ID: fleet + "-1", Fleet: fleet, Packages: []query.ExposedPackage{pkg("DSA-1", "bash", "5.0-1", "5.0-2")}}
+	}
+	tests := []struct {
+		name       string
+		advisory   Advisory
+		host       Host
+		kind       string
+		strategy   string
+		approval   bool
+		notBefore  time.Time
+		unattended bool
+		skipped    bool
+	}{
+		{"approve fleet", Advisory{ID: "DSA-1", Severity: events.SeverityLow}, exposed("db"), events.KindSecurity, events.StrategyInPlace, true, time.Time{}, true, false},
+		{"notify-only", Advisory{ID: "DSA-1", Severity: events.SeverityLow}, exposed("legacy"), events.KindSecurity, events.StrategyNotifyOnly, false, time.Time{}, false, false},
+		{"other updates auto: full", Advisory{ID: "DSA-1", Severity: events.SeverityLow}, exposed("lab"), events.KindFull, events.StrategyInPlace, false, time.Time{}, false, false},
+		{"express lane: critical", Advisory{ID: "DSA-1", Severity: events.SeverityCritical, Published: published}, web("w1", pkg("DSA-1", "bash", "5.0-1", "5.0-2")), events.KindSecurity, events.StrategyInPlace, false, time.Time{}, false, false},
+		{"express lane: known exploited", Advisory{ID: "DSA-1", Severity: events.SeverityMedium, KnownExploited: true, Published: published}, web("w1", pkg("DSA-1", "bash", "5.0-1", "5.0-2")), events.KindSecurity, events.StrategyInPlace, false, time.Time{}, false, false},
+		{"soak", Advisory{ID: "DSA-1", Severity: events.SeverityMedium, Published: published}, web("w1", pkg("DSA-1", "bash", "5.0-1", "5.0-2")), events.KindSecurity, events.StrategyInPlace, false, published.Add(24 * time.Hour), false, false},
+		{"below min severity", Advisory{ID: "DSA-1", Severity: events.SeverityLow, Published: published}, web("w1", pkg("DSA-1", "bash", "5.0-1", "5.0-2")), events.KindSecurity, events.StrategyInPlace, false, time.Time{}, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := Security(p, map[string]Advisory{"DSA-1": tt.advisory}, []Host{tt.host}, nil, published)
+			if len(res.Fleets) != 1 {
+				t.Fatalf("fleets = %d", len(res.Fleets))
+			}
+			f := res.Fleets[0]
+			if (f.Skipped != "") != tt.skipped || tt.skipped && len(f.Hosts) != 0 {
+				t.Fatalf("skipped = %q, hosts %d", f.Skipped, len(f.Hosts))
+			}
+			if tt.skipped {
+				return
+			}
+			if f.Kind != tt.kind || f.Strategy != tt.strategy || f.NeedsApproval != tt.approval || !f.NotBefore.Equal(tt.notBefore) || f.ConfigureUnattended != tt.unattended {
+				t.Errorf("plan kind %s strategy %s approval %v not before %v unattended %v", f.Kind, f.Strategy, f.NeedsApproval, f.NotBefore, f.ConfigureUnattended)
+			}
+		})
+	}
+}
+
+func TestOnDemandAndNewHost(t *testing.T) {
+	p := mustPolicy(t)
+	req := events.RolloutRequested{RequestID: "r1", RequestedBy: "alice", Kind: events.KindFull, Selector: events.HostSelector{Fleet: "db"}, Reboot: events.RebootAlways}
+	res := OnDemand(p, req, []Selected{{ID: "d2", Fleet: "db"}, {ID: "d1", Fleet: "db"}, {ID: "z", Fleet: "nowhere"}})
+	if len(res.Fleets) != 1 || !reflect.DeepEqual(res.Unmatched, []string{"z"}) {
+		t.Fatalf("res = %+v", res)
+	}
+	f := res.Fleets[0]
+	if f.Kind != events.KindFull || !f.NeedsApproval || f.Reboot != events.RebootAlways || f.Hosts[0].HostID != "d1" || len(f.Hosts[0].Packages) != 0 {
+		t.Errorf("on-demand plan = %+v", f)
+	}
+	nh := NewHost(p, Selected{ID: "w9", Fleet: "frontend", Tags: map[string]string{"role": "web"}})
+	g := nh.Fleets[0]
+	if g.Kind != events.KindFull || g.NeedsApproval || !g.IgnoreWindows || len(g.Waves) != 1 || !g.NotBefore.IsZero() {
+		t.Errorf("new host plan = %+v", g)
+	}
+}
+
+func TestHash(t *testing.T) {
+	p := mustPolicy(t)
+	hosts := func(fixed string) []Host {
+		return []Host{web("w1", pkg("DSA-1", "bash", "5.0-1", fixed)), web("w2", pkg("DSA-1", "bash", "5.0-1", "5.0-2"))}
+	}
+	adv := map[string]Advisory{"DSA-1": {ID: "DSA-1", Severity: events.SeverityHigh}}
+	a := Security(p, adv, hosts("5.0-2"), nil, published).Fleets[0]
+	b := Security(p, adv, hosts("5.0-2"), nil, published.Add(time.Hour)).Fleets[0]
+	c := Security(p, adv, hosts("5.0-3"), nil, published).Fleets[0]
+	if a.Hash != b.Hash {
+		t.Error("same plan, different hash")
+	}
+	if a.Hash == c.Hash {
+		t.Error("a different package version has the same hash")
+	}
+	if len(a.Hash) != 64 {
+		t.Errorf("hash %q is not sha256 hex", a.Hash)
+	}
+	d := Security(p, adv, hosts("5.0-2")[:1], nil, published).Fleets[0]
+	if d.Hash == a.Hash {
+		t.Error("a plan without w2 has the same hash")
+	}
+	pv := a.Preview()
+	if pv.PlanHash != a.Hash || len(pv.Hosts) != 2 || pv.Hosts[1].Wave != 1 {
+		t.Errorf("preview = %+v", pv)
+	}
+}
