@@ -6,7 +6,87 @@ package inventorydb
 
 import (
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
+
+type Advisory struct {
+	ID        string
+	Revision  int32
+	Aliases   []string
+	Affected  []byte
+	Withdrawn bool
+	UpdatedAt time.Time
+}
+
+type Host struct {
+	ID             string
+	Name           string
+	Fleet          string
+	Tags           []byte
+	Address        string
+	Port           int32
+	SshUser        string
+	Bastion        string
+	Sudo           bool
+	HostKey        string
+	Tofu           bool
+	TofuAllowedBy  string
+	TofuPinnedAt   *time.Time
+	KeyMismatch    bool
+	PresentedKey   string
+	IsNew          bool
+	AppPath        string
+	RegisteredBy   string
+	RegisteredAt   time.Time
+	UpdatedAt      time.Time
+	Retired        bool
+	RetiredAt      *time.Time
+	RetiredReason  string
+	OsID           string
+	OsVersionID    string
+	OsCodename     string
+	Kernel         string
+	BootID         string
+	PackageSetID   pgtype.Int8
+	PackageCount   int32
+	Held           []string
+	RebootRequired bool
+	RebootPackages []string
+	RebootSince    *time.Time
+	Components     []byte
+	LastScan       *time.Time
+	LastScanID     string
+	LastScanError  string
+	Problems       int32
+	NextScan       time.Time
+}
+
+type Install struct {
+	HostID      string
+	Name        string
+	Version     string
+	JobID       string
+	InstalledAt time.Time
+}
+
+type PackageSet struct {
+	ID           int64
+	Hash         string
+	PackageCount int32
+	CreatedAt    time.Time
+}
+
+type PackageSetMember struct {
+	SetID         int64
+	Name          string
+	Arch          string
+	Version       string
+	SourceName    string
+	SourceVersion string
+	Status        string
+	Installed     bool
+}
 
 type ServiceInfo struct {
 	Key       string

@@ -5,3 +5,175 @@ select value from service_info where key = @key;
 insert into service_info (key, value)
 values (@key, @value)
 on conflict (key) do update set value = excluded.value, updated_at = now();
+
+-- name: UpsertHost :one
+-- Registers or updates a host. An empty host key keeps the one pinned before, so re-importing
+-- a TOFU host never unpins the key its first contact recorded; a new key re-pins and clears a
+-- mismatch. Registering a retired host brings it back.
+insert into hosts (id, name, fleet, tags, address, port, ssh_user, bastion, sudo, host_key, tofu,
+                   tofu_allowed_by, is_new, app_path, registered_by)
+values (@id, @name, @fleet, @tags, @address, @port, @ssh_user, @bastion, @sudo, @host_key, @tofu,
+        @tofu_allowed_by, @is_new, @app_path, @registered_by)
+on conflict (id) do update set
+    name = excluded.name, fleet = excluded.fleet, tags = excluded.tags,
+    address = excluded.address, port = excluded.port, ssh_user = excluded.ssh_user,
+    bastion = excluded.bastion, sudo = excluded.sudo,
+    host_key = case when excluded.host_key = '' then hosts.host_key else excluded.host_key end,
+    key_mismatch = case when excluded.host_key <> '' and excluded.host_key <> hosts.host_key then false else hosts.key_mismatch end,
+    presented_key = case when excluded.host_key <> '' and excluded.host_key <> hosts.host_key then '' else hosts.presented_key end,
+    tofu = excluded.tofu,
+    tofu_allowed_by = case when excluded.tofu then excluded.tofu_allowed_by else '' end,
+    is_new = excluded.is_new, app_path = excluded.app_path, registered_by = excluded.registered_by,
+    retired = false, retired_at = null, retired_reason = '',
+    updated_at = now(), next_scan = now()
+returning (xmax = 0) as inserted;
+
+-- name: RetireHost :execrows
+update hosts set retired = true, retired_at = @at, retired_reason = @reason, updated_at = now()
+where id = @id and not retired;
+
+-- name: HostExists :one
+select exists (select 1 from hosts where id = @id);
+
+-- name: GetHost :one
+select * from hosts where id = @id or (name = @id and not retired) order by (id = @id) desc, id limit 1;
+
+-- name: ListHosts :many
+-- One page of hosts by id; every filter is optional.
+select * from hosts
+where id > @after
+  and (@include_retired::boolean or not retired)
+  and (@fleet::text = '' or fleet = @fleet)
+  and tags @> @tags::jsonb
+  and (cardinality(@ids::text[]) = 0 or id = any(@ids::text[]))
+  and (not @by_set::boolean or package_set_id = any(@set_ids::bigint[]))
+  and (sqlc.narg('reboot_required')::boolean is null or reboot_required = sqlc.narg('reboot_required'))
+  and (sqlc.narg('scanned_before')::timestamptz is null or last_scan is null or last_scan < sqlc.narg('scanned_before'))
+order by id
+limit @max_rows;
+
+-- name: PackageSetByHash :one
+select id from package_sets where hash = @hash;
+
+-- name: InsertPackageSet :one
+insert into package_sets (hash, package_count) values (@hash, @package_count)
+on conflict (hash) do nothing
+returning id;
+
+-- name: InsertSetMembers :copyfrom
+insert into package_set_members (set_id, name, arch, version, source_name, source_version, status, installed)
+values (@set_id, @name, @arch, @version, @source_name, @source_version, @status, @installed);
+
+-- name: SetMembers :many
+select name, arch, version, source_name, source_version, status, installed
+from package_set_members where set_id = @set_id order by name, arch;
+
+-- name: MembersBySource :many
+-- Installed members of any set built from these source packages: exposure's candidates.
+select set_id, name, arch, version, source_name, source_version
+from package_set_members where source_name = any(@sources::text[]) and installed;
+
+-- name: MembersByName :many
+select set_id, version from package_set_members where name = @name and installed;
+
+-- name: ExposedHosts :many
+-- Hosts on a (os id, release, package set) that exposure found affected, a page by id.
+select h.id, h.name, h.fleet, h.os_id, h.os_version_id, h.os_codename, h.package_set_id
+from hosts h
+join (select unnest(@os_ids::text[]) as os_id, unnest(@releases::text[]) as release,
+             unnest(@set_ids::bigint[]) as set_id) m
+  on h.package_set_id = m.set_id and h.os_id = m.os_id and h.os_version_id = m.release
+where h.id > @after and not h.retired
+  and (@fleet::text = '' or h.fleet = @fleet)
+  and (cardinality(@ids::text[]) = 0 or h.id = any(@ids::text[]))
+order by h.id
+limit @max_rows;
+
+-- name: HostsWithComponent :many
+-- Hosts running a component (Rails), for gem advisories, a page by id.
+select id, name, fleet, os_id, os_version_id, os_codename, components
+from hosts
+where id > @after and not retired and components @> @component::jsonb
+  and (@fleet::text = '' or fleet = @fleet)
+  and (cardinality(@ids::text[]) = 0 or id = any(@ids::text[]))
+order by id
+limit @max_rows;
+
+-- name: LockHost :one
+select * from hosts where id = @id for update;
+
+-- name: SaveObservation :exec
+update hosts set
+    os_id = @os_id, os_version_id = @os_version_id, os_codename = @os_codename,
+    kernel = @kernel, boot_id = @boot_id, package_set_id = @package_set_id,
+    package_count = @package_count, held = @held, reboot_required = @reboot_required,
+    reboot_packages = @reboot_packages, reboot_since = sqlc.narg('reboot_since'),
+    components = @components, last_scan = @scanned_at, last_scan_id = @scan_id,
+    last_scan_error = '', problems = @problems
+where id = @id;
+
+-- name: SaveScanError :exec
+update hosts set last_scan_error = @message where id = @id;
+
+-- name: PinTOFUKey :execrows
+-- Pins the key a first contact accepted, only if nothing was pinned meanwhile.
+update hosts set host_key = @host_key, tofu_pinned_at = @at where id = @id and host_key = '' and tofu;
+
+-- name: MarkKeyMismatch :execrows
+-- Marks a host refused for presenting another key; the row count says whether it is news.
+update hosts set key_mismatch = true, presented_key = @presented, last_scan_error = @message
+where id = @id and not (key_mismatch and presented_key = @presented);
+
+-- name: ClaimDueHosts :many
+-- Claims hosts due for a scan, pushing next_scan out by a lease so no other instance takes them.
+update hosts h set next_scan = @lease_until
+where h.id in (
+    select d.id from hosts d
+    where d.next_scan <= @now and not d.retired and not d.key_mismatch
+    order by d.next_scan
+    limit @max_rows
+    for update skip locked)
+returning h.id;
+
+-- name: ScheduleScan :exec
+-- Sets the next scan after a claimed one, unless a scan-now moved next_scan off the claim's
+-- lease meanwhile (that request still stands).
+update hosts set next_scan = @next_scan where id = @id and next_scan = @claimed_until;
+
+-- name: ScanNow :execrows
+update hosts set next_scan = @now
+where not retired and not key_mismatch
+  and (cardinality(@ids::text[]) = 0 or id = any(@ids::text[]))
+  and (@fleet::text = '' or fleet = @fleet);
+
+-- name: AddInstall :exec
+insert into installs (host_id, name, version, job_id, installed_at)
+values (@host_id, @name, @version, @job_id, @installed_at)
+on conflict (host_id, name, version) do update set job_id = excluded.job_id, installed_at = excluded.installed_at;
+
+-- name: Installs :many
+select name, version from installs where host_id = @host_id;
+
+-- name: DeleteInstall :exec
+delete from installs where host_id = @host_id and name = @name and version = @version;
+
+-- name: UpsertAdvisory :exec
+-- Latest revision wins; an older revision arriving late changes nothing.
+insert into advisories (id, revision, aliases, affected, withdrawn)
+values (@id, @revision, @aliases, @affected, false)
+on conflict (id) do update set
+    revision = excluded.revision, aliases = excluded.aliases, affected = excluded.affected,
+    withdrawn = false, updated_at = now()
+where advisories.revision <= excluded.revision;
+
+-- name: WithdrawAdvisory :exec
+insert into advisories (id, revision, affected, withdrawn)
+values (@id, @revision, '[]', true)
+on conflict (id) do update set withdrawn = true, revision = greatest(advisories.revision, excluded.revision), updated_at = now()
+where advisories.revision <= excluded.revision;
+
+-- name: FindAdvisories :many
+-- An advisory by id or by alias (CVE); withdrawn ones included so callers can say so.
+select id, revision, affected, withdrawn from advisories
+where id = @key or @key = any(aliases)
+order by id;

@@ -7,7 +7,249 @@ package inventorydb
 
 import (
 	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
+
+const addInstall = `-- name: AddInstall :exec
+insert into installs (host_id, name, version, job_id, installed_at)
+values ($1, $2, $3, $4, $5)
+on conflict (host_id, name, version) do update set job_id = excluded.job_id, installed_at = excluded.installed_at
+`
+
+type AddInstallParams struct {
+	HostID      string
+	Name        string
+	Version     string
+	JobID       string
+	InstalledAt time.Time
+}
+
+func (q *Queries) AddInstall(ctx context.Context, arg AddInstallParams) error {
+	_, err := q.db.Exec(ctx, addInstall,
+		arg.HostID,
+		arg.Name,
+		arg.Version,
+		arg.JobID,
+		arg.InstalledAt,
+	)
+	return err
+}
+
+const claimDueHosts = `-- name: ClaimDueHosts :many
+update hosts h set next_scan = $1
+where h.id in (
+    select d.id from hosts d
+    where d.next_scan <= $2 and not d.retired and not d.key_mismatch
+    order by d.next_scan
+    limit $3
+    for update skip locked)
+returning h.id
+`
+
+type ClaimDueHostsParams struct {
+	LeaseUntil time.Time
+	Now        time.Time
+	MaxRows    int32
+}
+
+// Claims hosts due for a scan, pushing next_scan out by a lease so no other instance takes them.
+func (q *Queries) ClaimDueHosts(ctx context.Context, arg ClaimDueHostsParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, claimDueHosts, arg.LeaseUntil, arg.Now, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const deleteInstall = `-- name: DeleteInstall :exec
+delete from installs where host_id = $1 and name = $2 and version = $3
+`
+
+type DeleteInstallParams struct {
+	HostID  string
+	Name    string
+	Version string
+}
+
+func (q *Queries) DeleteInstall(ctx context.Context, arg DeleteInstallParams) error {
+	_, err := q.db.Exec(ctx, deleteInstall, arg.HostID, arg.Name, arg.Version)
+	return err
+}
+
+const exposedHosts = `-- name: ExposedHosts :many
+select h.id, h.name, h.fleet, h.os_id, h.os_version_id, h.os_codename, h.package_set_id
+from hosts h
+join (select unnest($1::text[]) as os_id, unnest($2::text[]) as release,
+             unnest($3::bigint[]) as set_id) m
+  on h.package_set_id = m.set_id and h.os_id = m.os_id and h.os_version_id = m.release
+where h.id > $4 and not h.retired
+  and ($5::text = '' or h.fleet = $5)
+  and (cardinality($6::text[]) = 0 or h.id = any($6::text[]))
+order by h.id
+limit $7
+`
+
+type ExposedHostsParams struct {
+	OsIds    []string
+	Releases []string
+	SetIds   []int64
+	After    string
+	Fleet    string
+	Ids      []string
+	MaxRows  int32
+}
+
+type ExposedHostsRow struct {
+	ID           string
+	Name         string
+	Fleet        string
+	OsID         string
+	OsVersionID  string
+	OsCodename   string
+	PackageSetID pgtype.Int8
+}
+
+// Hosts on a (os id, release, package set) that exposure found affected, a page by id.
+func (q *Queries) ExposedHosts(ctx context.Context, arg ExposedHostsParams) ([]ExposedHostsRow, error) {
+	rows, err := q.db.Query(ctx, exposedHosts,
+		arg.OsIds,
+		arg.Releases,
+		arg.SetIds,
+		arg.After,
+		arg.Fleet,
+		arg.Ids,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ExposedHostsRow{}
+	for rows.Next() {
+		var i ExposedHostsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Name,
+			&i.Fleet,
+			&i.OsID,
+			&i.OsVersionID,
+			&i.OsCodename,
+			&i.PackageSetID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const findAdvisories = `-- name: FindAdvisories :many
+select id, revision, affected, withdrawn from advisories
+where id = $1 or $1 = any(aliases)
+order by id
+`
+
+type FindAdvisoriesRow struct {
+	ID        string
+	Revision  int32
+	Affected  []byte
+	Withdrawn bool
+}
+
+// An advisory by id or by alias (CVE); withdrawn ones included so callers can say so.
+func (q *Queries) FindAdvisories(ctx context.Context, key string) ([]FindAdvisoriesRow, error) {
+	rows, err := q.db.Query(ctx, findAdvisories, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []FindAdvisoriesRow{}
+	for rows.Next() {
+		var i FindAdvisoriesRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Revision,
+			&i.Affected,
+			&i.Withdrawn,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const getHost = `-- name: GetHost :one
+select id, name, fleet, tags, address, port, ssh_user, bastion, sudo, host_key, tofu, tofu_allowed_by, tofu_pinned_at, key_mismatch, presented_key, is_new, app_path, registered_by, registered_at, updated_at, retired, retired_at, retired_reason, os_id, os_version_id, os_codename, kernel, boot_id, package_set_id, package_count, held, reboot_required, reboot_packages, reboot_since, components, last_scan, last_scan_id, last_scan_error, problems, next_scan from hosts where id = $1 or (name = $1 and not retired) order by (id = $1) desc, id limit 1
+`
+
+func (q *Queries) GetHost(ctx context.Context, id string) (Host, error) {
+	row := q.db.QueryRow(ctx, getHost, id)
+	var i Host
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.Fleet,
+		&i.Tags,
+		&i.Address,
+		&i.Port,
+		&i.SshUser,
+		&i.Bastion,
+		&i.Sudo,
+		&i.HostKey,
+		&i.Tofu,
+		&i.TofuAllowedBy,
+		&i.TofuPinnedAt,
+		&i.KeyMismatch,
+		&i.PresentedKey,
+		&i.IsNew,
+		&i.AppPath,
+		&i.RegisteredBy,
+		&i.RegisteredAt,
+		&i.UpdatedAt,
+		&i.Retired,
+		&i.RetiredAt,
+		&i.RetiredReason,
+		&i.OsID,
+		&i.OsVersionID,
+		&i.OsCodename,
+		&i.Kernel,
+		&i.BootID,
+		&i.PackageSetID,
+		&i.PackageCount,
+		&i.Held,
+		&i.RebootRequired,
+		&i.RebootPackages,
+		&i.RebootSince,
+		&i.Components,
+		&i.LastScan,
+		&i.LastScanID,
+		&i.LastScanError,
+		&i.Problems,
+		&i.NextScan,
+	)
+	return i, err
+}
 
 const getServiceInfo = `-- name: GetServiceInfo :one
 select value from service_info where key = $1
@@ -18,6 +260,577 @@ func (q *Queries) GetServiceInfo(ctx context.Context, key string) (string, error
 	var value string
 	err := row.Scan(&value)
 	return value, err
+}
+
+const hostExists = `-- name: HostExists :one
+select exists (select 1 from hosts where id = $1)
+`
+
+func (q *Queries) HostExists(ctx context.Context, id string) (bool, error) {
+	row := q.db.QueryRow(ctx, hostExists, id)
+	var exists bool
+	err := row.Scan(&exists)
+	return exists, err
+}
+
+const hostsWithComponent = `-- name: HostsWithComponent :many
+select id, name, fleet, os_id, os_version_id, os_codename, components
+from hosts
+where id > $1 and not retired and components @> $2::jsonb
+  and ($3::text = '' or fleet = $3)
+  and (cardinality($4::text[]) = 0 or id = any($4::text[]))
+order by id
+limit $5
+`
+
+type HostsWithComponentParams struct {
+	After     string
+	Component []byte
+	Fleet     string
+	Ids       []string
+	MaxRows   int32
+}
+
+type HostsWithComponentRow struct {
+	ID          string
+	Name        string
+	Fleet       string
+	OsID        string
+	OsVersionID string
+	OsCodename  string
+	Components  []byte
+}
+
+// Hosts running a component (Rails), for gem advisories, a page by id.
+func (q *Queries) HostsWithComponent(ctx context.Context, arg HostsWithComponentParams) ([]HostsWithComponentRow, error) {
+	rows, err := q.db.Query(ctx, hostsWithComponent,
+		arg.After,
+		arg.Component,
+		arg.Fleet,
+		arg.Ids,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []HostsWithComponentRow{}
+	for rows.Next() {
+		var i HostsWithComponentRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Name,
+			&i.Fleet,
+			&i.OsID,
+			&i.OsVersionID,
+			&i.OsCodename,
+			&i.Components,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const insertPackageSet = `-- name: InsertPackageSet :one
+insert into package_sets (hash, package_count) values ($1, $2)
+on conflict (hash) do nothing
+returning id
+`
+
+type InsertPackageSetParams struct {
+	Hash         string
+	PackageCount int32
+}
+
+func (q *Queries) InsertPackageSet(ctx context.Context, arg InsertPackageSetParams) (int64, error) {
+	row := q.db.QueryRow(ctx, insertPackageSet, arg.Hash, arg.PackageCount)
+	var id int64
+	err := row.Scan(&id)
+	return id, err
+}
+
+type InsertSetMembersParams struct {
+	SetID         int64
+	Name          string
+	Arch          string
+	Version       string
+	SourceName    string
+	SourceVersion string
+	Status        string
+	Installed     bool
+}
+
+const installs = `-- name: Installs :many
+select name, version from installs where host_id = $1
+`
+
+type InstallsRow struct {
+	Name    string
+	Version string
+}
+
+func (q *Queries) Installs(ctx context.Context, hostID string) ([]InstallsRow, error) {
+	rows, err := q.db.Query(ctx, installs, hostID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []InstallsRow{}
+	for rows.Next() {
+		var i InstallsRow
+		if err := rows.Scan(&i.Name, &i.Version); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listHosts = `-- name: ListHosts :many
+select id, name, fleet, tags, address, port, ssh_user, bastion, sudo, host_key, tofu, tofu_allowed_by, tofu_pinned_at, key_mismatch, presented_key, is_new, app_path, registered_by, registered_at, updated_at, retired, retired_at, retired_reason, os_id, os_version_id, os_codename, kernel, boot_id, package_set_id, package_count, held, reboot_required, reboot_packages, reboot_since, components, last_scan, last_scan_id, last_scan_error, problems, next_scan from hosts
+where id > $1
+  and ($2::boolean or not retired)
+  and ($3::text = '' or fleet = $3)
+  and tags @> $4::jsonb
+  and (cardinality($5::text[]) = 0 or id = any($5::text[]))
+  and (not $6::boolean or package_set_id = any($7::bigint[]))
+  and ($8::boolean is null or reboot_required = $8)
+  and ($9::timestamptz is null or last_scan is null or last_scan < $9)
+order by id
+limit $10
+`
+
+type ListHostsParams struct {
+	After          string
+	IncludeRetired bool
+	Fleet          string
+	Tags           []byte
+	Ids            []string
+	BySet          bool
+	SetIds         []int64
+	RebootRequired pgtype.Bool
+	ScannedBefore  *time.Time
+	MaxRows        int32
+}
+
+// One page of hosts by id; every filter is optional.
+func (q *Queries) ListHosts(ctx context.Context, arg ListHostsParams) ([]Host, error) {
+	rows, err := q.db.Query(ctx, listHosts,
+		arg.After,
+		arg.IncludeRetired,
+		arg.Fleet,
+		arg.Tags,
+		arg.Ids,
+		arg.BySet,
+		arg.SetIds,
+		arg.RebootRequired,
+		arg.ScannedBefore,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Host{}
+	for rows.Next() {
+		var i Host
+		if err := rows.Scan(
+			&i.ID,
+			&i.Name,
+			&i.Fleet,
+			&i.Tags,
+			&i.Address,
+			&i.Port,
+			&i.SshUser,
+			&i.Bastion,
+			&i.Sudo,
+			&i.HostKey,
+			&i.Tofu,
+			&i.TofuAllowedBy,
+			&i.TofuPinnedAt,
+			&i.KeyMismatch,
+			&i.PresentedKey,
+			&i.IsNew,
+			&i.AppPath,
+			&i.RegisteredBy,
+			&i.RegisteredAt,
+			&i.UpdatedAt,
+			&i.Retired,
+			&i.RetiredAt,
+			&i.RetiredReason,
+			&i.OsID,
+			&i.OsVersionID,
+			&i.OsCodename,
+			&i.Kernel,
+			&i.BootID,
+			&i.PackageSetID,
+			&i.PackageCount,
+			&i.Held,
+			&i.RebootRequired,
+			&i.RebootPackages,
+			&i.RebootSince,
+			&i.Components,
+			&i.LastScan,
+			&i.LastScanID,
+			&i.LastScanError,
+			&i.Problems,
+			&i.NextScan,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const lockHost = `-- name: LockHost :one
+select id, name, fleet, tags, address, port, ssh_user, bastion, sudo, host_key, tofu, tofu_allowed_by, tofu_pinned_at, key_mismatch, presented_key, is_new, app_path, registered_by, registered_at, updated_at, retired, retired_at, retired_reason, os_id, os_version_id, os_codename, kernel, boot_id, package_set_id, package_count, held, reboot_required, reboot_packages, reboot_since, components, last_scan, last_scan_id, last_scan_error, problems, next_scan from hosts where id = $1 for update
+`
+
+func (q *Queries) LockHost(ctx context.Context, id string) (Host, error) {
+	row := q.db.QueryRow(ctx, lockHost, id)
+	var i Host
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.Fleet,
+		&i.Tags,
+		&i.Address,
+		&i.Port,
+		&i.SshUser,
+		&i.Bastion,
+		&i.Sudo,
+		&i.HostKey,
+		&i.Tofu,
+		&i.TofuAllowedBy,
+		&i.TofuPinnedAt,
+		&i.KeyMismatch,
+		&i.PresentedKey,
+		&i.IsNew,
+		&i.AppPath,
+		&i.RegisteredBy,
+		&i.RegisteredAt,
+		&i.UpdatedAt,
+		&i.Retired,
+		&i.RetiredAt,
+		&i.RetiredReason,
+		&i.OsID,
+		&i.OsVersionID,
+		&i.OsCodename,
+		&i.Kernel,
+		&i.BootID,
+		&i.PackageSetID,
+		&i.PackageCount,
+		&i.Held,
+		&i.RebootRequired,
+		&i.RebootPackages,
+		&i.RebootSince,
+		&i.Components,
+		&i.LastScan,
+		&i.LastScanID,
+		&i.LastScanError,
+		&i.Problems,
+		&i.NextScan,
+	)
+	return i, err
+}
+
+const markKeyMismatch = `-- name: MarkKeyMismatch :execrows
+update hosts set key_mismatch = true, presented_key = $1, last_scan_error = $2
+where id = $3 and not (key_mismatch and presented_key = $1)
+`
+
+type MarkKeyMismatchParams struct {
+	Presented string
+	Message   string
+	ID        string
+}
+
+// Marks a host refused for presenting another key; the row count says whether it is news.
+func (q *Queries) MarkKeyMismatch(ctx context.Context, arg MarkKeyMismatchParams) (int64, error) {
+	result, err := q.db.Exec(ctx, markKeyMismatch, arg.Presented, arg.Message, arg.ID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const membersByName = `-- name: MembersByName :many
+select set_id, version from package_set_members where name = $1 and installed
+`
+
+type MembersByNameRow struct {
+	SetID   int64
+	Version string
+}
+
+func (q *Queries) MembersByName(ctx context.Context, name string) ([]MembersByNameRow, error) {
+	rows, err := q.db.Query(ctx, membersByName, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []MembersByNameRow{}
+	for rows.Next() {
+		var i MembersByNameRow
+		if err := rows.Scan(&i.SetID, &i.Version); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const membersBySource = `-- name: MembersBySource :many
+select set_id, name, arch, version, source_name, source_version
+from package_set_members where source_name = any($1::text[]) and installed
+`
+
+type MembersBySourceRow struct {
+	SetID         int64
+	Name          string
+	Arch          string
+	Version       string
+	SourceName    string
+	SourceVersion string
+}
+
+// Installed members of any set built from these source packages: exposure's candidates.
+func (q *Queries) MembersBySource(ctx context.Context, sources []string) ([]MembersBySourceRow, error) {
+	rows, err := q.db.Query(ctx, membersBySource, sources)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []MembersBySourceRow{}
+	for rows.Next() {
+		var i MembersBySourceRow
+		if err := rows.Scan(
+			&i.SetID,
+			&i.Name,
+			&i.Arch,
+			&i.Version,
+			&i.SourceName,
+			&i.SourceVersion,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const packageSetByHash = `-- name: PackageSetByHash :one
+select id from package_sets where hash = $1
+`
+
+func (q *Queries) PackageSetByHash(ctx context.Context, hash string) (int64, error) {
+	row := q.db.QueryRow(ctx, packageSetByHash, hash)
+	var id int64
+	err := row.Scan(&id)
+	return id, err
+}
+
+const pinTOFUKey = `-- name: PinTOFUKey :execrows
+update hosts set host_key = $1, tofu_pinned_at = $2 where id = $3 and host_key = '' and tofu
+`
+
+type PinTOFUKeyParams struct {
+	HostKey string
+	At      *time.Time
+	ID      string
+}
+
+// Pins the key a first contact accepted, only if nothing was pinned meanwhile.
+func (q *Queries) PinTOFUKey(ctx context.Context, arg PinTOFUKeyParams) (int64, error) {
+	result, err := q.db.Exec(ctx, pinTOFUKey, arg.HostKey, arg.At, arg.ID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const retireHost = `-- name: RetireHost :execrows
+update hosts set retired = true, retired_at = $1, retired_reason = $2, updated_at = now()
+where id = $3 and not retired
+`
+
+type RetireHostParams struct {
+	At     *time.Time
+	Reason string
+	ID     string
+}
+
+func (q *Queries) RetireHost(ctx context.Context, arg RetireHostParams) (int64, error) {
+	result, err := q.db.Exec(ctx, retireHost, arg.At, arg.Reason, arg.ID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const saveObservation = `-- name: SaveObservation :exec
+update hosts set
+    os_id = $1, os_version_id = $2, os_codename = $3,
+    kernel = $4, boot_id = $5, package_set_id = $6,
+    package_count = $7, held = $8, reboot_required = $9,
+    reboot_packages = $10, reboot_since = $11,
+    components = $12, last_scan = $13, last_scan_id = $14,
+    last_scan_error = '', problems = $15
+where id = $16
+`
+
+type SaveObservationParams struct {
+	OsID           string
+	OsVersionID    string
+	OsCodename     string
+	Kernel         string
+	BootID         string
+	PackageSetID   pgtype.Int8
+	PackageCount   int32
+	Held           []string
+	RebootRequired bool
+	RebootPackages []string
+	RebootSince    *time.Time
+	Components     []byte
+	ScannedAt      *time.Time
+	ScanID         string
+	Problems       int32
+	ID             string
+}
+
+func (q *Queries) SaveObservation(ctx context.Context, arg SaveObservationParams) error {
+	_, err := q.db.Exec(ctx, saveObservation,
+		arg.OsID,
+		arg.OsVersionID,
+		arg.OsCodename,
+		arg.Kernel,
+		arg.BootID,
+		arg.PackageSetID,
+		arg.PackageCount,
+		arg.Held,
+		arg.RebootRequired,
+		arg.RebootPackages,
+		arg.RebootSince,
+		arg.Components,
+		arg.ScannedAt,
+		arg.ScanID,
+		arg.Problems,
+		arg.ID,
+	)
+	return err
+}
+
+const saveScanError = `-- name: SaveScanError :exec
+update hosts set last_scan_error = $1 where id = $2
+`
+
+type SaveScanErrorParams struct {
+	Message string
+	ID      string
+}
+
+func (q *Queries) SaveScanError(ctx context.Context, arg SaveScanErrorParams) error {
+	_, err := q.db.Exec(ctx, saveScanError, arg.Message, arg.ID)
+	return err
+}
+
+const scanNow = `-- name: ScanNow :execrows
+update hosts set next_scan = $1
+where not retired and not key_mismatch
+  and (cardinality($2::text[]) = 0 or id = any($2::text[]))
+  and ($3::text = '' or fleet = $3)
+`
+
+type ScanNowParams struct {
+	Now   time.Time
+	Ids   []string
+	Fleet string
+}
+
+func (q *Queries) ScanNow(ctx context.Context, arg ScanNowParams) (int64, error) {
+	result, err := q.db.Exec(ctx, scanNow, arg.Now, arg.Ids, arg.Fleet)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const scheduleScan = `-- name: ScheduleScan :exec
+update hosts set next_scan = $1 where id = $2 and next_scan = $3
+`
+
+type ScheduleScanParams struct {
+	NextScan     time.Time
+	ID           string
+	ClaimedUntil time.Time
+}
+
+// Sets the next scan after a claimed one, unless a scan-now moved next_scan off the claim's
+// lease meanwhile (that request still stands).
+func (q *Queries) ScheduleScan(ctx context.Context, arg ScheduleScanParams) error {
+	_, err := q.db.Exec(ctx, scheduleScan, arg.NextScan, arg.ID, arg.ClaimedUntil)
+	return err
+}
+
+const setMembers = `-- name: SetMembers :many
+select name, arch, version, source_name, source_version, status, installed
+from package_set_members where set_id = $1 order by name, arch
+`
+
+type SetMembersRow struct {
+	Name          string
+	Arch          string
+	Version       string
+	SourceName    string
+	SourceVersion string
+	Status        string
+	Installed     bool
+}
+
+func (q *Queries) SetMembers(ctx context.Context, setID int64) ([]SetMembersRow, error) {
+	rows, err := q.db.Query(ctx, setMembers, setID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []SetMembersRow{}
+	for rows.Next() {
+		var i SetMembersRow
+		if err := rows.Scan(
+			&i.Name,
+			&i.Arch,
+			&i.Version,
+			&i.SourceName,
+			&i.SourceVersion,
+			&i.Status,
+			&i.Installed,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const setServiceInfo = `-- name: SetServiceInfo :exec
@@ -33,5 +846,113 @@ type SetServiceInfoParams struct {
 
 func (q *Queries) SetServiceInfo(ctx context.Context, arg SetServiceInfoParams) error {
 	_, err := q.db.Exec(ctx, setServiceInfo, arg.Key, arg.Value)
+	return err
+}
+
+const upsertAdvisory = `-- name: UpsertAdvisory :exec
+insert into advisories (id, revision, aliases, affected, withdrawn)
+values ($1, $2, $3, $4, false)
+on conflict (id) do update set
+    revision = excluded.revision, aliases = excluded.aliases, affected = excluded.affected,
+    withdrawn = false, updated_at = now()
+where advisories.revision <= excluded.revision
+`
+
+type UpsertAdvisoryParams struct {
+	ID       string
+	Revision int32
+	Aliases  []string
+	Affected []byte
+}
+
+// Latest revision wins; an older revision arriving late changes nothing.
+func (q *Queries) UpsertAdvisory(ctx context.Context, arg UpsertAdvisoryParams) error {
+	_, err := q.db.Exec(ctx, upsertAdvisory,
+		arg.ID,
+		arg.Revision,
+		arg.Aliases,
+		arg.Affected,
+	)
+	return err
+}
+
+const upsertHost = `-- name: UpsertHost :one
+insert into hosts (id, name, fleet, tags, address, port, ssh_user, bastion, sudo, host_key, tofu,
+                   tofu_allowed_by, is_new, app_path, registered_by)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+        $12, $13, $14, $15)
+on conflict (id) do update set
+    name = excluded.name, fleet = excluded.fleet, tags = excluded.tags,
+    address = excluded.address, port = excluded.port, ssh_user = excluded.ssh_user,
+    bastion = excluded.bastion, sudo = excluded.sudo,
+    host_key = case when excluded.host_key = '' then hosts.host_key else excluded.host_key end,
+    key_mismatch = case when excluded.host_key <> '' and excluded.host_key <> hosts.host_key then false else hosts.key_mismatch end,
+    presented_key = case when excluded.host_key <> '' and excluded.host_key <> hosts.host_key then '' else hosts.presented_key end,
+    tofu = excluded.tofu,
+    tofu_allowed_by = case when excluded.tofu then excluded.tofu_allowed_by else '' end,
+    is_new = excluded.is_new, app_path = excluded.app_path, registered_by = excluded.registered_by,
+    retired = false, retired_at = null, retired_reason = '',
+    updated_at = now(), next_scan = now()
+returning (xmax = 0) as inserted
+`
+
+type UpsertHostParams struct {
+	ID            string
+	Name          string
+	Fleet         string
+	Tags          []byte
+	Address       string
+	Port          int32
+	SshUser       string
+	Bastion       string
+	Sudo          bool
+	HostKey       string
+	Tofu          bool
+	TofuAllowedBy string
+	IsNew         bool
+	AppPath       string
+	RegisteredBy  string
+}
+
+// Registers or updates a host. An empty host key keeps the one pinned before, so re-importing
+// a TOFU host never unpins the key its first contact recorded; a new key re-pins and clears a
+// mismatch. Registering a retired host brings it back.
+func (q *Queries) UpsertHost(ctx context.Context, arg UpsertHostParams) (bool, error) {
+	row := q.db.QueryRow(ctx, upsertHost,
+		arg.ID,
+		arg.Name,
+		arg.Fleet,
+		arg.Tags,
+		arg.Address,
+		arg.Port,
+		arg.SshUser,
+		arg.Bastion,
+		arg.Sudo,
+		arg.HostKey,
+		arg.Tofu,
+		arg.TofuAllowedBy,
+		arg.IsNew,
+		arg.AppPath,
+		arg.RegisteredBy,
+	)
+	var inserted bool
+	err := row.Scan(&inserted)
+	return inserted, err
+}
+
+const withdrawAdvisory = `-- name: WithdrawAdvisory :exec
+insert into advisories (id, revision, affected, withdrawn)
+values ($1, $2, '[]', true)
+on conflict (id) do update set withdrawn = true, revision = greatest(advisories.revision, excluded.revision), updated_at = now()
+where advisories.revision <= excluded.revision
+`
+
+type WithdrawAdvisoryParams struct {
+	ID       string
+	Revision int32
+}
+
+func (q *Queries) WithdrawAdvisory(ctx context.Context, arg WithdrawAdvisoryParams) error {
+	_, err := q.db.Exec(ctx, withdrawAdvisory, arg.ID, arg.Revision)
 	return err
 }

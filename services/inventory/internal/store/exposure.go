@@ -1,0 +1,187 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/patchfleet/patchfleet/db/inventorydb"
+	"github.com/patchfleet/patchfleet/events"
+	"github.com/patchfleet/patchfleet/events/query"
+	"github.com/patchfleet/patchfleet/services/inventory/internal/exposure"
+)
+
+// Entry is an affected entry and the advisory it comes from ("" for an explicit list).
+type Entry struct {
+	AdvisoryID string
+	events.Affected
+}
+
+// ExposureFilter asks which hosts entries expose, one page by host id after After.
+type ExposureFilter struct {
+	Entries []Entry
+	Fleet   string
+	IDs     []string
+	After   string
+	Limit   int
+}
+
+type setKey struct {
+	osID, release string
+	set           int64
+}
+
+// Exposure returns one page of exposed hosts ordered by id, and the id to continue after.
+//
+// Debian and Ubuntu entries: set members are looked up by source package (an index), each
+// set's candidates are judged in Go with Debian version ordering, and the exposed
+// (os, release, set) triples select the hosts in one indexed query. RubyGems entries are
+// matched against the Rails component of hosts that run Rails.
+func (s *Store) Exposure(ctx context.Context, f ExposureFilter) ([]query.ExposedHost, string, error) {
+	q := inventorydb.New(s.pool)
+	ids := f.IDs
+	if ids == nil {
+		ids = []string{}
+	}
+	byKey, err := s.exposedSets(ctx, q, f.Entries)
+	if err != nil {
+		return nil, "", err
+	}
+	hosts := map[string]*query.ExposedHost{}
+	if len(byKey) > 0 {
+		keys := slices.SortedFunc(maps.Keys(byKey), func(a, b setKey) int {
+			return cmp.Or(strings.Compare(a.osID, b.osID), strings.Compare(a.release, b.release), cmp.Compare(a.set, b.set))
+		})
+		p := inventorydb.ExposedHostsParams{After: f.After, Fleet: f.Fleet, Ids: ids, MaxRows: int32(f.Limit + 1)}
+		for _, k := range keys {
+			p.OsIds, p.Releases, p.SetIds = append(p.OsIds, k.osID), append(p.Releases, k.release), append(p.SetIds, k.set)
+		}
+		rows, err := q.ExposedHosts(ctx, p)
+		if err != nil {
+			return nil, "", fmt.Errorf("exposed hosts: %w", err)
+		}
+		for _, r := range rows {
+			hosts[r.ID] = &query.ExposedHost{HostID: r.ID, Name: r.Name, Fleet: r.Fleet,
+				OS:       events.OSRelease{ID: r.OsID, VersionID: r.OsVersionID, Codename: r.OsCodename},
+				Packages: slices.Clone(byKey[setKey{r.OsID, r.OsVersionID, r.PackageSetID.Int64}])}
+		}
+	}
+	if err := s.exposedGems(ctx, q, f, ids, hosts); err != nil {
+		return nil, "", err
+	}
+	out := make([]query.ExposedHost, 0, len(hosts))
+	for _, id := range slices.Sorted(maps.Keys(hosts)) {
+		if len(out) == f.Limit {
+			return out, out[len(out)-1].HostID, nil
+		}
+		out = append(out, *hosts[id])
+	}
+	return out, "", nil
+}
+
+// exposedSets judges every stored package set that holds an affected source package.
+func (s *Store) exposedSets(ctx context.Context, q *inventorydb.Queries, entries []Entry) (map[setKey][]query.ExposedPackage, error) {
+	var sources []string
+	for _, e := range entries {
+		if _, ok := exposure.HostOS(e.Ecosystem); ok && !slices.Contains(sources, e.Package) {
+			sources = append(sources, e.Package)
+		}
+	}
+	if len(sources) == 0 {
+		return nil, nil
+	}
+	rows, err := q.MembersBySource(ctx, sources)
+	if err != nil {
+		return nil, fmt.Errorf("packages built from %s: %w", strings.Join(sources, ", "), err)
+	}
+	bySource := map[string]map[int64][]query.Package{}
+	for _, r := range rows {
+		if bySource[r.SourceName] == nil {
+			bySource[r.SourceName] = map[int64][]query.Package{}
+		}
+		bySource[r.SourceName][r.SetID] = append(bySource[r.SourceName][r.SetID], query.Package{Name: r.Name,
+			Arch: r.Arch, Version: r.Version, SourceName: r.SourceName, SourceVersion: r.SourceVersion})
+	}
+	out := map[setKey][]query.ExposedPackage{}
+	for _, e := range entries {
+		osID, ok := exposure.HostOS(e.Ecosystem)
+		if !ok {
+			continue
+		}
+		for set, pkgs := range bySource[e.Package] {
+			exposed, err := exposure.Packages(e.Affected, e.AdvisoryID, pkgs)
+			if err != nil {
+				return nil, fmt.Errorf("exposure to %s: %w", e.AdvisoryID, err)
+			}
+			if len(exposed) > 0 {
+				k := setKey{osID, e.Release, set}
+				out[k] = append(out[k], exposed...)
+			}
+		}
+	}
+	for k, ps := range out {
+		slices.SortFunc(ps, func(a, b query.ExposedPackage) int {
+			return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.Arch, b.Arch), strings.Compare(a.AdvisoryID, b.AdvisoryID))
+		})
+		out[k] = ps
+	}
+	return out, nil
+}
+
+// exposedGems adds hosts whose Rails version a rubygems entry affects, up to one page.
+func (s *Store) exposedGems(ctx context.Context, q *inventorydb.Queries, f ExposureFilter, ids []string, hosts map[string]*query.ExposedHost) error {
+	var gems []Entry
+	for _, e := range f.Entries {
+		if e.Ecosystem == events.EcosystemRubyGems {
+			gems = append(gems, e)
+		}
+	}
+	if len(gems) == 0 {
+		return nil
+	}
+	after, found := f.After, 0
+	for found <= f.Limit {
+		rows, err := q.HostsWithComponent(ctx, inventorydb.HostsWithComponentParams{After: after,
+			Component: []byte(`[{"name":"rails"}]`), Fleet: f.Fleet, Ids: ids, MaxRows: 1000})
+		if err != nil {
+			return fmt.Errorf("hosts running rails: %w", err)
+		}
+		for _, r := range rows {
+			var comps []events.Component
+			_ = json.Unmarshal(r.Components, &comps)
+			var exposed []query.ExposedPackage
+			for _, c := range comps {
+				if c.Name != "rails" {
+					continue
+				}
+				for _, e := range gems {
+					ps, err := exposure.Gems(e.Affected, e.AdvisoryID, c.Version)
+					if err != nil {
+						return fmt.Errorf("exposure of %s to %s: %w", r.ID, e.AdvisoryID, err)
+					}
+					exposed = append(exposed, ps...)
+				}
+			}
+			if len(exposed) == 0 {
+				continue
+			}
+			found++
+			h := hosts[r.ID]
+			if h == nil {
+				h = &query.ExposedHost{HostID: r.ID, Name: r.Name, Fleet: r.Fleet,
+					OS: events.OSRelease{ID: r.OsID, VersionID: r.OsVersionID, Codename: r.OsCodename}}
+				hosts[r.ID] = h
+			}
+			h.Packages = append(h.Packages, exposed...)
+		}
+		if len(rows) < 1000 {
+			break
+		}
+		after = rows[len(rows)-1].ID
+	}
+	return nil
+}

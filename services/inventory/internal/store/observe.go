@@ -1,0 +1,238 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/patchfleet/patchfleet/db/inventorydb"
+	"github.com/patchfleet/patchfleet/db/outbox"
+	"github.com/patchfleet/patchfleet/events"
+	"github.com/patchfleet/patchfleet/events/hostfacts"
+	"github.com/patchfleet/patchfleet/events/query"
+	"github.com/patchfleet/patchfleet/services/inventory/internal/drift"
+)
+
+// Observation is one scan or offline report of a host.
+type Observation struct {
+	HostID  string
+	ScanID  string
+	At      time.Time
+	Offline bool
+	Facts   hostfacts.Facts
+	// AcceptedKey is the host key a trust-on-first-use contact accepted (authorized_keys
+	// format); it is pinned with the observation.
+	AcceptedKey string
+}
+
+// Packages returns the facts' packages in canonical order (name, architecture).
+func Packages(f hostfacts.Facts) []query.Package {
+	out := make([]query.Package, len(f.Packages))
+	for i, p := range f.Packages {
+		out[i] = query.Package{Name: p.Name, Version: p.Version, Arch: p.Arch, SourceName: p.SourceName,
+			SourceVersion: p.SourceVersion, Status: p.Status}
+	}
+	slices.SortFunc(out, func(a, b query.Package) int {
+		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.Arch, b.Arch))
+	})
+	return slices.CompactFunc(out, func(a, b query.Package) bool { return a.Name == b.Name && a.Arch == b.Arch })
+}
+
+// SetHash is the content hash of a canonical package list: hosts with the same packages at
+// the same versions share one stored set.
+func SetHash(pkgs []query.Package) string {
+	h := sha256.New()
+	for _, p := range pkgs {
+		fmt.Fprintf(h, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Arch, p.Version, p.SourceName, p.SourceVersion, p.Status)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+func installed(status string) bool {
+	return len(status) >= 2 && strings.ContainsRune("itW", rune(status[1]))
+}
+
+// packageSet returns the id of the set holding exactly pkgs, storing it if it is new.
+func packageSet(ctx context.Context, q *inventorydb.Queries, pkgs []query.Package) (int64, string, error) {
+	hash := SetHash(pkgs)
+	id, err := q.InsertPackageSet(ctx, inventorydb.InsertPackageSetParams{Hash: hash, PackageCount: int32(len(pkgs))})
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Stored before (or by a concurrent transaction, which the insert waited for).
+		id, err = q.PackageSetByHash(ctx, hash)
+		if err != nil {
+			return 0, "", fmt.Errorf("package set %s: %w", hash, err)
+		}
+		return id, hash, nil
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("store package set %s: %w", hash, err)
+	}
+	rows := make([]inventorydb.InsertSetMembersParams, len(pkgs))
+	for i, p := range pkgs {
+		rows[i] = inventorydb.InsertSetMembersParams{SetID: id, Name: p.Name, Arch: p.Arch, Version: p.Version,
+			SourceName: p.SourceName, SourceVersion: p.SourceVersion, Status: p.Status, Installed: installed(p.Status)}
+	}
+	if _, err := q.InsertSetMembers(ctx, rows); err != nil {
+		return 0, "", fmt.Errorf("store package set %s members: %w", hash, err)
+	}
+	return id, hash, nil
+}
+
+// Observe stores an observation and, in the same transaction, the events it causes:
+// HostInventoryReported always (with the package changes since the previous observation),
+// HostDriftDetected when a change is not one Patchfleet installed, RebootRequired when a
+// reboot newly became required. The first observation of a host is its baseline: no changes.
+func (s *Store) Observe(ctx context.Context, o Observation) (events.HostInventoryReported, error) {
+	var report events.HostInventoryReported
+	err := s.inTx(ctx, func(tx pgx.Tx, q *inventorydb.Queries) error {
+		h, err := q.LockHost(ctx, o.HostID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("host %s: %w", o.HostID, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("lock host %s: %w", o.HostID, err)
+		}
+		if o.AcceptedKey != "" && h.HostKey == "" {
+			if _, err := q.PinTOFUKey(ctx, inventorydb.PinTOFUKeyParams{ID: h.ID, HostKey: o.AcceptedKey, At: &o.At}); err != nil {
+				return fmt.Errorf("pin host key of %s: %w", h.ID, err)
+			}
+		}
+		pkgs := Packages(o.Facts)
+		setID, hash, err := packageSet(ctx, q, pkgs)
+		if err != nil {
+			return err
+		}
+		var changes []events.PackageChange
+		if h.PackageSetID.Valid && h.PackageSetID.Int64 != setID {
+			prev, err := setPackages(ctx, q, h.PackageSetID.Int64)
+			if err != nil {
+				return fmt.Errorf("previous packages of %s: %w", h.ID, err)
+			}
+			changes = drift.Changes(prev, pkgs)
+		}
+		var unexplained []events.PackageChange
+		if len(changes) > 0 {
+			rows, err := q.Installs(ctx, h.ID)
+			if err != nil {
+				return fmt.Errorf("installs of %s: %w", h.ID, err)
+			}
+			ins := make([]drift.Install, len(rows))
+			for i, r := range rows {
+				ins[i] = drift.Install{Name: r.Name, Version: r.Version}
+			}
+			var used []drift.Install
+			unexplained, used = drift.Unexplained(changes, ins)
+			for _, u := range used {
+				if err := q.DeleteInstall(ctx, inventorydb.DeleteInstallParams{HostID: h.ID, Name: u.Name, Version: u.Version}); err != nil {
+					return fmt.Errorf("forget install %s %s on %s: %w", u.Name, u.Version, h.ID, err)
+				}
+			}
+		}
+
+		f := o.Facts
+		var components []events.Component
+		for _, c := range f.Components {
+			if c.Present {
+				components = append(components, events.Component{Name: c.Name, Version: c.Version})
+			}
+		}
+		compJSON, err := json.Marshal(components)
+		if err != nil || components == nil {
+			compJSON = []byte("[]")
+		}
+		var since *time.Time
+		newlyRequired := f.RebootRequired && !h.RebootRequired
+		switch {
+		case newlyRequired:
+			since = &o.At
+		case f.RebootRequired:
+			since = h.RebootSince
+		}
+		err = q.SaveObservation(ctx, inventorydb.SaveObservationParams{
+			ID: h.ID, OsID: f.OS.ID, OsVersionID: f.OS.VersionID, OsCodename: f.OS.VersionCodename,
+			Kernel: f.Kernel, BootID: f.BootID, PackageSetID: pgtype.Int8{Int64: setID, Valid: true},
+			PackageCount: int32(len(pkgs)), Held: nonNil(f.Held), RebootRequired: f.RebootRequired,
+			RebootPackages: nonNil(f.RebootPackages), RebootSince: since, Components: compJSON,
+			ScannedAt: &o.At, ScanID: o.ScanID, Problems: int32(len(f.Problems)),
+		})
+		if err != nil {
+			return fmt.Errorf("save observation of %s: %w", h.ID, err)
+		}
+
+		report = events.HostInventoryReported{HostID: h.ID, ScanID: o.ScanID, ScannedAt: o.At, Offline: o.Offline,
+			OS: events.OSRelease{ID: f.OS.ID, VersionID: f.OS.VersionID, Codename: f.OS.VersionCodename},
+			Kernel: f.Kernel, BootID: f.BootID, PackageSet: hash, PackageCount: len(pkgs), Changes: changes,
+			Held: f.Held, RebootRequired: f.RebootRequired, RebootPackages: f.RebootPackages, Components: components}
+		origin := events.Origin{Producer: Producer, CorrelationID: h.ID}
+		var msgs []events.Message
+		add := func(e events.Event) error {
+			m, err := events.NewDerived(e, origin, o.At, o.ScanID)
+			if err != nil {
+				return fmt.Errorf("host %s scan %s: %w", h.ID, o.ScanID, err)
+			}
+			msgs = append(msgs, m)
+			return nil
+		}
+		if err := add(report); err != nil {
+			return err
+		}
+		if len(unexplained) > 0 {
+			if err := add(events.HostDriftDetected{HostID: h.ID, ScanID: o.ScanID, Changes: unexplained}); err != nil {
+				return err
+			}
+		}
+		if newlyRequired {
+			if err := add(events.RebootRequired{HostID: h.ID, Packages: f.RebootPackages, Since: o.At}); err != nil {
+				return err
+			}
+		}
+		return outbox.Add(ctx, tx, msgs...)
+	})
+	return report, err
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// ScanFailed records why a host could not be scanned.
+func (s *Store) ScanFailed(ctx context.Context, id, message string) error {
+	if err := inventorydb.New(s.pool).SaveScanError(ctx, inventorydb.SaveScanErrorParams{ID: id, Message: message}); err != nil {
+		return fmt.Errorf("record scan error of %s: %w", id, err)
+	}
+	return nil
+}
+
+// KeyMismatch marks a host that presented a key other than its pinned one and announces it
+// with HostKeyMismatch, once per presented key: later refusals of the same key only record
+// the error.
+func (s *Store) KeyMismatch(ctx context.Context, id, expected, presented, message string) error {
+	return s.inTx(ctx, func(tx pgx.Tx, q *inventorydb.Queries) error {
+		n, err := q.MarkKeyMismatch(ctx, inventorydb.MarkKeyMismatchParams{ID: id, Presented: presented, Message: message})
+		if err != nil {
+			return fmt.Errorf("mark key mismatch of %s: %w", id, err)
+		}
+		if n == 0 {
+			return nil
+		}
+		m, err := events.New(events.HostKeyMismatch{HostID: id, Expected: expected, Presented: presented,
+			DetectedBy: Producer, Description: message}, events.Origin{Producer: Producer, CorrelationID: id}, s.now())
+		if err != nil {
+			return fmt.Errorf("host key mismatch of %s: %w", id, err)
+		}
+		return outbox.Add(ctx, tx, m)
+	})
+}
