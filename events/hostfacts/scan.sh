@@ -1,3 +1,4 @@
+# patchfleet:op scan v1
 # Patchfleet inventory scan, report format 1.
 # POSIX sh, runs as any user, changes nothing. Arguments: Rails application
 # directories to probe. See README.md in events/hostfacts.

@@ -115,7 +115,10 @@ func Probes() []Probe { return append([]Probe(nil), probes...) }
 
 // scanBody is the fixed part of the script. Names start with pf_ so they
 // cannot clash with anything in the environment.
-const scanBody = `# Patchfleet inventory scan, report format ` + FormatVersion + `.
+// The first line names the op for dispatchers such as fleetsim (see
+// hostops.ParseOp); sh reads it as a comment.
+const scanBody = `# patchfleet:op scan v1
+# Patchfleet inventory scan, report format ` + FormatVersion + `.
 # POSIX sh, runs as any user, changes nothing. Arguments: Rails application
 # directories to probe. See README.md in events/hostfacts.
 LC_ALL=C

@@ -29,6 +29,16 @@ func TestScanShIsScanScript(t *testing.T) {
 	}
 }
 
+func TestScanScriptHeader(t *testing.T) {
+	script, err := ScanScript("/srv/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, _, _ := strings.Cut(script, "\n"); first != "# patchfleet:op scan v1" {
+		t.Errorf("first line %q, want the op header", first)
+	}
+}
+
 func TestScanScriptRejectsAppPaths(t *testing.T) {
 	for _, p := range []string{"", "srv/app", "/srv/app\n; reboot", "/srv/\x00app", "/srv/\x1b[2Japp", "/srv/\xffapp", "/" + strings.Repeat("a", 5000)} {
 		if _, err := ScanScript(p); err == nil {

@@ -1,0 +1,217 @@
+package hostops
+
+import (
+	"os"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func readTestdata(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// clean asserts a captured report parsed without problems.
+func checkClean(t *testing.T, name string, r Report) {
+	t.Helper()
+	if !r.Complete || len(r.Problems) > 0 {
+		t.Errorf("%s: complete %t, problems %q", name, r.Complete, r.Problems)
+	}
+}
+
+func TestParseStateCaptured(t *testing.T) {
+	for _, tc := range []struct {
+		file  string
+		check func(t *testing.T, s State)
+	}{
+		{"state-debian12.txt", func(t *testing.T, s State) {
+			if p, _ := s.Package("pf-demo"); p != (PackageState{Name: "pf-demo", Present: true, Version: "1.0", Arch: "all", Status: "ii",
+				Installed: true, SourceName: "pf-demo", SourceVersion: "1.0"}) {
+				t.Errorf("pf-demo = %+v", p)
+			}
+			if p, _ := s.Package("libpfdemo1"); p.SourceName != "pf-libdemo" {
+				t.Errorf("libpfdemo1 = %+v", p)
+			}
+			if p, ok := s.Package("pf-not-there"); !ok || p.Present {
+				t.Errorf("pf-not-there = %+v", p)
+			}
+			if s.LockHeld || s.DpkgInterrupted || s.RebootRequired || len(s.BootID) != 36 || len(s.Disks) != 2 {
+				t.Errorf("%+v", s)
+			}
+		}},
+		{"state-interrupted.txt", func(t *testing.T, s State) {
+			if p, _ := s.Package("pf-broken"); p.Status != "iF" || p.Installed || !p.Present {
+				t.Errorf("pf-broken = %+v", p)
+			}
+			if !s.DpkgInterrupted || !strings.Contains(s.DpkgAudit, "pf-broken") {
+				t.Errorf("interrupted %t audit %q", s.DpkgInterrupted, s.DpkgAudit)
+			}
+		}},
+		{"state-locked.txt", func(t *testing.T, s State) {
+			want := []Lock{{"/var/lib/dpkg/lock-frontend", true, 47}, {"/var/lib/dpkg/lock", true, 47}}
+			if !s.LockHeld || !slices.Equal(s.Locks, want) {
+				t.Errorf("locks %+v", s.Locks)
+			}
+			if d, _ := s.Disk("/"); d.Mount != "/" || d.Filesystem != "overlay" || d.AvailKB != 80314132 {
+				t.Errorf("disk / = %+v", d)
+			}
+		}},
+	} {
+		s, err := ParseState(readTestdata(t, tc.file))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.file, err)
+		}
+		checkClean(t, tc.file, s.Report)
+		tc.check(t, s)
+	}
+}
+
+func TestParseInstallCaptured(t *testing.T) {
+	for _, tc := range []struct {
+		file  string
+		parse func([]byte) (InstallResult, error)
+		check func(t *testing.T, r InstallResult)
+	}{
+		{"install-pf-demo.txt", ParseInstall, func(t *testing.T, r InstallResult) {
+			if r.Apt.Status != 0 || r.BeforeVersion("pf-demo") != "1.0" || r.AfterVersion("pf-demo") != "1.1" || !r.RebootRequired ||
+				!slices.Equal(r.RebootPackages, []string{"pf-demo"}) || !slices.Contains(r.Apt.Changes, Change{Name: "pf-demo", From: "1.0", To: "1.1"}) {
+				t.Errorf("%+v", r)
+			}
+		}},
+		{"install-pf-broken.txt", ParseInstall, func(t *testing.T, r InstallResult) {
+			if r.Apt.Status != 100 || !slices.Equal(r.Apt.Failed, []string{"pf-broken"}) ||
+				!slices.Equal(r.Apt.Errors, []string{"Sub-process /usr/bin/dpkg returned an error code (1)"}) {
+				t.Errorf("%+v", r.Apt)
+			}
+		}},
+		{"install-held.txt", ParseInstall, func(t *testing.T, r InstallResult) {
+			if !r.Apt.HeldPackages || r.Apt.Status != 100 || r.AfterVersion("pf-demo") != "1.0" {
+				t.Errorf("%+v", r.Apt)
+			}
+		}},
+		{"install-lock-timeout.txt", ParseInstall, func(t *testing.T, r InstallResult) {
+			if !r.Apt.LockTimeout || !r.Apt.LockWaited || r.Apt.Status != 100 || len(r.Apt.Changes) > 0 {
+				t.Errorf("%+v", r.Apt)
+			}
+		}},
+		{"install-after-lock.txt", ParseInstall, func(t *testing.T, r InstallResult) {
+			if r.Apt.LockTimeout || !r.Apt.LockWaited || r.Apt.Status != 0 || r.AfterVersion("pf-demo") != "1.1" {
+				t.Errorf("%+v", r.Apt)
+			}
+		}},
+		{"full-upgrade.txt", ParseFullUpgrade, func(t *testing.T, r InstallResult) {
+			if r.Apt.Status != 0 || len(r.Apt.Changes) != 4 || r.Before != nil || !r.RebootRequired {
+				t.Errorf("%+v", r)
+			}
+		}},
+	} {
+		r, err := tc.parse(readTestdata(t, tc.file))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.file, err)
+		}
+		checkClean(t, tc.file, r.Report)
+		tc.check(t, r)
+	}
+}
+
+func TestParseOtherOpsCaptured(t *testing.T) {
+	rep, err := ParseRepair(readTestdata(t, "repair-failing.txt"))
+	if err != nil || !rep.Interrupted || rep.Configure.Status != 1 || !slices.Equal(rep.Configure.Failed, []string{"pf-broken"}) {
+		t.Errorf("repair-failing: %v %+v", err, rep)
+	}
+	checkClean(t, "repair-failing", rep.Report)
+	rep, err = ParseRepair(readTestdata(t, "repair-ok.txt"))
+	if err != nil || rep.Interrupted || rep.Configure.Status != 0 {
+		t.Errorf("repair-ok: %v %+v", err, rep)
+	}
+	up, err := ParseAptUpdate(readTestdata(t, "apt-update.txt"))
+	if err != nil || up.Update.Status != 0 || len(up.Update.Errors) > 0 {
+		t.Errorf("apt-update: %v %+v", err, up)
+	}
+	checkClean(t, "apt-update", up.Report)
+	u, err := ParseUnattended(readTestdata(t, "unattended-install.txt"))
+	if err != nil || !u.Install.Ran || !u.Package.Installed || len(u.Changed) != 2 || u.Settings.Check(true) != nil || len(u.Files) != 2 {
+		t.Errorf("unattended-install: %v %+v", err, u)
+	}
+	checkClean(t, "unattended-install", u.Report)
+	u, err = ParseUnattended(readTestdata(t, "unattended-again.txt"))
+	if err != nil || u.Install.Ran || !slices.Equal(u.Changed, []string{UnattendedPath}) || u.Settings.Check(false) != nil {
+		t.Errorf("unattended-again: %v %+v", err, u)
+	}
+	rb, err := ParseReboot(readTestdata(t, "reboot.txt"))
+	if err != nil || !rb.Scheduled || len(rb.BootID) != 36 {
+		t.Errorf("reboot: %v %+v", err, rb)
+	}
+	checkClean(t, "reboot", rb.Report)
+	for file, want := range map[string]int{"health-ok.txt": 0, "health-fails.txt": 3, "health-hangs.txt": 124} {
+		h, err := ParseHealth(readTestdata(t, file))
+		if err != nil || h.Status != want || h.Healthy() != (want == 0) || h.TimedOut != (want == 124) {
+			t.Errorf("%s: %v %+v", file, err, h)
+		}
+	}
+	d, err := ParseDocker(readTestdata(t, "docker.txt"))
+	if err != nil || len(d.Before) != 2 || len(d.After) != 2 || d.After[0].Version != "28.2.2-1~debian.12~bookworm" || d.WeaveAfter != "" {
+		t.Errorf("docker: %v %+v", err, d)
+	}
+	checkClean(t, "docker", d.Report)
+}
+
+func TestParseDamagedReports(t *testing.T) {
+	full := string(readTestdata(t, "install-pf-demo.txt"))
+	for _, tc := range []struct {
+		name, out string
+		wantErr   bool
+		complete  bool
+	}{
+		{"empty", "", true, false},
+		{"other op", strings.Replace(full, "op install 1", "op state 1", 1), true, false},
+		{"future format", strings.Replace(full, "op install 1", "op install 2", 1), true, false},
+		{"truncated", full[:len(full)/2], false, false},
+		{"banner first", "Welcome\n" + full, false, true},
+		{"crlf", strings.ReplaceAll(full, "\n", "\r\n"), false, true},
+	} {
+		r, err := ParseInstall([]byte(tc.out))
+		if (err != nil) != tc.wantErr {
+			t.Errorf("%s: err %v", tc.name, err)
+			continue
+		}
+		if err == nil && r.Complete != tc.complete {
+			t.Errorf("%s: complete %t", tc.name, r.Complete)
+		}
+	}
+	r, _ := ParseInstall([]byte(full[:len(full)/2]))
+	if r.Apt.Status == 0 && r.Apt.Ran {
+		t.Errorf("truncated report claims apt finished: %+v", r.Apt)
+	}
+}
+
+func TestParsePackageLine(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want PackageState
+		err  bool
+	}{
+		{"libc6\t2.36-9+deb12u10\tamd64\tii \tglibc\t2.36-9+deb12u10", PackageState{Name: "libc6", Present: true, Version: "2.36-9+deb12u10",
+			Arch: "amd64", Status: "ii", Installed: true, SourceName: "glibc", SourceVersion: "2.36-9+deb12u10"}, false},
+		{"pf-demo\t1.0\tall\thi \t\t", PackageState{Name: "pf-demo", Present: true, Version: "1.0", Arch: "all", Status: "hi",
+			Installed: true, SourceName: "pf-demo", SourceVersion: "1.0"}, false},
+		{"old\t\t\tun \t\t", PackageState{Name: "old", Status: "un"}, false},
+		{"cfg\t1.0\tall\trc \tcfg\t1.0", PackageState{Name: "cfg", Present: true, Version: "1.0", Arch: "all", Status: "rc",
+			SourceName: "cfg", SourceVersion: "1.0"}, false},
+		{"gone\tabsent", PackageState{Name: "gone"}, false},
+		{"-rf\tabsent", PackageState{}, true},
+		{"x\t1.0\tall\tii", PackageState{}, true},
+		{"pkg\t1.0\tall\tzz \tpkg\t1.0", PackageState{}, true},
+		{"pkg\t1.0 ;x\tall\tii \tpkg\t1.0", PackageState{}, true},
+	} {
+		got, err := parsePackageLine(tc.line)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("%q: %+v, %v; want %+v", tc.line, got, err, tc.want)
+		}
+	}
+}

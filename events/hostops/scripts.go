@@ -1,0 +1,432 @@
+package hostops
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/patchfleet/patchfleet/events/deb"
+)
+
+// prelude follows the header of every script. pf_run is the scan's: each
+// step runs in a subshell with stdin from /dev/null (the script itself is
+// read from stdin by sh -s), its stdout goes out as the section body, and
+// its stderr and exit status follow it; $pf_rc holds the status afterwards.
+const prelude = `LC_ALL=C
+export LC_ALL
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+export PATH
+pf_nl='
+'
+exec 3>&1
+pf_run() {
+	pf_name=$1
+	shift
+	printf '==> patchfleet:section %s\n' "$pf_name"
+	pf_all=$(
+		{
+			pf_out=$("$@" </dev/null 3>&-)
+			pf_rc=$?
+			if [ -n "$pf_out" ]; then printf '%s\n' "$pf_out" >&3; fi
+		} 2>&1
+		printf 'rc=%s' "$pf_rc"
+	)
+	pf_rc=${pf_all##*rc=}
+	pf_err=${pf_all%rc=*}
+	pf_err=${pf_err%"$pf_nl"}
+	if [ -n "$pf_err" ]; then printf '==> patchfleet:stderr\n%s\n' "$pf_err"; fi
+	printf '==> patchfleet:status %s\n' "$pf_rc"
+}
+pf_main=0
+`
+
+// footer ends the report and exits with the main step's status.
+const footer = `printf '==> patchfleet:end\n'
+exit "$pf_main"
+`
+
+// aptEnv keeps apt, dpkg, debconf, ucf, apt-listchanges and Ubuntu's
+// needrestart from ever asking a question: nobody is there to answer.
+const aptEnv = `DEBIAN_FRONTEND=noninteractive
+NEEDRESTART_MODE=a
+NEEDRESTART_SUSPEND=1
+APT_LISTCHANGES_FRONTEND=none
+UCF_FORCE_CONFFOLD=1
+export DEBIAN_FRONTEND NEEDRESTART_MODE NEEDRESTART_SUSPEND APT_LISTCHANGES_FRONTEND UCF_FORCE_CONFFOLD
+`
+
+// pkgFuncs prints one line per package (see README.md): dpkg-query's
+// fields, or "<name>\tabsent" when dpkg has never heard of it. dpkg-query
+// exits 1 for "no packages found"; anything else is a real failure.
+const pkgFuncs = `pf_packages() {
+	pf_fail=0
+	for pf_p in "$@"; do
+		pf_l=$(dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\t${source:Package}\t${source:Version}\n' "$pf_p" 2>/dev/null)
+		pf_q=$?
+		case $pf_q in
+		0) printf '%s\n' "$pf_l" ;;
+		1) printf '%s\tabsent\n' "$pf_p" ;;
+		*) echo "dpkg-query $pf_p: exit status $pf_q" >&2; pf_fail=$pf_q ;;
+		esac
+	done
+	return "$pf_fail"
+}
+pf_boot_id() { cat /proc/sys/kernel/random/boot_id; }
+pf_reboot_required() {
+	if [ -e /var/run/reboot-required ]; then echo yes; else echo no; fi
+	if [ -e /var/run/reboot-required.pkgs ]; then cat /var/run/reboot-required.pkgs; fi
+}
+`
+
+// aptGet returns an apt-get command line that never prompts, keeps local
+// conffiles and waits up to lock seconds for the dpkg locks.
+func aptGet(sub string, lock int, extra ...string) string {
+	args := []string{"apt-get", sub, "-y", "-q", "--no-install-recommends",
+		"-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
+		fmt.Sprintf("-o DPkg::Lock::Timeout=%d", lock)}
+	return strings.Join(append(args, extra...), " ")
+}
+
+// StateScript returns the script of op state: boot id, the given packages'
+// dpkg state, holds, whether dpkg was interrupted or its lock is held, free
+// space on / and /var, and reboot-required. It changes nothing and runs as
+// any user.
+func StateScript(packages ...string) (string, error) {
+	for _, p := range packages {
+		if err := deb.ValidPackageName(p); err != nil {
+			return "", fmt.Errorf("state script: %w", err)
+		}
+	}
+	var b strings.Builder
+	header(&b, OpState, StateArgs{Packages: packages})
+	b.WriteString(pkgFuncs)
+	b.WriteString(stateFuncs)
+	b.WriteString("pf_run boot-id pf_boot_id\n")
+	b.WriteString("pf_run packages pf_packages" + quoteAll(packages) + "\n")
+	b.WriteString(`pf_run held apt-mark showhold
+pf_run dpkg-audit dpkg --audit
+pf_run dpkg-updates pf_dpkg_updates
+pf_run dpkg-lock pf_dpkg_lock
+pf_run df df -Pk / /var
+pf_run reboot-required pf_reboot_required
+`)
+	b.WriteString(footer)
+	return b.String(), nil
+}
+
+// stateFuncs: pf_dpkg_lock looks for a POSIX lock on dpkg's lock files in
+// /proc/locks (device major:minor in hex, inode), which needs no tool
+// beyond coreutils and mawk, no root, and takes no lock itself; flock(1)
+// would not see apt's fcntl locks, and fuser/lsof are not in minbase.
+const stateFuncs = `pf_dpkg_updates() { ls -A /var/lib/dpkg/updates; }
+pf_dpkg_lock() {
+	for pf_f in /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock; do
+		if [ ! -e "$pf_f" ]; then echo "$pf_f free"; continue; fi
+		pf_s=$(stat -L -c '%d %i' "$pf_f") || return 1
+		pf_d=${pf_s% *}
+		pf_i=${pf_s#* }
+		pf_key=$(printf '%02x:%02x:%s' $(( ((pf_d >> 8) & 0xfff) | ((pf_d >> 32) & ~0xfff) )) $(( (pf_d & 0xff) | ((pf_d >> 12) & ~0xff) )) "$pf_i")
+		pf_pid=$(awk -v k="$pf_key" '$2 != "->" && $6 == k { print $5; exit }' /proc/locks) || return 1
+		if [ -n "$pf_pid" ]; then echo "$pf_f held $pf_pid"; else echo "$pf_f free"; fi
+	done
+}
+`
+
+func quoteAll(ss []string) string {
+	var b strings.Builder
+	for _, s := range ss {
+		b.WriteString(" " + quote(s))
+	}
+	return b.String()
+}
+
+// RepairScript returns the script of op repair: dpkg --configure -a without
+// prompts, keeping local conffiles, then dpkg --audit and the updates
+// directory again so the caller sees whether dpkg is still interrupted.
+// Exit status: dpkg's.
+func RepairScript() string {
+	var b strings.Builder
+	header(&b, OpRepair, nil)
+	b.WriteString(aptEnv)
+	b.WriteString(`pf_run configure dpkg --force-confdef --force-confold --configure -a
+pf_main=$pf_rc
+pf_run dpkg-audit dpkg --audit
+pf_run dpkg-updates ls -A /var/lib/dpkg/updates
+`)
+	b.WriteString(footer)
+	return b.String()
+}
+
+// AptUpdateScript returns the script of op apt-update: apt-get update -q.
+// DPkg::Lock::Timeout is passed for uniformity; update itself takes apt's
+// lists lock, not dpkg's, and fails at once if another update holds it.
+func AptUpdateScript(lockTimeout time.Duration) string {
+	lock := seconds(lockTimeout, 0)
+	var b strings.Builder
+	header(&b, OpAptUpdate, AptArgs{LockTimeoutS: lock})
+	b.WriteString(aptEnv)
+	fmt.Fprintf(&b, "pf_run update apt-get update -q -o DPkg::Lock::Timeout=%d\npf_main=$pf_rc\n", lock)
+	b.WriteString(footer)
+	return b.String()
+}
+
+// InstallScript returns the script of op install: upgrade exactly targets (to
+// their Version when given) and nothing that is not already installed
+// (--only-upgrade), waiting up to lockTimeout for the dpkg lock. The
+// report carries the targets' dpkg state before and after, and
+// reboot-required after. Exit status: apt-get's.
+func InstallScript(targets []Target, lockTimeout time.Duration) (string, error) {
+	if len(targets) == 0 {
+		return "", fmt.Errorf("install script: no packages")
+	}
+	names := make([]string, len(targets))
+	var apt []string
+	for i, t := range targets {
+		if err := t.Validate(); err != nil {
+			return "", fmt.Errorf("install script: %w", err)
+		}
+		names[i] = t.Name
+		apt = append(apt, quote(t.arg()))
+	}
+	lock := seconds(lockTimeout, 0)
+	var b strings.Builder
+	header(&b, OpInstall, InstallArgs{Targets: targets, LockTimeoutS: lock})
+	b.WriteString(aptEnv)
+	b.WriteString(pkgFuncs)
+	q := quoteAll(names)
+	fmt.Fprintf(&b, "pf_run before pf_packages%s\n", q)
+	fmt.Fprintf(&b, "pf_run install %s\npf_main=$pf_rc\n", aptGet("install", lock, append([]string{"--only-upgrade"}, apt...)...))
+	fmt.Fprintf(&b, "pf_run after pf_packages%s\n", q)
+	b.WriteString("pf_run reboot-required pf_reboot_required\n")
+	b.WriteString(footer)
+	return b.String(), nil
+}
+
+// FullUpgradeScript returns the script of op full-upgrade: apt-get dist-upgrade
+// with the options of Install, for a new host that gets everything.
+func FullUpgradeScript(lockTimeout time.Duration) string {
+	lock := seconds(lockTimeout, 0)
+	var b strings.Builder
+	header(&b, OpFullUpgrade, AptArgs{LockTimeoutS: lock})
+	b.WriteString(aptEnv)
+	b.WriteString(pkgFuncs)
+	fmt.Fprintf(&b, "pf_run upgrade %s\npf_main=$pf_rc\n", aptGet("dist-upgrade", lock))
+	b.WriteString("pf_run reboot-required pf_reboot_required\n")
+	b.WriteString(footer)
+	return b.String()
+}
+
+// Files the unattended op owns.
+const (
+	AutoUpgradesPath = "/etc/apt/apt.conf.d/20auto-upgrades"
+	UnattendedPath   = "/etc/apt/apt.conf.d/52patchfleet-unattended-upgrades"
+)
+
+// AutoUpgradesConf is what the unattended op writes to AutoUpgradesPath:
+// update the lists and run unattended-upgrade once a day.
+const AutoUpgradesConf = `APT::Periodic::Update-Package-Lists "1";
+APT::Periodic::Unattended-Upgrade "1";`
+
+// SecurityOrigins are the only origins unattended-upgrades may install
+// from: Debian's and Ubuntu's security archives (and Ubuntu Pro's
+// security pockets). ${distro_codename} is expanded by unattended-upgrades.
+var SecurityOrigins = []string{
+	"origin=Debian,codename=${distro_codename}-security,label=Debian-Security",
+	"origin=Ubuntu,archive=${distro_codename}-security",
+	"origin=UbuntuESMApps,archive=${distro_codename}-apps-security",
+	"origin=UbuntuESM,archive=${distro_codename}-infra-security",
+}
+
+// UnattendedConf returns what the unattended op writes to UnattendedPath.
+// It sorts after the distribution's 50unattended-upgrades and clears its
+// origin lists first, because Debian's default also allows the stable
+// point-release updates, which policy keeps off running servers.
+func UnattendedConf(autoReboot bool) string {
+	var b strings.Builder
+	b.WriteString("// Written by patchfleet: security updates only. Local changes are overwritten.\n")
+	b.WriteString("#clear Unattended-Upgrade::Allowed-Origins;\n#clear Unattended-Upgrade::Origins-Pattern;\n")
+	b.WriteString("Unattended-Upgrade::Origins-Pattern {\n")
+	for _, o := range SecurityOrigins {
+		fmt.Fprintf(&b, "\t%q;\n", o)
+	}
+	b.WriteString("};\n")
+	fmt.Fprintf(&b, "Unattended-Upgrade::Automatic-Reboot \"%t\";", autoReboot)
+	return b.String()
+}
+
+// UnattendedScript returns the script of op unattended: install
+// unattended-upgrades if it is not installed, write AutoUpgradesConf and
+// UnattendedConf (only when they differ, atomically), then print both
+// files and apt's effective settings for the caller to verify. Exit
+// status: the first step that failed.
+func UnattendedScript(autoReboot bool, lockTimeout time.Duration) string {
+	lock := seconds(lockTimeout, 0)
+	var b strings.Builder
+	header(&b, OpUnattended, UnattendedArgs{AutoReboot: autoReboot, LockTimeoutS: lock})
+	b.WriteString(aptEnv)
+	b.WriteString(pkgFuncs)
+	fmt.Fprintf(&b, `pf_install_uu() {
+	case $(dpkg-query -W -f='${db:Status-Abbrev}' unattended-upgrades 2>/dev/null) in
+	"ii "*) echo "already installed"; return 0 ;;
+	esac
+	%s unattended-upgrades
+}
+`, aptGet("install", lock))
+	b.WriteString(`pf_write() {
+	if [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; then echo unchanged; return 0; fi
+	printf '%s\n' "$2" >"$1.pf-new" && chmod 644 "$1.pf-new" && mv -f "$1.pf-new" "$1" && echo changed
+}
+pf_step() { if [ "$pf_rc" -ne 0 ] && [ "$pf_main" -eq 0 ]; then pf_main=$pf_rc; fi; }
+pf_settings() {
+	apt-config dump | grep -E '^(APT::Periodic::(Update-Package-Lists|Unattended-Upgrade)|Unattended-Upgrade::(Automatic-Reboot|Origins-Pattern|Allowed-Origins))( |::)'
+	[ $? -le 1 ]
+}
+pf_run install-package pf_install_uu
+pf_step
+`)
+	fmt.Fprintf(&b, "pf_run 'write %s' pf_write %s %s\npf_step\n", AutoUpgradesPath, AutoUpgradesPath, quote(AutoUpgradesConf))
+	fmt.Fprintf(&b, "pf_run 'write %s' pf_write %s %s\npf_step\n", UnattendedPath, UnattendedPath, quote(UnattendedConf(autoReboot)))
+	fmt.Fprintf(&b, "pf_run 'file %s' cat %s\npf_step\n", AutoUpgradesPath, AutoUpgradesPath)
+	fmt.Fprintf(&b, "pf_run 'file %s' cat %s\npf_step\n", UnattendedPath, UnattendedPath)
+	b.WriteString("pf_run settings pf_settings\npf_step\n")
+	b.WriteString("pf_run package pf_packages unattended-upgrades\n")
+	b.WriteString(footer)
+	return b.String()
+}
+
+// RebootScript returns the script of op reboot: print the current boot id, then
+// schedule the reboot delay later in its own session, so the SSH command
+// returns before the connection drops. systemctl reboot where systemd
+// runs, reboot(8) elsewhere. Needs root.
+func RebootScript(delay time.Duration) string {
+	d := seconds(delay, 1)
+	var b strings.Builder
+	header(&b, OpReboot, RebootArgs{DelayS: d})
+	fmt.Fprintf(&b, `pf_boot_id() { cat /proc/sys/kernel/random/boot_id; }
+pf_schedule() {
+	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+		pf_cmd='systemctl reboot'
+	else
+		pf_cmd=reboot
+	fi
+	pf_detach=
+	if command -v setsid >/dev/null 2>&1; then pf_detach=setsid; fi
+	nohup $pf_detach sh -c "sleep %d; exec $pf_cmd" </dev/null >/dev/null 2>&1 &
+	echo "scheduled in %d s: $pf_cmd"
+}
+pf_run boot-id pf_boot_id
+pf_run reboot pf_schedule
+pf_main=$pf_rc
+`, d, d)
+	b.WriteString(footer)
+	return b.String()
+}
+
+// HealthScript returns the script of op health: run the fleet's health-check
+// command with sh -c under timeout(1). The command comes from fleet policy
+// (trusted configuration); it is still passed as one quoted argument.
+// Exit status: the command's (124 when it timed out).
+func HealthScript(command string, timeout time.Duration) (string, error) {
+	if err := validHealthCommand(command); err != nil {
+		return "", fmt.Errorf("health script: %w", err)
+	}
+	t := seconds(timeout, 1)
+	var b strings.Builder
+	header(&b, OpHealth, HealthArgs{Command: command, TimeoutS: t})
+	fmt.Fprintf(&b, `pf_health() {
+	if command -v timeout >/dev/null 2>&1; then timeout %d sh -c "$1"; else sh -c "$1"; fi
+}
+pf_run health pf_health %s
+pf_main=$pf_rc
+`, t, quote(command))
+	b.WriteString(footer)
+	return b.String(), nil
+}
+
+// DockerPackages are the packages the docker op may upgrade.
+var DockerPackages = []string{"docker-ce", "docker-ce-cli", "containerd.io",
+	"docker-buildx-plugin", "docker-compose-plugin", "docker-ce-rootless-extras"}
+
+var weaveVersion = regexp.MustCompile(`^[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}$`)
+
+// DockerScript returns the script of op docker: upgrade the pinned Docker
+// packages (each needs an exact version) with --only-upgrade, and, when
+// weave is not empty and the weave script is installed, replace it with
+// that release and relaunch the router. The report carries versions
+// before and after. Exit status: the first step that failed.
+func DockerScript(pins []Target, weave string, lockTimeout time.Duration) (string, error) {
+	if len(pins) == 0 && weave == "" {
+		return "", fmt.Errorf("docker script: nothing pinned")
+	}
+	var names, apt []string
+	for _, p := range pins {
+		if err := p.Validate(); err != nil {
+			return "", fmt.Errorf("docker script: %w", err)
+		}
+		if p.Version == "" {
+			return "", fmt.Errorf("docker script: package %s: no pinned version", p.Name)
+		}
+		if !contains(DockerPackages, p.Name) {
+			return "", fmt.Errorf("docker script: package %s is not a Docker package", p.Name)
+		}
+		names = append(names, p.Name)
+		apt = append(apt, quote(p.arg()))
+	}
+	if weave != "" && !weaveVersion.MatchString(weave) {
+		return "", fmt.Errorf("docker script: weave version %.32q: want N.N.N", weave)
+	}
+	lock := seconds(lockTimeout, 0)
+	var b strings.Builder
+	header(&b, OpDocker, DockerArgs{Packages: pins, Weave: weave, LockTimeoutS: lock})
+	b.WriteString(aptEnv)
+	b.WriteString(pkgFuncs)
+	b.WriteString(`pf_step() { if [ "$pf_rc" -ne 0 ] && [ "$pf_main" -eq 0 ]; then pf_main=$pf_rc; fi; }
+pf_weave_version() {
+	command -v weave >/dev/null 2>&1 || { echo absent; return 0; }
+	weave version 2>/dev/null | sed -n 's/^weave script //p'
+}
+`)
+	q := quoteAll(names)
+	if len(pins) > 0 {
+		fmt.Fprintf(&b, "pf_run before pf_packages%s\n", q)
+	}
+	b.WriteString("pf_run weave-before pf_weave_version\n")
+	if len(pins) > 0 {
+		fmt.Fprintf(&b, "pf_run upgrade %s\npf_step\n", aptGet("install", lock, append([]string{"--only-upgrade"}, apt...)...))
+	}
+	if weave != "" {
+		// Weave Net's documented upgrade: stop, replace the script,
+		// launch (the router restores its peers from its own volume).
+		fmt.Fprintf(&b, `pf_weave_upgrade() {
+	pf_w=$(command -v weave) || { echo "weave not installed"; return 0; }
+	[ "$(pf_weave_version)" = %[1]s ] && { echo "weave already %[1]s"; return 0; }
+	curl -fsSL -o "$pf_w.pf-new" %[2]s || return 1
+	chmod 755 "$pf_w.pf-new"
+	if ! "$pf_w.pf-new" version 2>/dev/null | grep -qx 'weave script %[1]s'; then
+		rm -f "$pf_w.pf-new"
+		echo "downloaded weave script is not %[1]s" >&2
+		return 1
+	fi
+	weave stop && mv -f "$pf_w.pf-new" "$pf_w" && weave launch
+}
+pf_run weave-upgrade pf_weave_upgrade
+pf_step
+`, weave, quote("https://github.com/weaveworks/weave/releases/download/v"+weave+"/weave"))
+	}
+	if len(pins) > 0 {
+		fmt.Fprintf(&b, "pf_run after pf_packages%s\n", q)
+	}
+	b.WriteString("pf_run weave-after pf_weave_version\n")
+	b.WriteString(footer)
+	return b.String(), nil
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

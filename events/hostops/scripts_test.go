@@ -1,0 +1,196 @@
+package hostops
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/patchfleet/patchfleet/events/hostfacts"
+)
+
+// hostile are names and versions that must never reach a script.
+var hostile = []string{"", "-rf", "--purge", "a", "pf-demo;reboot", "pf-demo'", "$(reboot)", "`reboot`",
+	"pf demo", "pf-demo\nreboot", "PF-DEMO", "pf_demo", "pf-demo*", "pf-demo:amd64", "../x"}
+
+func TestBuildersRefuseHostileNames(t *testing.T) {
+	for _, name := range hostile {
+		if _, err := StateScript("pf-demo", name); err == nil {
+			t.Errorf("StateScript accepted %q", name)
+		}
+		if _, err := InstallScript([]Target{{Name: name}}, 0); err == nil {
+			t.Errorf("InstallScript accepted name %q", name)
+		}
+		if _, err := DockerScript([]Target{{Name: name, Version: "1.0"}}, "", 0); err == nil {
+			t.Errorf("DockerScript accepted name %q", name)
+		}
+	}
+	for _, v := range []string{"1.0;reboot", "1.0 ", "$(x)", "-1", "1.0'", "1.0\n"} {
+		if _, err := InstallScript([]Target{{Name: "pf-demo", Version: v}}, 0); err == nil {
+			t.Errorf("InstallScript accepted version %q", v)
+		}
+		if _, err := DockerScript([]Target{{Name: "docker-ce", Version: v}}, "", 0); err == nil {
+			t.Errorf("DockerScript accepted version %q", v)
+		}
+	}
+	for _, w := range []string{"2.8", "v2.8.1", "2.8.1;x", "latest"} {
+		if _, err := DockerScript(nil, w, 0); err == nil {
+			t.Errorf("DockerScript accepted weave %q", w)
+		}
+	}
+	if _, err := DockerScript([]Target{{Name: "docker-ce"}}, "", 0); err == nil {
+		t.Error("DockerScript accepted a package without a pinned version")
+	}
+	if _, err := DockerScript([]Target{{Name: "openssl", Version: "3.0"}}, "", 0); err == nil {
+		t.Error("DockerScript accepted a non-Docker package")
+	}
+	if _, err := InstallScript(nil, 0); err == nil {
+		t.Error("InstallScript accepted no packages")
+	}
+	for _, c := range []string{"", "  ", "echo \x00", "echo \x1b[2J", "\xff"} {
+		if _, err := HealthScript(c, time.Second); err == nil {
+			t.Errorf("HealthScript accepted %q", c)
+		}
+	}
+}
+
+func TestParseOpReadsEveryScript(t *testing.T) {
+	targets := []Target{{Name: "pf-demo", Version: "1:1.1~rc1+deb12u1"}, {Name: "libssl3"}}
+	scan, err := hostfacts.ScanScript("/srv/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		script string
+		op     string
+		args   any // pointer to the decoded type; nil when no args line
+		want   any
+	}{
+		{must(StateScript("pf-demo", "libc6")), OpState, &StateArgs{}, &StateArgs{Packages: []string{"pf-demo", "libc6"}}},
+		{RepairScript(), OpRepair, nil, nil},
+		{AptUpdateScript(1500 * time.Millisecond), OpAptUpdate, &AptArgs{}, &AptArgs{LockTimeoutS: 2}},
+		{must(InstallScript(targets, time.Minute)), OpInstall, &InstallArgs{}, &InstallArgs{Targets: targets, LockTimeoutS: 60}},
+		{FullUpgradeScript(0), OpFullUpgrade, &AptArgs{}, &AptArgs{}},
+		{UnattendedScript(true, time.Minute), OpUnattended, &UnattendedArgs{}, &UnattendedArgs{AutoReboot: true, LockTimeoutS: 60}},
+		{RebootScript(0), OpReboot, &RebootArgs{}, &RebootArgs{DelayS: 1}},
+		{must(HealthScript("curl -fsS 'http://127.0.0.1/healthz' \"$X\"\necho <done>", 5*time.Second)), OpHealth, &HealthArgs{},
+			&HealthArgs{Command: "curl -fsS 'http://127.0.0.1/healthz' \"$X\"\necho <done>", TimeoutS: 5}},
+		{must(DockerScript([]Target{{Name: "docker-ce", Version: "5:28.2.2-1~debian.12~bookworm"}}, "2.8.1", 0)), OpDocker, &DockerArgs{},
+			&DockerArgs{Packages: []Target{{Name: "docker-ce", Version: "5:28.2.2-1~debian.12~bookworm"}}, Weave: "2.8.1"}},
+		{scan, OpScan, nil, nil},
+	} {
+		name, args, ok := ParseOp(tc.script)
+		if !ok || name != tc.op {
+			t.Errorf("ParseOp = %q, %t; want %q", name, ok, tc.op)
+			continue
+		}
+		if tc.args == nil {
+			if args != nil {
+				t.Errorf("%s: args %s, want none", tc.op, args)
+			}
+			continue
+		}
+		if err := json.Unmarshal(args, tc.args); err != nil {
+			t.Errorf("%s: %v", tc.op, err)
+		}
+		if !reflect.DeepEqual(tc.args, tc.want) {
+			t.Errorf("%s: args %+v, want %+v", tc.op, tc.args, tc.want)
+		}
+	}
+	for _, s := range []string{"", "echo hi", "# patchfleet:op state v2\n", "# patchfleet:op State v1\n",
+		"# patchfleet:op state v1\n# patchfleet:args {bad\n", " # patchfleet:op state v1\n"} {
+		if name, _, ok := ParseOp(s); ok {
+			t.Errorf("ParseOp(%q) = %q, ok", s, name)
+		}
+	}
+}
+
+func must(s string, err error) string {
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// runLocal runs a script with sh here, as over SSH: on stdin of sh -s.
+func runLocal(t *testing.T, script string) ([]byte, int) {
+	t.Helper()
+	cmd := exec.Command("sh", "-s")
+	cmd.Stdin = strings.NewReader(script)
+	cmd.Dir = t.TempDir()
+	out, err := cmd.Output()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return out, ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, 0
+}
+
+// TestHealthCommandIsOneArgument runs the health script here: the command
+// reaches sh -c intact, quotes and all, and its status is the script's.
+func TestHealthCommandIsOneArgument(t *testing.T) {
+	dir := t.TempDir()
+	canary := filepath.Join(dir, "pwned")
+	cmd := `printf '%s\n' "it's $((1+1))" 'a'"b"; echo err >&2; exit 7` + "\n# ' `touch " + canary + "`"
+	out, status := runLocal(t, must(HealthScript(cmd, 10*time.Second)))
+	h, err := ParseHealth(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != 7 || h.Status != 7 || h.Stdout != "it's 2\nab\n" || h.Stderr != "err\n" || h.Healthy() || !h.Complete {
+		t.Errorf("status %d, %+v", status, h)
+	}
+	if _, err := os.Stat(canary); err == nil {
+		t.Error("text after a comment in the command ran")
+	}
+	out, status = runLocal(t, must(HealthScript("sleep 5", time.Second)))
+	if h, _ = ParseHealth(out); status != 124 || !h.TimedOut {
+		t.Errorf("timed-out check: status %d, %+v", status, h)
+	}
+}
+
+// TestStateScriptRunsHere runs the read-only state script on this machine;
+// what it finds depends on the machine, that it parses cleanly does not.
+func TestStateScriptRunsHere(t *testing.T) {
+	if _, err := exec.LookPath("dpkg-query"); err != nil {
+		t.Skip("not a dpkg system") // the real-host tests in tools/e2e cover it
+	}
+	out, status := runLocal(t, must(StateScript("dpkg", "pf-surely-not-installed")))
+	st, err := ParseState(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != 0 || !st.Complete || len(st.Problems) > 0 {
+		t.Fatalf("status %d, complete %t, problems %q\n%s", status, st.Complete, st.Problems, out)
+	}
+	if p, _ := st.Package("dpkg"); !p.Installed {
+		t.Errorf("dpkg = %+v", p)
+	}
+	if p, ok := st.Package("pf-surely-not-installed"); !ok || p.Present {
+		t.Errorf("absent package = %+v, %t", p, ok)
+	}
+	if len(st.Disks) != 2 || len(st.Locks) != 2 {
+		t.Errorf("disks %+v locks %+v", st.Disks, st.Locks)
+	}
+}
+
+func TestUnattendedConfIsSecurityOnly(t *testing.T) {
+	conf := UnattendedConf(false)
+	for _, want := range []string{"#clear Unattended-Upgrade::Origins-Pattern;", "#clear Unattended-Upgrade::Allowed-Origins;",
+		`Unattended-Upgrade::Automatic-Reboot "false";`, `"origin=Debian,codename=${distro_codename}-security,label=Debian-Security";`} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("conf lacks %q:\n%s", want, conf)
+		}
+	}
+	for _, o := range SecurityOrigins {
+		if !strings.Contains(o, "-security") {
+			t.Errorf("origin %q is not a security pocket", o)
+		}
+	}
+}
