@@ -55,8 +55,8 @@ type Config struct {
 	// SSH: the client keys the scanner logs in with (files), an ssh-agent socket, the
 	// connect timeout. Without keys or an agent, scans are not run (the register, reports
 	// and queries still work).
-	SSHKeyFiles      []string
-	SSHAgentSocket   string
+	SSHKeyFiles       []string
+	SSHAgentSocket    string
 	SSHConnectTimeout time.Duration // default 15s
 
 	// Runner replaces the SSH scanner (simulated fleets in tests).

@@ -67,7 +67,6 @@ func gemSegments(v string) []string {
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
-
 // Gems returns what a rubygems entry exposes on a host running Rails at version: entries for
 // gems outside Rails are skipped (the inventory knows no other gem versions).
 func Gems(a events.Affected, advisoryID, railsVersion string) ([]query.ExposedPackage, error) {

@@ -170,7 +170,7 @@ func (s *Store) Observe(ctx context.Context, o Observation) (events.HostInventor
 		}
 
 		report = events.HostInventoryReported{HostID: h.ID, ScanID: o.ScanID, ScannedAt: o.At, Offline: o.Offline,
-			OS: events.OSRelease{ID: f.OS.ID, VersionID: f.OS.VersionID, Codename: f.OS.VersionCodename},
+			OS:     events.OSRelease{ID: f.OS.ID, VersionID: f.OS.VersionID, Codename: f.OS.VersionCodename},
 			Kernel: f.Kernel, BootID: f.BootID, PackageSet: hash, PackageCount: len(pkgs), Changes: changes,
 			Held: f.Held, RebootRequired: f.RebootRequired, RebootPackages: f.RebootPackages, Components: components}
 		origin := events.Origin{Producer: Producer, CorrelationID: h.ID}
