@@ -1,0 +1,44 @@
+// Package sshx is the SSH transport shared by the inventory scanner and the
+// executor: it runs shell scripts on hosts over golang.org/x/crypto/ssh.
+//
+// Host keys are always verified: against the key pinned on the target, the
+// pool's bastion pins, or known_hosts files. Trust on first use happens only
+// when a target allows it, and the key accepted is reported so the caller can
+// pin it. A mismatch is a *HostKeyMismatchError.
+//
+// A Pool keeps one connection per host and multiplexes sessions on it, bounds
+// the number of connections, closes idle ones and redials dropped ones.
+//
+// # How a script runs
+//
+// The script never appears on a command line. The remote command is a fixed
+// wrapper,
+//
+//	exec [sudo -n] setsid -w sh -c '...; exec sh -s'
+//
+// which puts the script in a process group of its own, prints the group id on
+// the first line of stdout (stripped from the Result), and reads the script on
+// stdin. The script is sent as one brace group followed by </dev/null, so the
+// shell parses it whole before running it and commands inside it never read
+// the rest of the script from stdin (their stdin is /dev/null).
+//
+// Closing an SSH session does not stop what it started: OpenSSH hands no
+// signal to a command without a terminal, and "signal" requests reach only the
+// session's direct child, not a pipeline or sudo's children. So when the
+// context of Run ends, the pool opens a second session on the same connection
+// and kills the script's whole process group with SIGKILL (through sudo -n
+// when the script ran under sudo). The kill first checks that the group leader
+// still carries the run's random token in its environment, so a recycled pid
+// is never hit.
+//
+// # Memory
+//
+// A connection costs about 40 KiB of heap on the client and a session a few
+// KiB more (measured by TestSshxMemory against OpenSSH); SSH channel windows
+// are credit, not buffers, and output is consumed as it arrives. Captured
+// output is the only large item: at most Command.MaxOutput bytes per stream
+// (DefaultMaxOutput, 64 KiB), allocated as output arrives.
+//
+// Remote hosts need a POSIX sh, setsid (util-linux), /proc, and sudo when a
+// target uses it: every Debian and Ubuntu server has them.
+package sshx
