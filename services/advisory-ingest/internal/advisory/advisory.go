@@ -80,6 +80,12 @@ func (a Advisory) Event(revision int) events.SecurityAdvisoryPublished {
 	}
 }
 
+// WithdrawnEvent announces the withdrawal of a withdrawn advisory (Withdrawn
+// not zero); Event is for every other revision.
+func (a Advisory) WithdrawnEvent(revision int) events.AdvisoryWithdrawn {
+	return events.AdvisoryWithdrawn{AdvisoryID: a.ID, Revision: revision, Withdrawn: a.Withdrawn.UTC()}
+}
+
 // hashed is what ContentHash covers. Modified is left out on purpose: feeds
 // bump it when they regenerate a record without changing what it says, and
 // that must not publish a new revision. Notes are diagnostics.
@@ -163,11 +169,22 @@ func (a Advisory) Normalized() Advisory {
 		slices.SortFunc(af.Versions, order)
 		af.Versions = slices.Compact(af.Versions)
 		slices.SortFunc(af.Ranges, func(x, y events.VersionRange) int {
-			return cmp.Or(order(x.Introduced, y.Introduced), order(x.Fixed, y.Fixed), order(x.LastAffected, y.LastAffected))
+			if c := order(x.Introduced, y.Introduced); c != 0 {
+				return c
+			}
+			if c := order(x.Fixed, y.Fixed); c != 0 {
+				return c
+			}
+			return order(x.LastAffected, y.LastAffected)
 		})
 		af.Ranges = slices.Compact(af.Ranges)
 		slices.SortFunc(af.Binaries, func(x, y events.BinaryPackage) int {
-			return cmp.Or(cmp.Compare(x.Name, y.Name), order(x.Version, y.Version))
+			// Versions only break ties: parsing them for every
+			// comparison would dominate the cost of a record.
+			if c := cmp.Compare(x.Name, y.Name); c != 0 {
+				return c
+			}
+			return order(x.Version, y.Version)
 		})
 		af.Binaries = slices.Compact(af.Binaries)
 		if len(af.Ranges) == 0 {

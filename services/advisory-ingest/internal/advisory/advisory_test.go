@@ -187,3 +187,14 @@ func TestTruncate(t *testing.T) {
 		t.Error("not trimmed")
 	}
 }
+
+func TestWithdrawnEvent(t *testing.T) {
+	a := sample()
+	a.Withdrawn = time.Date(2024, 2, 1, 0, 0, 0, 0, time.UTC)
+	if err := a.WithdrawnEvent(2).Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if a.ContentHash() == sample().ContentHash() {
+		t.Error("withdrawal kept the hash")
+	}
+}

@@ -65,10 +65,33 @@ type rangeJSON struct {
 
 // ecosystemSpecific is Ubuntu's per-package block.
 type ecosystemSpecific struct {
-	// Binaries comes in two shapes: [{"binary_name": n, "binary_version": v}]
-	// (current) and [{"name1": v1, "name2": v2}] (older records).
-	Binaries       []map[string]string `json:"binaries"`
-	UbuntuPriority string              `json:"ubuntu_priority"`
+	Binaries       []binaries `json:"binaries"`
+	UbuntuPriority string     `json:"ubuntu_priority"`
+}
+
+// binaries is one element of Ubuntu's binaries list, which comes in two
+// shapes: {"binary_name": n, "binary_version": v} (current) and
+// {"name1": v1, "name2": v2} (older records).
+type binaries []events.BinaryPackage
+
+func (b *binaries) UnmarshalJSON(data []byte) error {
+	var cur struct {
+		Name    *string `json:"binary_name"`
+		Version string  `json:"binary_version"`
+	}
+	if err := json.Unmarshal(data, &cur); err == nil && cur.Name != nil {
+		*b = binaries{{Name: *cur.Name, Version: cur.Version}}
+		return nil
+	}
+	var old map[string]string
+	if err := json.Unmarshal(data, &old); err != nil {
+		return err
+	}
+	*b = make(binaries, 0, len(old))
+	for name, version := range old {
+		*b = append(*b, events.BinaryPackage{Name: name, Version: version})
+	}
+	return nil
 }
 
 // databaseSpecific holds GitHub's severity and Ubuntu's per-CVE severities.
@@ -150,7 +173,7 @@ func normalise(r record) (advisory.Advisory, error) {
 	sev.addCVSS(r.Severity, &a.Notes)
 	sev.database(r.DatabaseSpecific, &a.Notes)
 	for i, af := range r.Affected {
-		out, note, err := convert(af)
+		out, priority, note, err := convert(af)
 		if err != nil {
 			return advisory.Advisory{}, fmt.Errorf("affected[%d] (%s %s): %w", i, af.Package.Ecosystem, af.Package.Name, err)
 		}
@@ -158,7 +181,9 @@ func normalise(r record) (advisory.Advisory, error) {
 			a.Notes = append(a.Notes, fmt.Sprintf("affected[%d]: %s", i, note))
 			continue
 		}
-		sev.affected(af, &a.Notes)
+		sev.addCVSS(af.Severity, &a.Notes)
+		sev.priority(priority)
+		sev.database(af.DatabaseSpecific, &a.Notes)
 		a.Affected = append(a.Affected, out)
 	}
 	a.Severity, a.SourceSeverity = sev.result()
@@ -201,16 +226,16 @@ func cves(self string, lists ...[]string) []string {
 	return out
 }
 
-// convert maps one affected entry. A non-empty note means "skipped, and
-// why"; an error means the record is bad.
-func convert(af affected) (events.Affected, string, error) {
+// convert maps one affected entry, with Ubuntu's priority for it if any. A
+// non-empty note means "skipped, and why"; an error means the record is bad.
+func convert(af affected) (out events.Affected, priority, note string, err error) {
 	eco, release, pro, note := ecosystem(af.Package.Ecosystem)
 	if note != "" {
-		return events.Affected{}, note, nil
+		return events.Affected{}, "", note, nil
 	}
-	out := events.Affected{Ecosystem: eco, Release: release, Pro: pro, Package: strings.TrimSpace(af.Package.Name)}
+	out = events.Affected{Ecosystem: eco, Release: release, Pro: pro, Package: strings.TrimSpace(af.Package.Name)}
 	if out.Package == "" {
-		return events.Affected{}, "", errors.New("package name is missing")
+		return events.Affected{}, "", "", errors.New("package name is missing")
 	}
 	for _, rg := range af.Ranges {
 		switch rg.Type {
@@ -226,7 +251,7 @@ func convert(af affected) (events.Affected, string, error) {
 		}
 		ranges, err := convertEvents(rg.Events)
 		if err != nil {
-			return events.Affected{}, "", err
+			return events.Affected{}, "", "", err
 		}
 		out.Ranges = append(out.Ranges, ranges...)
 	}
@@ -235,19 +260,14 @@ func convert(af affected) (events.Affected, string, error) {
 	if len(af.EcosystemSpecific) > 0 && eco == events.EcosystemUbuntu {
 		var es ecosystemSpecific
 		if err := json.Unmarshal(af.EcosystemSpecific, &es); err != nil {
-			return events.Affected{}, "", fmt.Errorf("ecosystem_specific: %w", err)
+			return events.Affected{}, "", "", fmt.Errorf("ecosystem_specific: %w", err)
 		}
 		for _, b := range es.Binaries {
-			if name, ok := b["binary_name"]; ok {
-				out.Binaries = append(out.Binaries, events.BinaryPackage{Name: name, Version: b["binary_version"]})
-				continue
-			}
-			for name, version := range b {
-				out.Binaries = append(out.Binaries, events.BinaryPackage{Name: name, Version: version})
-			}
+			out.Binaries = append(out.Binaries, b...)
 		}
+		priority = es.UbuntuPriority
 	}
-	return out, "", nil
+	return out, priority, "", nil
 }
 
 // convertEvents turns an OSV event list into ranges: each introduced opens a
@@ -398,17 +418,6 @@ func (s *severities) database(raw json.RawMessage, notes *[]string) {
 	for _, c := range db.CVEsMap.CVEs {
 		s.addCVSS(c.Severity, notes)
 	}
-}
-
-func (s *severities) affected(af affected, notes *[]string) {
-	s.addCVSS(af.Severity, notes)
-	if len(af.EcosystemSpecific) > 0 {
-		var es ecosystemSpecific
-		if err := json.Unmarshal(af.EcosystemSpecific, &es); err == nil {
-			s.priority(es.UbuntuPriority)
-		}
-	}
-	s.database(af.DatabaseSpecific, notes)
 }
 
 func (s severities) result() (events.Severity, string) {
