@@ -8,8 +8,88 @@ import (
 	"time"
 )
 
+type Advisory struct {
+	AdvisoryID     string
+	Revision       int32
+	Severity       string
+	KnownExploited bool
+	Published      *time.Time
+	Affected       []byte
+	Withdrawn      bool
+	UpdatedAt      time.Time
+}
+
+type Exposure struct {
+	AdvisoryID    string
+	HostID        string
+	Fleet         string
+	Severity      string
+	ExposedSince  time.Time
+	PatchedAt     *time.Time
+	RebootPending bool
+	RolloutID     string
+}
+
+type Rollout struct {
+	ID                  string
+	OpenKey             string
+	Kind                string
+	Fleet               string
+	State               string
+	PlanHash            string
+	AdvisoryIds         []string
+	RequestID           string
+	Severity            string
+	Strategy            string
+	Reboot              string
+	NeedsApproval       bool
+	ApprovedBy          string
+	NotBefore           *time.Time
+	IgnoreWindows       bool
+	Windows             []string
+	BakeNs              int64
+	MaxFailures         int32
+	MaxUnavailable      int32
+	HealthCheck         string
+	ConfigureUnattended bool
+	WaveCount           int32
+	Canary              bool
+	CurrentWave         int32
+	WaveNotBefore       *time.Time
+	StartedAt           *time.Time
+	Reason              string
+	CreatedAt           time.Time
+	UpdatedAt           time.Time
+	FinishedAt          *time.Time
+}
+
+type RolloutHost struct {
+	RolloutID     string
+	HostID        string
+	Wave          int32
+	State         string
+	Packages      []byte
+	AdvisoryIds   []string
+	JobID         string
+	Attempt       int32
+	Reason        string
+	RebootPending bool
+	Rebooted      bool
+	DispatchedAt  *time.Time
+	FinishedAt    *time.Time
+}
+
 type ServiceInfo struct {
 	Key       string
 	Value     string
 	UpdatedAt time.Time
+}
+
+type Wave struct {
+	RolloutID   string
+	Idx         int32
+	State       string
+	Hosts       int32
+	StartedAt   *time.Time
+	CompletedAt *time.Time
 }

@@ -5,3 +5,209 @@ select value from service_info where key = @key;
 insert into service_info (key, value)
 values (@key, @value)
 on conflict (key) do update set value = excluded.value, updated_at = now();
+
+-- name: UpsertAdvisory :exec
+insert into advisories (advisory_id, revision, severity, known_exploited, published, affected, updated_at)
+values (@advisory_id, @revision, @severity, @known_exploited, @published, @affected, @now)
+on conflict (advisory_id) do update
+set revision = excluded.revision, severity = excluded.severity, known_exploited = excluded.known_exploited,
+    published = excluded.published, affected = excluded.affected, withdrawn = false, updated_at = excluded.updated_at
+where advisories.revision <= excluded.revision;
+
+-- name: ActiveAdvisories :many
+select advisory_id, severity, known_exploited, published, affected
+from advisories where not withdrawn order by advisory_id;
+
+-- name: WithdrawAdvisory :exec
+update advisories set withdrawn = true, updated_at = @now where advisory_id = @advisory_id;
+
+-- name: InsertRollout :execrows
+insert into rollouts (id, open_key, kind, fleet, state, plan_hash, advisory_ids, request_id, severity,
+    strategy, reboot, needs_approval, not_before, ignore_windows, windows, bake_ns, max_failures,
+    max_unavailable, health_check, configure_unattended, wave_count, canary, reason, created_at, updated_at, finished_at)
+values (@id, @open_key, @kind, @fleet, @state, @plan_hash, @advisory_ids, @request_id, @severity,
+    @strategy, @reboot, @needs_approval, @not_before, @ignore_windows, @windows, @bake_ns, @max_failures,
+    @max_unavailable, @health_check, @configure_unattended, @wave_count, @canary, @reason, @now, @now, @finished_at)
+on conflict do nothing;
+
+-- name: InsertWaves :copyfrom
+insert into waves (rollout_id, idx, hosts) values (@rollout_id, @idx, @hosts);
+
+-- name: InsertRolloutHosts :copyfrom
+insert into rollout_hosts (rollout_id, host_id, wave, state, packages, advisory_ids, reason)
+values (@rollout_id, @host_id, @wave, @state, @packages, @advisory_ids, @reason);
+
+-- name: LockRollout :one
+select * from rollouts where id = @id for update;
+
+-- name: TryLockRollout :one
+select * from rollouts where id = @id and state in ('scheduled', 'running') for update skip locked;
+
+-- name: DueRollouts :many
+select id from rollouts
+where state in ('scheduled', 'running') and (not_before is null or not_before <= @now)
+order by created_at, id
+limit @max;
+
+-- name: SetRolloutState :exec
+update rollouts
+set state = @state, reason = @reason, updated_at = @now,
+    finished_at = case when @state::text in ('completed', 'cancelled', 'rejected') then @now::timestamptz end
+where id = @id;
+
+-- name: ApproveRollout :exec
+update rollouts set state = 'scheduled', approved_by = @approved_by, updated_at = @now where id = @id;
+
+-- name: ResumeRollout :exec
+update rollouts
+set state = case when started_at is null then 'scheduled' else 'running' end, reason = '', updated_at = @now
+where id = @id;
+
+-- name: StartRollout :exec
+update rollouts set state = 'running', started_at = coalesce(started_at, @now), updated_at = @now where id = @id;
+
+-- name: SetCurrentWave :exec
+update rollouts set current_wave = @current_wave, wave_not_before = @wave_not_before, updated_at = @now where id = @id;
+
+-- name: GetWave :one
+select * from waves where rollout_id = @rollout_id and idx = @idx;
+
+-- name: StartWave :exec
+update waves set state = 'running', started_at = @now where rollout_id = @rollout_id and idx = @idx;
+
+-- name: CompleteWave :exec
+update waves set state = 'completed', completed_at = @now where rollout_id = @rollout_id and idx = @idx;
+
+-- name: WaveHosts :many
+select host_id from rollout_hosts where rollout_id = @rollout_id and wave = @wave order by host_id;
+
+-- name: LockFleet :exec
+select pg_advisory_xact_lock(hashtext('planner.fleet:' || @fleet::text));
+
+-- name: FleetInFlight :one
+select count(*)::int from rollout_hosts h join rollouts r on r.id = h.rollout_id
+where r.fleet = @fleet and h.state = 'dispatched';
+
+-- name: PendingHosts :many
+-- Pending hosts of a wave that have no job in flight elsewhere (the executor never runs two
+-- jobs on a host, and the planner does not queue one behind another).
+select h.host_id, h.packages, h.attempt from rollout_hosts h
+where h.rollout_id = @rollout_id and h.wave = @wave and h.state = 'pending'
+  and not exists (select 1 from rollout_hosts o where o.host_id = h.host_id and o.state = 'dispatched')
+order by h.host_id
+limit @max;
+
+-- name: DispatchHost :exec
+update rollout_hosts set state = 'dispatched', job_id = @job_id, attempt = @attempt, dispatched_at = @now
+where rollout_id = @rollout_id and host_id = @host_id;
+
+-- name: WaveCounts :one
+select count(*) filter (where state = 'pending')::int as pending,
+       count(*) filter (where state = 'dispatched')::int as dispatched,
+       count(*) filter (where state = 'succeeded')::int as succeeded,
+       count(*) filter (where state = 'failed')::int as failed,
+       count(*) filter (where state = 'skipped')::int as skipped
+from rollout_hosts where rollout_id = @rollout_id and wave = @wave;
+
+-- name: RolloutCounts :one
+select count(*) filter (where state = 'pending')::int as pending,
+       count(*) filter (where state = 'dispatched')::int as dispatched,
+       count(*) filter (where state = 'succeeded')::int as succeeded,
+       count(*) filter (where state = 'failed')::int as failed,
+       count(*) filter (where state = 'skipped')::int as skipped,
+       count(*) filter (where state = 'failed' and wave = 0)::int as failed_first_wave,
+       count(*)::int as total
+from rollout_hosts where rollout_id = @rollout_id;
+
+-- name: HostByJob :one
+select rollout_id, host_id, wave, state, advisory_ids from rollout_hosts where job_id = @job_id;
+
+-- name: FinishHost :execrows
+update rollout_hosts
+set state = @state, reason = @reason, reboot_pending = @reboot_pending, rebooted = @rebooted, finished_at = @now
+where rollout_id = @rollout_id and host_id = @host_id and state in ('pending', 'dispatched');
+
+-- name: SkipPendingHosts :exec
+update rollout_hosts set state = 'skipped', reason = @reason, finished_at = @now
+where rollout_id = @rollout_id and state = 'pending';
+
+-- name: RolloutResults :many
+select host_id, state, reason, reboot_pending, rebooted from rollout_hosts
+where rollout_id = @rollout_id order by host_id;
+
+-- name: CoveredPackages :many
+select h.host_id, h.packages from rollout_hosts h join rollouts r on r.id = h.rollout_id
+where h.state in ('pending', 'dispatched') and h.host_id = any(@host_ids::text[])
+  and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted');
+
+-- name: OpenJobsOfHost :many
+select h.rollout_id, h.packages, h.state, r.kind from rollout_hosts h join rollouts r on r.id = h.rollout_id
+where h.host_id = @host_id and h.state in ('pending', 'dispatched')
+  and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted');
+
+-- name: RecordExposures :exec
+insert into exposures (advisory_id, host_id, fleet, severity, exposed_since)
+select unnest(@advisory_ids::text[]), unnest(@host_ids::text[]), unnest(@fleets::text[]), unnest(@severities::text[]), @now
+on conflict (advisory_id, host_id) do update
+set exposed_since = case when exposures.patched_at is not null then excluded.exposed_since else exposures.exposed_since end,
+    patched_at = null
+where exposures.patched_at is not null;
+
+-- name: AssignExposures :exec
+update exposures set rollout_id = @rollout_id
+where host_id = any(@host_ids::text[]) and advisory_id = any(@advisory_ids::text[]) and patched_at is null;
+
+-- name: PatchExposures :exec
+update exposures set patched_at = coalesce(patched_at, @now), reboot_pending = @reboot_pending
+where host_id = @host_id and advisory_id = any(@advisory_ids::text[]);
+
+-- name: PatchedOutside :exec
+-- A host no longer exposed to these advisories (upgraded outside Patchfleet) is patched now.
+update exposures set patched_at = @now
+where host_id = @host_id and patched_at is null and not (advisory_id = any(@still_exposed::text[]));
+
+-- name: ClearRebootPending :exec
+update exposures set reboot_pending = false where host_id = @host_id and reboot_pending;
+
+-- name: MarkRebooted :exec
+update rollout_hosts set rebooted = true, reboot_pending = false
+where host_id = @host_id and (job_id = @job_id or (@job_id::text = '' and reboot_pending));
+
+-- name: ListRollouts :many
+select r.*,
+  (select count(*) from rollout_hosts h where h.rollout_id = r.id)::int as host_count,
+  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'pending')::int as pending,
+  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'dispatched')::int as in_flight,
+  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'succeeded')::int as succeeded,
+  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'failed')::int as failed,
+  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'skipped')::int as skipped
+from rollouts r
+where (@fleet::text = '' or r.fleet = @fleet)
+  and (@state::text = '' or r.state = @state)
+  and (@advisory_id::text = '' or @advisory_id = any(r.advisory_ids))
+  and (@id::text = '' or r.id = @id)
+  and (not @open::boolean or r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted'))
+  and (@after_id::text = '' or (r.created_at, r.id) < (@after_time::timestamptz, @after_id::text))
+order by r.created_at desc, r.id desc
+limit @max;
+
+-- name: ListWaves :many
+select * from waves where rollout_id = @rollout_id order by idx;
+
+-- name: ListRolloutHosts :many
+select * from rollout_hosts where rollout_id = @rollout_id order by wave, host_id;
+
+-- name: Compliance :many
+select * from exposures
+where (@advisory_id::text = '' or advisory_id = @advisory_id)
+  and (@host_id::text = '' or host_id = @host_id)
+  and (@fleet::text = '' or fleet = @fleet)
+  and (not @open::boolean or patched_at is null or reboot_pending)
+  and (advisory_id, host_id) > (@after_advisory::text, @after_host::text)
+order by advisory_id, host_id
+limit @max;
+
+-- name: OpenRolloutsOfAdvisory :many
+select id from rollouts
+where advisory_ids = array[@advisory_id::text] and state in ('awaiting_approval', 'scheduled')
+for update;

@@ -7,7 +7,291 @@ package plannerdb
 
 import (
 	"context"
+	"time"
 )
+
+const activeAdvisories = `-- name: ActiveAdvisories :many
+select advisory_id, severity, known_exploited, published, affected
+from advisories where not withdrawn order by advisory_id
+`
+
+type ActiveAdvisoriesRow struct {
+	AdvisoryID     string
+	Severity       string
+	KnownExploited bool
+	Published      *time.Time
+	Affected       []byte
+}
+
+func (q *Queries) ActiveAdvisories(ctx context.Context) ([]ActiveAdvisoriesRow, error) {
+	rows, err := q.db.Query(ctx, activeAdvisories)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ActiveAdvisoriesRow{}
+	for rows.Next() {
+		var i ActiveAdvisoriesRow
+		if err := rows.Scan(
+			&i.AdvisoryID,
+			&i.Severity,
+			&i.KnownExploited,
+			&i.Published,
+			&i.Affected,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const approveRollout = `-- name: ApproveRollout :exec
+update rollouts set state = 'scheduled', approved_by = $1, updated_at = $2 where id = $3
+`
+
+type ApproveRolloutParams struct {
+	ApprovedBy string
+	Now        time.Time
+	ID         string
+}
+
+func (q *Queries) ApproveRollout(ctx context.Context, arg ApproveRolloutParams) error {
+	_, err := q.db.Exec(ctx, approveRollout, arg.ApprovedBy, arg.Now, arg.ID)
+	return err
+}
+
+const assignExposures = `-- name: AssignExposures :exec
+update exposures set rollout_id = $1
+where host_id = any($2::text[]) and advisory_id = any($3::text[]) and patched_at is null
+`
+
+type AssignExposuresParams struct {
+	RolloutID   string
+	HostIds     []string
+	AdvisoryIds []string
+}
+
+func (q *Queries) AssignExposures(ctx context.Context, arg AssignExposuresParams) error {
+	_, err := q.db.Exec(ctx, assignExposures, arg.RolloutID, arg.HostIds, arg.AdvisoryIds)
+	return err
+}
+
+const clearRebootPending = `-- name: ClearRebootPending :exec
+update exposures set reboot_pending = false where host_id = $1 and reboot_pending
+`
+
+func (q *Queries) ClearRebootPending(ctx context.Context, hostID string) error {
+	_, err := q.db.Exec(ctx, clearRebootPending, hostID)
+	return err
+}
+
+const completeWave = `-- name: CompleteWave :exec
+update waves set state = 'completed', completed_at = $1 where rollout_id = $2 and idx = $3
+`
+
+type CompleteWaveParams struct {
+	Now       *time.Time
+	RolloutID string
+	Idx       int32
+}
+
+func (q *Queries) CompleteWave(ctx context.Context, arg CompleteWaveParams) error {
+	_, err := q.db.Exec(ctx, completeWave, arg.Now, arg.RolloutID, arg.Idx)
+	return err
+}
+
+const compliance = `-- name: Compliance :many
+select advisory_id, host_id, fleet, severity, exposed_since, patched_at, reboot_pending, rollout_id from exposures
+where ($1::text = '' or advisory_id = $1)
+  and ($2::text = '' or host_id = $2)
+  and ($3::text = '' or fleet = $3)
+  and (not $4::boolean or patched_at is null or reboot_pending)
+  and (advisory_id, host_id) > ($5::text, $6::text)
+order by advisory_id, host_id
+limit $7
+`
+
+type ComplianceParams struct {
+	AdvisoryID    string
+	HostID        string
+	Fleet         string
+	Open          bool
+	AfterAdvisory string
+	AfterHost     string
+	Max           int32
+}
+
+func (q *Queries) Compliance(ctx context.Context, arg ComplianceParams) ([]Exposure, error) {
+	rows, err := q.db.Query(ctx, compliance,
+		arg.AdvisoryID,
+		arg.HostID,
+		arg.Fleet,
+		arg.Open,
+		arg.AfterAdvisory,
+		arg.AfterHost,
+		arg.Max,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Exposure{}
+	for rows.Next() {
+		var i Exposure
+		if err := rows.Scan(
+			&i.AdvisoryID,
+			&i.HostID,
+			&i.Fleet,
+			&i.Severity,
+			&i.ExposedSince,
+			&i.PatchedAt,
+			&i.RebootPending,
+			&i.RolloutID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const coveredPackages = `-- name: CoveredPackages :many
+select h.host_id, h.packages from rollout_hosts h join rollouts r on r.id = h.rollout_id
+where h.state in ('pending', 'dispatched') and h.host_id = any($1::text[])
+  and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted')
+`
+
+type CoveredPackagesRow struct {
+	HostID   string
+	Packages []byte
+}
+
+func (q *Queries) CoveredPackages(ctx context.Context, hostIds []string) ([]CoveredPackagesRow, error) {
+	rows, err := q.db.Query(ctx, coveredPackages, hostIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []CoveredPackagesRow{}
+	for rows.Next() {
+		var i CoveredPackagesRow
+		if err := rows.Scan(&i.HostID, &i.Packages); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const dispatchHost = `-- name: DispatchHost :exec
+update rollout_hosts set state = 'dispatched', job_id = $1, attempt = $2, dispatched_at = $3
+where rollout_id = $4 and host_id = $5
+`
+
+type DispatchHostParams struct {
+	JobID     string
+	Attempt   int32
+	Now       *time.Time
+	RolloutID string
+	HostID    string
+}
+
+func (q *Queries) DispatchHost(ctx context.Context, arg DispatchHostParams) error {
+	_, err := q.db.Exec(ctx, dispatchHost,
+		arg.JobID,
+		arg.Attempt,
+		arg.Now,
+		arg.RolloutID,
+		arg.HostID,
+	)
+	return err
+}
+
+const dueRollouts = `-- name: DueRollouts :many
+select id from rollouts
+where state in ('scheduled', 'running') and (not_before is null or not_before <= $1)
+order by created_at, id
+limit $2
+`
+
+type DueRolloutsParams struct {
+	Now *time.Time
+	Max int32
+}
+
+func (q *Queries) DueRollouts(ctx context.Context, arg DueRolloutsParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, dueRollouts, arg.Now, arg.Max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const finishHost = `-- name: FinishHost :execrows
+update rollout_hosts
+set state = $1, reason = $2, reboot_pending = $3, rebooted = $4, finished_at = $5
+where rollout_id = $6 and host_id = $7 and state in ('pending', 'dispatched')
+`
+
+type FinishHostParams struct {
+	State         string
+	Reason        string
+	RebootPending bool
+	Rebooted      bool
+	Now           *time.Time
+	RolloutID     string
+	HostID        string
+}
+
+func (q *Queries) FinishHost(ctx context.Context, arg FinishHostParams) (int64, error) {
+	result, err := q.db.Exec(ctx, finishHost,
+		arg.State,
+		arg.Reason,
+		arg.RebootPending,
+		arg.Rebooted,
+		arg.Now,
+		arg.RolloutID,
+		arg.HostID,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const fleetInFlight = `-- name: FleetInFlight :one
+select count(*)::int from rollout_hosts h join rollouts r on r.id = h.rollout_id
+where r.fleet = $1 and h.state = 'dispatched'
+`
+
+func (q *Queries) FleetInFlight(ctx context.Context, fleet string) (int32, error) {
+	row := q.db.QueryRow(ctx, fleetInFlight, fleet)
+	var column_1 int32
+	err := row.Scan(&column_1)
+	return column_1, err
+}
 
 const getServiceInfo = `-- name: GetServiceInfo :one
 select value from service_info where key = $1
@@ -18,6 +302,721 @@ func (q *Queries) GetServiceInfo(ctx context.Context, key string) (string, error
 	var value string
 	err := row.Scan(&value)
 	return value, err
+}
+
+const getWave = `-- name: GetWave :one
+select rollout_id, idx, state, hosts, started_at, completed_at from waves where rollout_id = $1 and idx = $2
+`
+
+type GetWaveParams struct {
+	RolloutID string
+	Idx       int32
+}
+
+func (q *Queries) GetWave(ctx context.Context, arg GetWaveParams) (Wave, error) {
+	row := q.db.QueryRow(ctx, getWave, arg.RolloutID, arg.Idx)
+	var i Wave
+	err := row.Scan(
+		&i.RolloutID,
+		&i.Idx,
+		&i.State,
+		&i.Hosts,
+		&i.StartedAt,
+		&i.CompletedAt,
+	)
+	return i, err
+}
+
+const hostByJob = `-- name: HostByJob :one
+select rollout_id, host_id, wave, state, advisory_ids from rollout_hosts where job_id = $1
+`
+
+type HostByJobRow struct {
+	RolloutID   string
+	HostID      string
+	Wave        int32
+	State       string
+	AdvisoryIds []string
+}
+
+func (q *Queries) HostByJob(ctx context.Context, jobID string) (HostByJobRow, error) {
+	row := q.db.QueryRow(ctx, hostByJob, jobID)
+	var i HostByJobRow
+	err := row.Scan(
+		&i.RolloutID,
+		&i.HostID,
+		&i.Wave,
+		&i.State,
+		&i.AdvisoryIds,
+	)
+	return i, err
+}
+
+const insertRollout = `-- name: InsertRollout :execrows
+insert into rollouts (id, open_key, kind, fleet, state, plan_hash, advisory_ids, request_id, severity,
+    strategy, reboot, needs_approval, not_before, ignore_windows, windows, bake_ns, max_failures,
+    max_unavailable, health_check, configure_unattended, wave_count, canary, reason, created_at, updated_at, finished_at)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+    $10, $11, $12, $13, $14, $15, $16, $17,
+    $18, $19, $20, $21, $22, $23, $24, $24, $25)
+on conflict do nothing
+`
+
+type InsertRolloutParams struct {
+	ID                  string
+	OpenKey             string
+	Kind                string
+	Fleet               string
+	State               string
+	PlanHash            string
+	AdvisoryIds         []string
+	RequestID           string
+	Severity            string
+	Strategy            string
+	Reboot              string
+	NeedsApproval       bool
+	NotBefore           *time.Time
+	IgnoreWindows       bool
+	Windows             []string
+	BakeNs              int64
+	MaxFailures         int32
+	MaxUnavailable      int32
+	HealthCheck         string
+	ConfigureUnattended bool
+	WaveCount           int32
+	Canary              bool
+	Reason              string
+	Now                 time.Time
+	FinishedAt          *time.Time
+}
+
+func (q *Queries) InsertRollout(ctx context.Context, arg InsertRolloutParams) (int64, error) {
+	result, err := q.db.Exec(ctx, insertRollout,
+		arg.ID,
+		arg.OpenKey,
+		arg.Kind,
+		arg.Fleet,
+		arg.State,
+		arg.PlanHash,
+		arg.AdvisoryIds,
+		arg.RequestID,
+		arg.Severity,
+		arg.Strategy,
+		arg.Reboot,
+		arg.NeedsApproval,
+		arg.NotBefore,
+		arg.IgnoreWindows,
+		arg.Windows,
+		arg.BakeNs,
+		arg.MaxFailures,
+		arg.MaxUnavailable,
+		arg.HealthCheck,
+		arg.ConfigureUnattended,
+		arg.WaveCount,
+		arg.Canary,
+		arg.Reason,
+		arg.Now,
+		arg.FinishedAt,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+type InsertRolloutHostsParams struct {
+	RolloutID   string
+	HostID      string
+	Wave        int32
+	State       string
+	Packages    []byte
+	AdvisoryIds []string
+	Reason      string
+}
+
+type InsertWavesParams struct {
+	RolloutID string
+	Idx       int32
+	Hosts     int32
+}
+
+const listRolloutHosts = `-- name: ListRolloutHosts :many
+select rollout_id, host_id, wave, state, packages, advisory_ids, job_id, attempt, reason, reboot_pending, rebooted, dispatched_at, finished_at from rollout_hosts where rollout_id = $1 order by wave, host_id
+`
+
+func (q *Queries) ListRolloutHosts(ctx context.Context, rolloutID string) ([]RolloutHost, error) {
+	rows, err := q.db.Query(ctx, listRolloutHosts, rolloutID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []RolloutHost{}
+	for rows.Next() {
+		var i RolloutHost
+		if err := rows.Scan(
+			&i.RolloutID,
+			&i.HostID,
+			&i.Wave,
+			&i.State,
+			&i.Packages,
+			&i.AdvisoryIds,
+			&i.JobID,
+			&i.Attempt,
+			&i.Reason,
+			&i.RebootPending,
+			&i.Rebooted,
+			&i.DispatchedAt,
+			&i.FinishedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listRollouts = `-- name: ListRollouts :many
+select r.id, r.open_key, r.kind, r.fleet, r.state, r.plan_hash, r.advisory_ids, r.request_id, r.severity, r.strategy, r.reboot, r.needs_approval, r.approved_by, r.not_before, r.ignore_windows, r.windows, r.bake_ns, r.max_failures, r.max_unavailable, r.health_check, r.configure_unattended, r.wave_count, r.canary, r.current_wave, r.wave_not_before, r.started_at, r.reason, r.created_at, r.updated_at, r.finished_at,
+  (select count(*) from rollout_hosts h where h.rollout_id = r.id)::int as host_count,
+  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'pending')::int as pending,
+  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'dispatched')::int as in_flight,
+  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'succeeded')::int as succeeded,
+  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'failed')::int as failed,
+  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'skipped')::int as skipped
+from rollouts r
+where ($1::text = '' or r.fleet = $1)
+  and ($2::text = '' or r.state = $2)
+  and ($3::text = '' or $3 = any(r.advisory_ids))
+  and ($4::text = '' or r.id = $4)
+  and (not $5::boolean or r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted'))
+  and ($6::text = '' or (r.created_at, r.id) < ($7::timestamptz, $6::text))
+order by r.created_at desc, r.id desc
+limit $8
+`
+
+type ListRolloutsParams struct {
+	Fleet      string
+	State      string
+	AdvisoryID string
+	ID         string
+	Open       bool
+	AfterID    string
+	AfterTime  time.Time
+	Max        int32
+}
+
+type ListRolloutsRow struct {
+	ID                  string
+	OpenKey             string
+	Kind                string
+	Fleet               string
+	State               string
+	PlanHash            string
+	AdvisoryIds         []string
+	RequestID           string
+	Severity            string
+	Strategy            string
+	Reboot              string
+	NeedsApproval       bool
+	ApprovedBy          string
+	NotBefore           *time.Time
+	IgnoreWindows       bool
+	Windows             []string
+	BakeNs              int64
+	MaxFailures         int32
+	MaxUnavailable      int32
+	HealthCheck         string
+	ConfigureUnattended bool
+	WaveCount           int32
+	Canary              bool
+	CurrentWave         int32
+	WaveNotBefore       *time.Time
+	StartedAt           *time.Time
+	Reason              string
+	CreatedAt           time.Time
+	UpdatedAt           time.Time
+	FinishedAt          *time.Time
+	HostCount           int32
+	Pending             int32
+	InFlight            int32
+	Succeeded           int32
+	Failed              int32
+	Skipped             int32
+}
+
+func (q *Queries) ListRollouts(ctx context.Context, arg ListRolloutsParams) ([]ListRolloutsRow, error) {
+	rows, err := q.db.Query(ctx, listRollouts,
+		arg.Fleet,
+		arg.State,
+		arg.AdvisoryID,
+		arg.ID,
+		arg.Open,
+		arg.AfterID,
+		arg.AfterTime,
+		arg.Max,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListRolloutsRow{}
+	for rows.Next() {
+		var i ListRolloutsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.OpenKey,
+			&i.Kind,
+			&i.Fleet,
+			&i.State,
+			&i.PlanHash,
+			&i.AdvisoryIds,
+			&i.RequestID,
+			&i.Severity,
+			&i.Strategy,
+			&i.Reboot,
+			&i.NeedsApproval,
+			&i.ApprovedBy,
+			&i.NotBefore,
+			&i.IgnoreWindows,
+			&i.Windows,
+			&i.BakeNs,
+			&i.MaxFailures,
+			&i.MaxUnavailable,
+			&i.HealthCheck,
+			&i.ConfigureUnattended,
+			&i.WaveCount,
+			&i.Canary,
+			&i.CurrentWave,
+			&i.WaveNotBefore,
+			&i.StartedAt,
+			&i.Reason,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.FinishedAt,
+			&i.HostCount,
+			&i.Pending,
+			&i.InFlight,
+			&i.Succeeded,
+			&i.Failed,
+			&i.Skipped,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listWaves = `-- name: ListWaves :many
+select rollout_id, idx, state, hosts, started_at, completed_at from waves where rollout_id = $1 order by idx
+`
+
+func (q *Queries) ListWaves(ctx context.Context, rolloutID string) ([]Wave, error) {
+	rows, err := q.db.Query(ctx, listWaves, rolloutID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Wave{}
+	for rows.Next() {
+		var i Wave
+		if err := rows.Scan(
+			&i.RolloutID,
+			&i.Idx,
+			&i.State,
+			&i.Hosts,
+			&i.StartedAt,
+			&i.CompletedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const lockFleet = `-- name: LockFleet :exec
+select pg_advisory_xact_lock(hashtext('planner.fleet:' || $1::text))
+`
+
+func (q *Queries) LockFleet(ctx context.Context, fleet string) error {
+	_, err := q.db.Exec(ctx, lockFleet, fleet)
+	return err
+}
+
+const lockRollout = `-- name: LockRollout :one
+select id, open_key, kind, fleet, state, plan_hash, advisory_ids, request_id, severity, strategy, reboot, needs_approval, approved_by, not_before, ignore_windows, windows, bake_ns, max_failures, max_unavailable, health_check, configure_unattended, wave_count, canary, current_wave, wave_not_before, started_at, reason, created_at, updated_at, finished_at from rollouts where id = $1 for update
+`
+
+func (q *Queries) LockRollout(ctx context.Context, id string) (Rollout, error) {
+	row := q.db.QueryRow(ctx, lockRollout, id)
+	var i Rollout
+	err := row.Scan(
+		&i.ID,
+		&i.OpenKey,
+		&i.Kind,
+		&i.Fleet,
+		&i.State,
+		&i.PlanHash,
+		&i.AdvisoryIds,
+		&i.RequestID,
+		&i.Severity,
+		&i.Strategy,
+		&i.Reboot,
+		&i.NeedsApproval,
+		&i.ApprovedBy,
+		&i.NotBefore,
+		&i.IgnoreWindows,
+		&i.Windows,
+		&i.BakeNs,
+		&i.MaxFailures,
+		&i.MaxUnavailable,
+		&i.HealthCheck,
+		&i.ConfigureUnattended,
+		&i.WaveCount,
+		&i.Canary,
+		&i.CurrentWave,
+		&i.WaveNotBefore,
+		&i.StartedAt,
+		&i.Reason,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.FinishedAt,
+	)
+	return i, err
+}
+
+const markRebooted = `-- name: MarkRebooted :exec
+update rollout_hosts set rebooted = true, reboot_pending = false
+where host_id = $1 and (job_id = $2 or ($2::text = '' and reboot_pending))
+`
+
+type MarkRebootedParams struct {
+	HostID string
+	JobID  string
+}
+
+func (q *Queries) MarkRebooted(ctx context.Context, arg MarkRebootedParams) error {
+	_, err := q.db.Exec(ctx, markRebooted, arg.HostID, arg.JobID)
+	return err
+}
+
+const openJobsOfHost = `-- name: OpenJobsOfHost :many
+select h.rollout_id, h.packages, h.state, r.kind from rollout_hosts h join rollouts r on r.id = h.rollout_id
+where h.host_id = $1 and h.state in ('pending', 'dispatched')
+  and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted')
+`
+
+type OpenJobsOfHostRow struct {
+	RolloutID string
+	Packages  []byte
+	State     string
+	Kind      string
+}
+
+func (q *Queries) OpenJobsOfHost(ctx context.Context, hostID string) ([]OpenJobsOfHostRow, error) {
+	rows, err := q.db.Query(ctx, openJobsOfHost, hostID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []OpenJobsOfHostRow{}
+	for rows.Next() {
+		var i OpenJobsOfHostRow
+		if err := rows.Scan(
+			&i.RolloutID,
+			&i.Packages,
+			&i.State,
+			&i.Kind,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const openRolloutsOfAdvisory = `-- name: OpenRolloutsOfAdvisory :many
+select id from rollouts
+where advisory_ids = array[$1::text] and state in ('awaiting_approval', 'scheduled')
+for update
+`
+
+func (q *Queries) OpenRolloutsOfAdvisory(ctx context.Context, advisoryID string) ([]string, error) {
+	rows, err := q.db.Query(ctx, openRolloutsOfAdvisory, advisoryID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const patchExposures = `-- name: PatchExposures :exec
+update exposures set patched_at = coalesce(patched_at, $1), reboot_pending = $2
+where host_id = $3 and advisory_id = any($4::text[])
+`
+
+type PatchExposuresParams struct {
+	Now           *time.Time
+	RebootPending bool
+	HostID        string
+	AdvisoryIds   []string
+}
+
+func (q *Queries) PatchExposures(ctx context.Context, arg PatchExposuresParams) error {
+	_, err := q.db.Exec(ctx, patchExposures,
+		arg.Now,
+		arg.RebootPending,
+		arg.HostID,
+		arg.AdvisoryIds,
+	)
+	return err
+}
+
+const patchedOutside = `-- name: PatchedOutside :exec
+update exposures set patched_at = $1
+where host_id = $2 and patched_at is null and not (advisory_id = any($3::text[]))
+`
+
+type PatchedOutsideParams struct {
+	Now          *time.Time
+	HostID       string
+	StillExposed []string
+}
+
+// A host no longer exposed to these advisories (upgraded outside Patchfleet) is patched now.
+func (q *Queries) PatchedOutside(ctx context.Context, arg PatchedOutsideParams) error {
+	_, err := q.db.Exec(ctx, patchedOutside, arg.Now, arg.HostID, arg.StillExposed)
+	return err
+}
+
+const pendingHosts = `-- name: PendingHosts :many
+select h.host_id, h.packages, h.attempt from rollout_hosts h
+where h.rollout_id = $1 and h.wave = $2 and h.state = 'pending'
+  and not exists (select 1 from rollout_hosts o where o.host_id = h.host_id and o.state = 'dispatched')
+order by h.host_id
+limit $3
+`
+
+type PendingHostsParams struct {
+	RolloutID string
+	Wave      int32
+	Max       int32
+}
+
+type PendingHostsRow struct {
+	HostID   string
+	Packages []byte
+	Attempt  int32
+}
+
+// Pending hosts of a wave that have no job in flight elsewhere (the executor never runs two
+// jobs on a host, and the planner does not queue one behind another).
+func (q *Queries) PendingHosts(ctx context.Context, arg PendingHostsParams) ([]PendingHostsRow, error) {
+	rows, err := q.db.Query(ctx, pendingHosts, arg.RolloutID, arg.Wave, arg.Max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []PendingHostsRow{}
+	for rows.Next() {
+		var i PendingHostsRow
+		if err := rows.Scan(&i.HostID, &i.Packages, &i.Attempt); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const recordExposures = `-- name: RecordExposures :exec
+insert into exposures (advisory_id, host_id, fleet, severity, exposed_since)
+select unnest($1::text[]), unnest($2::text[]), unnest($3::text[]), unnest($4::text[]), $5
+on conflict (advisory_id, host_id) do update
+set exposed_since = case when exposures.patched_at is not null then excluded.exposed_since else exposures.exposed_since end,
+    patched_at = null
+where exposures.patched_at is not null
+`
+
+type RecordExposuresParams struct {
+	AdvisoryIds []string
+	HostIds     []string
+	Fleets      []string
+	Severities  []string
+	Now         time.Time
+}
+
+func (q *Queries) RecordExposures(ctx context.Context, arg RecordExposuresParams) error {
+	_, err := q.db.Exec(ctx, recordExposures,
+		arg.AdvisoryIds,
+		arg.HostIds,
+		arg.Fleets,
+		arg.Severities,
+		arg.Now,
+	)
+	return err
+}
+
+const resumeRollout = `-- name: ResumeRollout :exec
+update rollouts
+set state = case when started_at is null then 'scheduled' else 'running' end, reason = '', updated_at = $1
+where id = $2
+`
+
+type ResumeRolloutParams struct {
+	Now time.Time
+	ID  string
+}
+
+func (q *Queries) ResumeRollout(ctx context.Context, arg ResumeRolloutParams) error {
+	_, err := q.db.Exec(ctx, resumeRollout, arg.Now, arg.ID)
+	return err
+}
+
+const rolloutCounts = `-- name: RolloutCounts :one
+select count(*) filter (where state = 'pending')::int as pending,
+       count(*) filter (where state = 'dispatched')::int as dispatched,
+       count(*) filter (where state = 'succeeded')::int as succeeded,
+       count(*) filter (where state = 'failed')::int as failed,
+       count(*) filter (where state = 'skipped')::int as skipped,
+       count(*) filter (where state = 'failed' and wave = 0)::int as failed_first_wave,
+       count(*)::int as total
+from rollout_hosts where rollout_id = $1
+`
+
+type RolloutCountsRow struct {
+	Pending         int32
+	Dispatched      int32
+	Succeeded       int32
+	Failed          int32
+	Skipped         int32
+	FailedFirstWave int32
+	Total           int32
+}
+
+func (q *Queries) RolloutCounts(ctx context.Context, rolloutID string) (RolloutCountsRow, error) {
+	row := q.db.QueryRow(ctx, rolloutCounts, rolloutID)
+	var i RolloutCountsRow
+	err := row.Scan(
+		&i.Pending,
+		&i.Dispatched,
+		&i.Succeeded,
+		&i.Failed,
+		&i.Skipped,
+		&i.FailedFirstWave,
+		&i.Total,
+	)
+	return i, err
+}
+
+const rolloutResults = `-- name: RolloutResults :many
+select host_id, state, reason, reboot_pending, rebooted from rollout_hosts
+where rollout_id = $1 order by host_id
+`
+
+type RolloutResultsRow struct {
+	HostID        string
+	State         string
+	Reason        string
+	RebootPending bool
+	Rebooted      bool
+}
+
+func (q *Queries) RolloutResults(ctx context.Context, rolloutID string) ([]RolloutResultsRow, error) {
+	rows, err := q.db.Query(ctx, rolloutResults, rolloutID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []RolloutResultsRow{}
+	for rows.Next() {
+		var i RolloutResultsRow
+		if err := rows.Scan(
+			&i.HostID,
+			&i.State,
+			&i.Reason,
+			&i.RebootPending,
+			&i.Rebooted,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const setCurrentWave = `-- name: SetCurrentWave :exec
+update rollouts set current_wave = $1, wave_not_before = $2, updated_at = $3 where id = $4
+`
+
+type SetCurrentWaveParams struct {
+	CurrentWave   int32
+	WaveNotBefore *time.Time
+	Now           time.Time
+	ID            string
+}
+
+func (q *Queries) SetCurrentWave(ctx context.Context, arg SetCurrentWaveParams) error {
+	_, err := q.db.Exec(ctx, setCurrentWave,
+		arg.CurrentWave,
+		arg.WaveNotBefore,
+		arg.Now,
+		arg.ID,
+	)
+	return err
+}
+
+const setRolloutState = `-- name: SetRolloutState :exec
+update rollouts
+set state = $1, reason = $2, updated_at = $3,
+    finished_at = case when $1::text in ('completed', 'cancelled', 'rejected') then $3::timestamptz end
+where id = $4
+`
+
+type SetRolloutStateParams struct {
+	State  string
+	Reason string
+	Now    time.Time
+	ID     string
+}
+
+func (q *Queries) SetRolloutState(ctx context.Context, arg SetRolloutStateParams) error {
+	_, err := q.db.Exec(ctx, setRolloutState,
+		arg.State,
+		arg.Reason,
+		arg.Now,
+		arg.ID,
+	)
+	return err
 }
 
 const setServiceInfo = `-- name: SetServiceInfo :exec
@@ -33,5 +1032,202 @@ type SetServiceInfoParams struct {
 
 func (q *Queries) SetServiceInfo(ctx context.Context, arg SetServiceInfoParams) error {
 	_, err := q.db.Exec(ctx, setServiceInfo, arg.Key, arg.Value)
+	return err
+}
+
+const skipPendingHosts = `-- name: SkipPendingHosts :exec
+update rollout_hosts set state = 'skipped', reason = $1, finished_at = $2
+where rollout_id = $3 and state = 'pending'
+`
+
+type SkipPendingHostsParams struct {
+	Reason    string
+	Now       *time.Time
+	RolloutID string
+}
+
+func (q *Queries) SkipPendingHosts(ctx context.Context, arg SkipPendingHostsParams) error {
+	_, err := q.db.Exec(ctx, skipPendingHosts, arg.Reason, arg.Now, arg.RolloutID)
+	return err
+}
+
+const startRollout = `-- name: StartRollout :exec
+update rollouts set state = 'running', started_at = coalesce(started_at, $1), updated_at = $1 where id = $2
+`
+
+type StartRolloutParams struct {
+	Now time.Time
+	ID  string
+}
+
+func (q *Queries) StartRollout(ctx context.Context, arg StartRolloutParams) error {
+	_, err := q.db.Exec(ctx, startRollout, arg.Now, arg.ID)
+	return err
+}
+
+const startWave = `-- name: StartWave :exec
+update waves set state = 'running', started_at = $1 where rollout_id = $2 and idx = $3
+`
+
+type StartWaveParams struct {
+	Now       *time.Time
+	RolloutID string
+	Idx       int32
+}
+
+func (q *Queries) StartWave(ctx context.Context, arg StartWaveParams) error {
+	_, err := q.db.Exec(ctx, startWave, arg.Now, arg.RolloutID, arg.Idx)
+	return err
+}
+
+const tryLockRollout = `-- name: TryLockRollout :one
+select id, open_key, kind, fleet, state, plan_hash, advisory_ids, request_id, severity, strategy, reboot, needs_approval, approved_by, not_before, ignore_windows, windows, bake_ns, max_failures, max_unavailable, health_check, configure_unattended, wave_count, canary, current_wave, wave_not_before, started_at, reason, created_at, updated_at, finished_at from rollouts where id = $1 and state in ('scheduled', 'running') for update skip locked
+`
+
+func (q *Queries) TryLockRollout(ctx context.Context, id string) (Rollout, error) {
+	row := q.db.QueryRow(ctx, tryLockRollout, id)
+	var i Rollout
+	err := row.Scan(
+		&i.ID,
+		&i.OpenKey,
+		&i.Kind,
+		&i.Fleet,
+		&i.State,
+		&i.PlanHash,
+		&i.AdvisoryIds,
+		&i.RequestID,
+		&i.Severity,
+		&i.Strategy,
+		&i.Reboot,
+		&i.NeedsApproval,
+		&i.ApprovedBy,
+		&i.NotBefore,
+		&i.IgnoreWindows,
+		&i.Windows,
+		&i.BakeNs,
+		&i.MaxFailures,
+		&i.MaxUnavailable,
+		&i.HealthCheck,
+		&i.ConfigureUnattended,
+		&i.WaveCount,
+		&i.Canary,
+		&i.CurrentWave,
+		&i.WaveNotBefore,
+		&i.StartedAt,
+		&i.Reason,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.FinishedAt,
+	)
+	return i, err
+}
+
+const upsertAdvisory = `-- name: UpsertAdvisory :exec
+insert into advisories (advisory_id, revision, severity, known_exploited, published, affected, updated_at)
+values ($1, $2, $3, $4, $5, $6, $7)
+on conflict (advisory_id) do update
+set revision = excluded.revision, severity = excluded.severity, known_exploited = excluded.known_exploited,
+    published = excluded.published, affected = excluded.affected, withdrawn = false, updated_at = excluded.updated_at
+where advisories.revision <= excluded.revision
+`
+
+type UpsertAdvisoryParams struct {
+	AdvisoryID     string
+	Revision       int32
+	Severity       string
+	KnownExploited bool
+	Published      *time.Time
+	Affected       []byte
+	Now            time.Time
+}
+
+func (q *Queries) UpsertAdvisory(ctx context.Context, arg UpsertAdvisoryParams) error {
+	_, err := q.db.Exec(ctx, upsertAdvisory,
+		arg.AdvisoryID,
+		arg.Revision,
+		arg.Severity,
+		arg.KnownExploited,
+		arg.Published,
+		arg.Affected,
+		arg.Now,
+	)
+	return err
+}
+
+const waveCounts = `-- name: WaveCounts :one
+select count(*) filter (where state = 'pending')::int as pending,
+       count(*) filter (where state = 'dispatched')::int as dispatched,
+       count(*) filter (where state = 'succeeded')::int as succeeded,
+       count(*) filter (where state = 'failed')::int as failed,
+       count(*) filter (where state = 'skipped')::int as skipped
+from rollout_hosts where rollout_id = $1 and wave = $2
+`
+
+type WaveCountsParams struct {
+	RolloutID string
+	Wave      int32
+}
+
+type WaveCountsRow struct {
+	Pending    int32
+	Dispatched int32
+	Succeeded  int32
+	Failed     int32
+	Skipped    int32
+}
+
+func (q *Queries) WaveCounts(ctx context.Context, arg WaveCountsParams) (WaveCountsRow, error) {
+	row := q.db.QueryRow(ctx, waveCounts, arg.RolloutID, arg.Wave)
+	var i WaveCountsRow
+	err := row.Scan(
+		&i.Pending,
+		&i.Dispatched,
+		&i.Succeeded,
+		&i.Failed,
+		&i.Skipped,
+	)
+	return i, err
+}
+
+const waveHosts = `-- name: WaveHosts :many
+select host_id from rollout_hosts where rollout_id = $1 and wave = $2 order by host_id
+`
+
+type WaveHostsParams struct {
+	RolloutID string
+	Wave      int32
+}
+
+func (q *Queries) WaveHosts(ctx context.Context, arg WaveHostsParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, waveHosts, arg.RolloutID, arg.Wave)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var host_id string
+		if err := rows.Scan(&host_id); err != nil {
+			return nil, err
+		}
+		items = append(items, host_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const withdrawAdvisory = `-- name: WithdrawAdvisory :exec
+update advisories set withdrawn = true, updated_at = $1 where advisory_id = $2
+`
+
+type WithdrawAdvisoryParams struct {
+	Now        time.Time
+	AdvisoryID string
+}
+
+func (q *Queries) WithdrawAdvisory(ctx context.Context, arg WithdrawAdvisoryParams) error {
+	_, err := q.db.Exec(ctx, withdrawAdvisory, arg.Now, arg.AdvisoryID)
 	return err
 }

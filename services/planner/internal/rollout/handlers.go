@@ -1,0 +1,510 @@
+package rollout
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/patchfleet/patchfleet/db/inbox"
+	"github.com/patchfleet/patchfleet/db/plannerdb"
+	"github.com/patchfleet/patchfleet/events"
+	"github.com/patchfleet/patchfleet/events/deb"
+	"github.com/patchfleet/patchfleet/events/query"
+	"github.com/patchfleet/patchfleet/services/planner/internal/budget"
+	"github.com/patchfleet/patchfleet/services/planner/internal/exposure"
+	"github.com/patchfleet/patchfleet/services/planner/internal/plan"
+)
+
+// Register puts the engine's handlers on c.
+func (e *Engine) Register(c *events.Consumer) {
+	events.On(c, e.OnAdvisory)
+	events.On(c, e.OnWithdrawn)
+	events.On(c, e.OnHostRegistered)
+	events.On(c, e.OnInventory)
+	events.On(c, e.OnDrift)
+	events.On(c, e.OnHostRebooted)
+	events.On(c, e.OnCompleted)
+	events.On(c, e.OnFailed)
+	events.On(c, e.OnRequested)
+	events.On(c, e.OnApproved)
+	events.On(c, e.OnRejected)
+	events.On(c, e.OnPaused)
+	events.On(c, e.OnResumed)
+	events.On(c, e.OnCancelled)
+}
+
+// OnAdvisory plans a rollout per fleet for the hosts an advisory exposes. Exposure comes
+// from the inventory, asked with the event's own affected list so it never waits for the
+// inventory to store the advisory.
+func (e *Engine) OnAdvisory(ctx context.Context, m events.Meta, a events.SecurityAdvisoryPublished) error {
+	now := e.now()
+	res, hosts, err := e.planAdvisory(ctx, a, now)
+	if err != nil {
+		return err
+	}
+	affected, err := json.Marshal(a.Affected)
+	if err != nil {
+		return events.Permanent(fmt.Errorf("encode affected of %s: %w", a.AdvisoryID, err))
+	}
+	return e.inTx(ctx, func(tx pgx.Tx, q *plannerdb.Queries) error {
+		if seen, err := inbox.Seen(ctx, tx, inboxAdvisories, m.ID); err != nil || seen {
+			return err
+		}
+		var published *time.Time
+		if !a.Published.IsZero() {
+			published = &a.Published
+		}
+		if err := q.UpsertAdvisory(ctx, plannerdb.UpsertAdvisoryParams{
+			AdvisoryID: a.AdvisoryID, Revision: int32(a.Revision), Severity: string(a.Severity),
+			KnownExploited: a.KnownExploited, Published: published, Affected: affected, Now: now,
+		}); err != nil {
+			return fmt.Errorf("store advisory %s: %w", a.AdvisoryID, err)
+		}
+		if err := e.recordExposures(ctx, q, hosts, map[string]events.Severity{a.AdvisoryID: a.Severity}, now); err != nil {
+			return err
+		}
+		for _, fp := range res.Fleets {
+			if fp.Skipped != "" {
+				e.Logger.Info("advisory not rolled out", "advisory_id", a.AdvisoryID, "fleet", fp.Policy.Name, "why", fp.Skipped, "correlation_id", m.CorrelationID)
+				continue
+			}
+			rev := fmt.Sprint(a.Revision)
+			id := events.DerivedID("rollout", "advisory", a.AdvisoryID, rev, fp.Policy.Name)
+			if _, err := e.persist(ctx, tx, q, fp, id, "advisory:"+a.AdvisoryID+":"+rev+":"+fp.Policy.Name, now, m.ID); err != nil {
+				return err
+			}
+		}
+		if len(res.Unmatched) > 0 {
+			e.Logger.Warn("exposed hosts covered by no fleet policy", "advisory_id", a.AdvisoryID, "hosts", len(res.Unmatched))
+		}
+		return nil
+	})
+}
+
+// planAdvisory computes the plan for an advisory without persisting it (the preview uses it
+// too).
+func (e *Engine) planAdvisory(ctx context.Context, a events.SecurityAdvisoryPublished, now time.Time) (plan.Result, []plan.Host, error) {
+	hosts, err := e.exposed(ctx, a)
+	if err != nil {
+		return plan.Result{}, nil, err
+	}
+	covered, err := e.covered(ctx, hosts)
+	if err != nil {
+		return plan.Result{}, nil, err
+	}
+	adv := map[string]plan.Advisory{a.AdvisoryID: {ID: a.AdvisoryID, Severity: a.Severity, KnownExploited: a.KnownExploited, Published: a.Published}}
+	return plan.Security(e.Policy, adv, hosts, covered, now), hosts, nil
+}
+
+// exposed pages through the inventory's exposure answer, and through its hosts for their
+// tags when a fleet policy selects by tag.
+func (e *Engine) exposed(ctx context.Context, a events.SecurityAdvisoryPublished) ([]plan.Host, error) {
+	var hosts []plan.Host
+	req := query.ExposureRequest{AdvisoryID: a.AdvisoryID, Affected: a.Affected, Limit: e.pageSize()}
+	for {
+		page, err := e.Inventory.Exposure(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("exposure to %s: %w", a.AdvisoryID, err)
+		}
+		for _, h := range page.Hosts {
+			for i := range h.Packages {
+				if h.Packages[i].AdvisoryID == "" {
+					h.Packages[i].AdvisoryID = a.AdvisoryID
+				}
+			}
+			hosts = append(hosts, plan.Host{ID: h.HostID, Fleet: h.Fleet, Packages: h.Packages})
+		}
+		if page.NextCursor == "" || len(page.Hosts) == 0 {
+			break
+		}
+		req.Cursor = page.NextCursor
+	}
+	if !e.Policy.UsesTags() || len(hosts) == 0 {
+		return hosts, nil
+	}
+	info := map[string]query.Host{}
+	for start := 0; start < len(hosts); start += e.pageSize() {
+		ids := make([]string, 0, e.pageSize())
+		for _, h := range hosts[start:min(len(hosts), start+e.pageSize())] {
+			ids = append(ids, h.ID)
+		}
+		if err := e.eachHost(ctx, query.HostsRequest{IDs: ids}, func(h query.Host) { info[h.ID] = h }); err != nil {
+			return nil, fmt.Errorf("tags of hosts exposed to %s: %w", a.AdvisoryID, err)
+		}
+	}
+	for i := range hosts {
+		if h, ok := info[hosts[i].ID]; ok {
+			hosts[i].Tags, hosts[i].New = h.Tags, h.New
+		}
+	}
+	return hosts, nil
+}
+
+func (e *Engine) eachHost(ctx context.Context, req query.HostsRequest, f func(query.Host)) error {
+	req.Limit = e.pageSize()
+	for {
+		page, err := e.Inventory.Hosts(ctx, req)
+		if err != nil {
+			return err
+		}
+		for _, h := range page.Hosts {
+			f(h)
+		}
+		if page.NextCursor == "" || len(page.Hosts) == 0 {
+			return nil
+		}
+		req.Cursor = page.NextCursor
+	}
+}
+
+// covered reads what open jobs already upgrade on these hosts.
+func (e *Engine) covered(ctx context.Context, hosts []plan.Host) (plan.Covered, error) {
+	ids := make([]string, len(hosts))
+	for i, h := range hosts {
+		ids[i] = h.ID
+	}
+	rows, err := plannerdb.New(e.Pool).CoveredPackages(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("load open jobs: %w", err)
+	}
+	out := plan.Covered{}
+	for _, r := range rows {
+		var p []events.PackageTarget
+		if err := json.Unmarshal(r.Packages, &p); err != nil {
+			return nil, fmt.Errorf("decode open job of host %s: %w", r.HostID, err)
+		}
+		out[r.HostID] = append(out[r.HostID], p...)
+	}
+	return out, nil
+}
+
+// recordExposures notes since when each host is exposed to each advisory.
+func (e *Engine) recordExposures(ctx context.Context, q *plannerdb.Queries, hosts []plan.Host, sev map[string]events.Severity, now time.Time) error {
+	var p plannerdb.RecordExposuresParams
+	for _, h := range hosts {
+		seen := map[string]bool{}
+		for _, pk := range h.Packages {
+			if seen[pk.AdvisoryID] || pk.AdvisoryID == "" {
+				continue
+			}
+			seen[pk.AdvisoryID] = true
+			p.AdvisoryIds = append(p.AdvisoryIds, pk.AdvisoryID)
+			p.HostIds = append(p.HostIds, h.ID)
+			p.Fleets = append(p.Fleets, h.Fleet)
+			p.Severities = append(p.Severities, string(sev[pk.AdvisoryID]))
+		}
+	}
+	if len(p.HostIds) == 0 {
+		return nil
+	}
+	p.Now = now
+	if err := q.RecordExposures(ctx, p); err != nil {
+		return fmt.Errorf("record exposure of %d host(s): %w", len(p.HostIds), err)
+	}
+	return nil
+}
+
+// OnWithdrawn stops using a withdrawn advisory: rollouts for it alone that have not started
+// are cancelled.
+func (e *Engine) OnWithdrawn(ctx context.Context, m events.Meta, a events.AdvisoryWithdrawn) error {
+	now := e.now()
+	return e.inTx(ctx, func(tx pgx.Tx, q *plannerdb.Queries) error {
+		if seen, err := inbox.Seen(ctx, tx, inboxAdvisories, m.ID); err != nil || seen {
+			return err
+		}
+		if err := q.WithdrawAdvisory(ctx, plannerdb.WithdrawAdvisoryParams{AdvisoryID: a.AdvisoryID, Now: now}); err != nil {
+			return fmt.Errorf("withdraw advisory %s: %w", a.AdvisoryID, err)
+		}
+		ids, err := q.OpenRolloutsOfAdvisory(ctx, a.AdvisoryID)
+		if err != nil {
+			return fmt.Errorf("rollouts of withdrawn advisory %s: %w", a.AdvisoryID, err)
+		}
+		for _, id := range ids {
+			r, err := q.LockRollout(ctx, id)
+			if err != nil {
+				return wrapRollout("load", id, err)
+			}
+			if err := e.finish(ctx, tx, q, r, query.RolloutCancelled, "cancelled", "advisory withdrawn", now, m.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// OnHostRegistered gives a new host a full upgrade before it takes traffic, and re-evaluates
+// a re-registered one.
+func (e *Engine) OnHostRegistered(ctx context.Context, m events.Meta, h events.HostRegistered) error {
+	if !h.New {
+		return e.reevaluate(ctx, m, h.HostID, nil)
+	}
+	now := e.now()
+	res := plan.NewHost(e.Policy, plan.Selected{ID: h.HostID, Fleet: h.Fleet, Tags: h.Tags})
+	return e.inTx(ctx, func(tx pgx.Tx, q *plannerdb.Queries) error {
+		if seen, err := inbox.Seen(ctx, tx, inboxHosts, m.ID); err != nil || seen {
+			return err
+		}
+		if len(res.Fleets) == 0 {
+			e.Logger.Warn("new host covered by no fleet policy; no full upgrade", "host_id", h.HostID, "fleet", h.Fleet)
+			return nil
+		}
+		fp := res.Fleets[0]
+		_, err := e.persist(ctx, tx, q, fp, events.DerivedID("rollout", "new-host", h.HostID, m.ID), "new-host:"+h.HostID, now, m.ID)
+		return err
+	})
+}
+
+// OnInventory re-evaluates a host after a scan.
+func (e *Engine) OnInventory(ctx context.Context, m events.Meta, r events.HostInventoryReported) error {
+	return e.reevaluate(ctx, m, r.HostID, nil)
+}
+
+// OnDrift re-evaluates a host changed outside Patchfleet.
+func (e *Engine) OnDrift(ctx context.Context, m events.Meta, d events.HostDriftDetected) error {
+	return e.reevaluate(ctx, m, d.HostID, nil)
+}
+
+// reevaluate matches one host's packages against the advisories the planner knows: what is
+// no longer exposed is patched (by hand, or another tool), jobs not yet started whose
+// packages are all installed are skipped, and fixes no open job covers get a rollout.
+func (e *Engine) reevaluate(ctx context.Context, m events.Meta, hostID string, _ []string) error {
+	now := e.now()
+	detail, err := e.Inventory.Host(ctx, query.HostRequest{ID: hostID, WithPackages: true})
+	if err != nil {
+		return fmt.Errorf("load host %s: %w", hostID, err)
+	}
+	q0 := plannerdb.New(e.Pool)
+	rows, err := q0.ActiveAdvisories(ctx)
+	if err != nil {
+		return fmt.Errorf("load advisories for host %s: %w", hostID, err)
+	}
+	var advs []exposure.Advisory
+	known := map[string]plan.Advisory{}
+	sev := map[string]events.Severity{}
+	for _, r := range rows {
+		var aff []events.Affected
+		if err := json.Unmarshal(r.Affected, &aff); err != nil {
+			return fmt.Errorf("decode advisory %s: %w", r.AdvisoryID, err)
+		}
+		advs = append(advs, exposure.Advisory{ID: r.AdvisoryID, Affected: aff})
+		a := plan.Advisory{ID: r.AdvisoryID, Severity: events.Severity(r.Severity), KnownExploited: r.KnownExploited}
+		if r.Published != nil {
+			a.Published = *r.Published
+		}
+		known[r.AdvisoryID], sev[r.AdvisoryID] = a, a.Severity
+	}
+	exposed := exposure.Match(detail.OS, detail.Packages, advs)
+	host := plan.Host{ID: hostID, Fleet: detail.Fleet, Tags: detail.Tags, New: detail.New, Packages: exposed}
+	installed := map[string]string{}
+	for _, p := range detail.Packages {
+		installed[p.Name] = p.Version
+	}
+	still := map[string]bool{}
+	for _, p := range exposed {
+		still[p.AdvisoryID] = true
+	}
+	return e.inTx(ctx, func(tx pgx.Tx, q *plannerdb.Queries) error {
+		if seen, err := inbox.Seen(ctx, tx, inboxHosts, m.ID); err != nil || seen {
+			return err
+		}
+		if detail.Retired {
+			return nil
+		}
+		if err := q.PatchedOutside(ctx, plannerdb.PatchedOutsideParams{HostID: hostID, StillExposed: slices.Sorted(maps.Keys(still)), Now: &now}); err != nil {
+			return fmt.Errorf("record patches of host %s: %w", hostID, err)
+		}
+		if err := e.recordExposures(ctx, q, []plan.Host{host}, sev, now); err != nil {
+			return err
+		}
+		open, err := q.OpenJobsOfHost(ctx, hostID)
+		if err != nil {
+			return fmt.Errorf("open jobs of host %s: %w", hostID, err)
+		}
+		covered := plan.Covered{}
+		for _, j := range open {
+			var pkgs []events.PackageTarget
+			if err := json.Unmarshal(j.Packages, &pkgs); err != nil {
+				return fmt.Errorf("decode job of host %s in rollout %s: %w", hostID, j.RolloutID, err)
+			}
+			if j.State == "pending" && j.Kind == events.KindSecurity && len(pkgs) > 0 && satisfied(pkgs, installed) {
+				if _, err := q.FinishHost(ctx, plannerdb.FinishHostParams{RolloutID: j.RolloutID, HostID: hostID, State: events.ResultSkipped, Reason: "already satisfied", Now: &now}); err != nil {
+					return fmt.Errorf("skip satisfied host %s in rollout %s: %w", hostID, j.RolloutID, err)
+				}
+				e.log(j.RolloutID).Info("host already satisfied; skipped", "host_id", hostID)
+				continue
+			}
+			covered[hostID] = append(covered[hostID], pkgs...)
+		}
+		if len(exposed) == 0 {
+			return nil
+		}
+		res := plan.Security(e.Policy, known, []plan.Host{host}, covered, now)
+		for _, fp := range res.Fleets {
+			if fp.Skipped != "" || fp.NotifyOnly() {
+				continue // notify-only fleets were told when the advisory came
+			}
+			id := events.DerivedID("rollout", "host", hostID, m.ID)
+			if _, err := e.persist(ctx, tx, q, fp, id, "host:"+hostID, now, m.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func satisfied(pkgs []events.PackageTarget, installed map[string]string) bool {
+	for _, p := range pkgs {
+		v, ok := installed[p.Name]
+		if !ok {
+			return false
+		}
+		if p.MinVersion == "" {
+			return false
+		}
+		if c, err := deb.Compare(v, p.MinVersion); err != nil || c < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// OnHostRebooted records a reboot: the host no longer waits for one.
+func (e *Engine) OnHostRebooted(ctx context.Context, m events.Meta, r events.HostRebooted) error {
+	return e.inTx(ctx, func(tx pgx.Tx, q *plannerdb.Queries) error {
+		if seen, err := inbox.Seen(ctx, tx, inboxHosts, m.ID); err != nil || seen {
+			return err
+		}
+		if err := q.MarkRebooted(ctx, plannerdb.MarkRebootedParams{HostID: r.HostID, JobID: r.JobID}); err != nil {
+			return fmt.Errorf("record reboot of host %s: %w", r.HostID, err)
+		}
+		if err := q.ClearRebootPending(ctx, r.HostID); err != nil {
+			return fmt.Errorf("record reboot of host %s: %w", r.HostID, err)
+		}
+		return nil
+	})
+}
+
+// OnCompleted records a successful job and moves its rollout on.
+func (e *Engine) OnCompleted(ctx context.Context, m events.Meta, c events.UpgradeCompleted) error {
+	return e.result(ctx, m, c.JobID, c.HostID, events.ResultSucceeded, "", c.RebootPending, c.Rebooted)
+}
+
+// OnFailed records a failed job; a spent failure budget halts the rollout.
+func (e *Engine) OnFailed(ctx context.Context, m events.Meta, f events.UpgradeFailed) error {
+	reason := f.Reason
+	if f.Message != "" {
+		reason += ": " + f.Message
+	}
+	return e.result(ctx, m, f.JobID, f.HostID, events.ResultFailed, reason, false, false)
+}
+
+func (e *Engine) result(ctx context.Context, m events.Meta, jobID, hostID, status, reason string, rebootPending, rebooted bool) error {
+	now := e.now()
+	return e.inTx(ctx, func(tx pgx.Tx, q *plannerdb.Queries) error {
+		if seen, err := inbox.Seen(ctx, tx, inboxUpgrades, m.ID); err != nil || seen {
+			return err
+		}
+		job, err := q.HostByJob(ctx, jobID)
+		if notFound(err) {
+			return events.Permanent(fmt.Errorf("job %s of host %s: no such job", jobID, hostID))
+		}
+		if err != nil {
+			return fmt.Errorf("load job %s: %w", jobID, err)
+		}
+		r, err := q.LockRollout(ctx, job.RolloutID)
+		if err != nil {
+			return wrapRollout("lock", job.RolloutID, err)
+		}
+		n, err := q.FinishHost(ctx, plannerdb.FinishHostParams{
+			RolloutID: r.ID, HostID: job.HostID, State: status, Reason: reason,
+			RebootPending: rebootPending, Rebooted: rebooted, Now: &now,
+		})
+		if err != nil {
+			return fmt.Errorf("record result of host %s in rollout %s: %w", job.HostID, r.ID, err)
+		}
+		log := e.log(r.ID).With("host_id", job.HostID, "job_id", jobID)
+		if n == 0 {
+			log.Info("result for a host already finished; ignored", "status", status)
+			return nil
+		}
+		log.Info("job finished", "status", status, "reason", reason, "reboot_pending", rebootPending)
+		if status == events.ResultSucceeded {
+			if err := q.PatchExposures(ctx, plannerdb.PatchExposuresParams{HostID: job.HostID, AdvisoryIds: job.AdvisoryIds, RebootPending: rebootPending, Now: &now}); err != nil {
+				return fmt.Errorf("record patch of host %s in rollout %s: %w", job.HostID, r.ID, err)
+			}
+		}
+		if !isOpen(r.State) {
+			return nil
+		}
+		if status == events.ResultFailed && (r.State == query.RolloutRunning || r.State == query.RolloutPaused) {
+			c, err := q.RolloutCounts(ctx, r.ID)
+			if err != nil {
+				return wrapRollout("count results of", r.ID, err)
+			}
+			canaryFailed := 0
+			if r.Canary {
+				canaryFailed = int(c.FailedFirstWave)
+			}
+			if halt, why := budget.Halt(int(c.Failed), int(r.MaxFailures), canaryFailed); halt {
+				if err := q.SetRolloutState(ctx, plannerdb.SetRolloutStateParams{ID: r.ID, State: query.RolloutHalted, Reason: why, Now: now}); err != nil {
+					return wrapRollout("halt", r.ID, err)
+				}
+				log.Warn("rollout halted", "why", why)
+				return e.emit(ctx, tx, r.ID, m.ID, now, events.RolloutHalted{RolloutID: r.ID, Reason: why, Failed: int(c.Failed), Budget: int(r.MaxFailures)}, "halt", jobID)
+			}
+		}
+		if r.State != query.RolloutRunning {
+			return nil
+		}
+		return e.advance(ctx, tx, q, r, now, m.ID)
+	})
+}
+
+// Tick advances every rollout that may have work to do: the approval delay ran out, a window
+// opened, a bake time ended, the fleet has room again. Rollouts locked by another instance
+// are skipped; that instance is advancing them.
+func (e *Engine) Tick(ctx context.Context) error {
+	now := e.now()
+	ids, err := plannerdb.New(e.Pool).DueRollouts(ctx, plannerdb.DueRolloutsParams{Now: &now, Max: 500})
+	if err != nil {
+		return fmt.Errorf("list due rollouts: %w", err)
+	}
+	for _, id := range ids {
+		err := e.inTx(ctx, func(tx pgx.Tx, q *plannerdb.Queries) error {
+			r, err := q.TryLockRollout(ctx, id)
+			if notFound(err) {
+				return nil
+			}
+			if err != nil {
+				return wrapRollout("lock", id, err)
+			}
+			return e.advance(ctx, tx, q, r, now, "")
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RunTicker calls Tick every interval until ctx ends. A failed tick is logged and retried on
+// the next one.
+func (e *Engine) RunTicker(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := e.Tick(ctx); err != nil && ctx.Err() == nil {
+			e.Logger.Warn("advance due rollouts", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
