@@ -62,9 +62,7 @@ func Check(a events.Affected, sourceVersion string) (Verdict, error) {
 	if a.Ecosystem == events.EcosystemRubyGems {
 		cmp = func(x, y string) (int, error) { return GemCompare(x, y), nil }
 	}
-	if slices.Contains(a.Versions, sourceVersion) {
-		return Verdict{Affected: true, Fixed: a.FixedVersion}, nil
-	}
+	listed := slices.Contains(a.Versions, sourceVersion)
 	if len(a.Ranges) > 0 {
 		for _, r := range a.Ranges {
 			in, err := inRange(cmp, r, sourceVersion)
@@ -79,7 +77,14 @@ func Check(a events.Affected, sourceVersion string) (Verdict, error) {
 				return Verdict{Affected: true, Fixed: fixed}, nil
 			}
 		}
+		if listed {
+			// Listed but outside every range: the lowest fix above it is the one to install.
+			return Verdict{Affected: true, Fixed: fixAbove(cmp, a, sourceVersion)}, nil
+		}
 		return Verdict{}, nil
+	}
+	if listed {
+		return Verdict{Affected: true, Fixed: a.FixedVersion}, nil
 	}
 	if a.FixedVersion != "" {
 		c, err := cmp(sourceVersion, a.FixedVersion)
@@ -92,6 +97,22 @@ func Check(a events.Affected, sourceVersion string) (Verdict, error) {
 		return Verdict{}, nil
 	}
 	return Verdict{Affected: true}, nil
+}
+
+func fixAbove(cmp func(x, y string) (int, error), a events.Affected, v string) string {
+	best := a.FixedVersion
+	for _, r := range a.Ranges {
+		if r.Fixed == "" {
+			continue
+		}
+		if c, err := cmp(r.Fixed, v); err != nil || c <= 0 {
+			continue
+		}
+		if c, err := cmp(r.Fixed, best); best == "" || err == nil && c < 0 {
+			best = r.Fixed
+		}
+	}
+	return best
 }
 
 func inRange(cmp func(x, y string) (int, error), r events.VersionRange, v string) (bool, error) {

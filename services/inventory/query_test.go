@@ -1,0 +1,295 @@
+package inventory_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/patchfleet/patchfleet/events"
+	"github.com/patchfleet/patchfleet/events/eventstest"
+	"github.com/patchfleet/patchfleet/events/query"
+)
+
+// exposureFleet registers hosts and pushes their reports:
+//
+//	deb-a, deb-b  Debian 12, the capture (glibc 2.36-9+deb12u14)
+//	deb-fixed     Debian 12, glibc at the fix
+//	ubu-1         Ubuntu 12 (sic: same VERSION_ID) with the capture — must not match debian entries
+//	woody-1       Debian 3.0 with libapache-mod-ssl 2.8.7-1 (DSA-135 affected, a listed version)
+//	woody-2       Debian 3.0 with libapache-mod-ssl 2.8.9-2 (fixed)
+//	rails-1       Debian 12 running Rails 7.0.4 (GHSA-8xww-x3g3-6jcv: fixed in 7.0.4.1)
+func exposureFleet(t *testing.T, s *sys) {
+	tsv := readFile(t, "testdata/debian12-dpkg.tsv")
+	glibcFixed := tsv
+	for _, b := range []string{"libc-bin", "libc-dev-bin", "libc-devtools", "libc-l10n", "libc6", "libc6-dbg", "libc6-dev", "locales"} {
+		glibcFixed = withVersion(glibcFixed, b, "2.36-9+deb12u15")
+	}
+	woody := "libapache-mod-ssl\t2.8.7-1\ti386\tlibapache-mod-ssl\t2.8.7-1\tii \n"
+	reports := map[string][]byte{
+		"deb-a":     report("debian", "12", tsv, false),
+		"deb-b":     report("debian", "12", tsv, false),
+		"deb-fixed": report("debian", "12", glibcFixed, false),
+		"ubu-1":     report("ubuntu", "12", tsv, false),
+		"woody-1":   report("debian", "3.0", woody, false),
+		"woody-2":   report("debian", "3.0", strings.ReplaceAll(woody, "2.8.7-1", "2.8.9-2"), false),
+		"rails-1":   report("debian", "12", "", false, "component rails /srv/app", "GEM\n  specs:\n    rails (7.0.4)\n"),
+	}
+	for id, rep := range reports {
+		reg := registration(id, hostKey(t), false)
+		if code := s.do("POST", "/v1/hosts", reg, nil); code != http.StatusCreated {
+			t.Fatalf("register %s: %d", id, code)
+		}
+		if code := s.do("POST", "/v1/hosts/"+id+"/report", rep, nil); code != http.StatusOK {
+			t.Fatalf("report %s: %d", id, code)
+		}
+	}
+}
+
+func exposedIDs(r query.ExposureResponse) []string {
+	var ids []string
+	for _, h := range r.Hosts {
+		ids = append(ids, h.HostID)
+	}
+	return ids
+}
+
+func TestExposure(t *testing.T) {
+	s := start(t, nil)
+	exposureFleet(t, s)
+	s.bus.Publish(t, bookwormAdvisory(), "DSA-9999-1")
+	s.bus.Publish(t, advisoryFromOSV(t, "testdata/DSA-135.json"), "DSA-135")
+	s.bus.Publish(t, advisoryFromOSV(t, "testdata/GHSA-8xww-x3g3-6jcv.json"), "GHSA-8xww-x3g3-6jcv")
+
+	var bookworm query.ExposureResponse
+	eventstest.WaitFor(t, 30*time.Second, "advisory stored", func() bool {
+		return s.do("GET", "/v1/exposure?advisory_id=DSA-9999-1", nil, &bookworm) == http.StatusOK
+	})
+	if got := exposedIDs(bookworm); !slices.Equal(got, []string{"deb-a", "deb-b"}) {
+		t.Fatalf("DSA-9999-1 exposes %v, want deb-a deb-b", got)
+	}
+	// Every installed binary of glibc, each with its installed and fixed versions.
+	var names []string
+	for _, p := range bookworm.Hosts[0].Packages {
+		names = append(names, p.Name)
+		if p.SourceName != "glibc" || p.Installed != "2.36-9+deb12u14" || p.Fixed != "2.36-9+deb12u15" || p.AdvisoryID != "DSA-9999-1" {
+			t.Errorf("exposed package %+v", p)
+		}
+	}
+	if want := []string{"libc-bin", "libc-dev-bin", "libc-devtools", "libc-l10n", "libc6", "libc6-dbg", "libc6-dev", "locales"}; !slices.Equal(names, want) {
+		t.Errorf("exposed binaries %v, want %v", names, want)
+	}
+
+	// By CVE, the same answer.
+	var byCVE query.ExposureResponse
+	s.do("GET", "/v1/exposure?cve=CVE-2099-0001", nil, &byCVE)
+	if !reflect.DeepEqual(byCVE, bookworm) {
+		t.Errorf("by CVE differs from by advisory id")
+	}
+
+	// A real Debian 3.0 advisory: the listed affected version is exposed, the fixed one not.
+	var woody query.ExposureResponse
+	eventstest.WaitFor(t, 30*time.Second, "DSA-135 stored", func() bool {
+		return s.do("GET", "/v1/exposure?cve=CVE-2002-0653", nil, &woody) == http.StatusOK
+	})
+	if got := exposedIDs(woody); !slices.Equal(got, []string{"woody-1"}) || woody.Hosts[0].Packages[0].Fixed != "2.8.9-2" {
+		t.Fatalf("DSA-135 exposes %+v", woody)
+	}
+
+	// A RubyGems advisory matches the Rails component.
+	var gem query.ExposureResponse
+	eventstest.WaitFor(t, 30*time.Second, "GHSA stored", func() bool {
+		return s.do("GET", "/v1/exposure?advisory_id=GHSA-8xww-x3g3-6jcv", nil, &gem) == http.StatusOK
+	})
+	if got := exposedIDs(gem); !slices.Equal(got, []string{"rails-1"}) || gem.Hosts[0].Packages[0].Fixed != "7.0.4.1" {
+		t.Fatalf("GHSA exposes %+v", gem)
+	}
+
+	// An explicit affected list needs nothing stored; "no fix yet" reports Fixed "".
+	req := query.ExposureRequest{Affected: []events.Affected{{Ecosystem: "debian", Release: "12", Package: "curl"}}, Fleet: "prod-web"}
+	var nofix query.ExposureResponse
+	if code := s.do("POST", "/v1/exposure", req, &nofix); code != http.StatusOK {
+		t.Fatalf("explicit: %d", code)
+	}
+	if got := exposedIDs(nofix); !slices.Equal(got, []string{"deb-a", "deb-b", "deb-fixed"}) {
+		t.Fatalf("no-fix curl exposes %v", got)
+	}
+	for _, p := range nofix.Hosts[0].Packages {
+		if p.Fixed != "" || p.SourceName != "curl" {
+			t.Errorf("no-fix package %+v", p)
+		}
+	}
+
+	// Micro answers equal HTTP answers.
+	ctx := context.Background()
+	viaNATS, err := s.query.Exposure(ctx, query.ExposureRequest{AdvisoryID: "DSA-9999-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(viaNATS, bookworm) {
+		t.Errorf("micro exposure differs from HTTP:\n%+v\n%+v", viaNATS, bookworm)
+	}
+	viaNATS, err = s.query.Exposure(ctx, req)
+	if err != nil || !reflect.DeepEqual(viaNATS, nofix) {
+		t.Errorf("micro explicit exposure differs from HTTP (%v)", err)
+	}
+	var httpHost query.HostDetail
+	s.do("GET", "/v1/hosts/deb-a?packages=true", nil, &httpHost)
+	natsHost, err := s.query.Host(ctx, query.HostRequest{ID: "deb-a", WithPackages: true})
+	if err != nil || !reflect.DeepEqual(natsHost, httpHost) || len(natsHost.Packages) != 703 {
+		t.Errorf("micro host differs from HTTP (%v)", err)
+	}
+	var remote *query.RemoteError
+	if _, err := s.query.Exposure(ctx, query.ExposureRequest{AdvisoryID: "DSA-0000-0"}); !errors.As(err, &remote) || remote.Code != 404 {
+		t.Errorf("unknown advisory over NATS: %v, want 404", err)
+	}
+
+	// Hosts by package and version range.
+	var page query.HostsResponse
+	s.do("GET", "/v1/hosts?package=libc6&below_version=2.36-9%2Bdeb12u15", nil, &page)
+	var ids []string
+	for _, h := range page.Hosts {
+		ids = append(ids, h.ID)
+	}
+	if !slices.Equal(ids, []string{"deb-a", "deb-b", "ubu-1"}) {
+		t.Errorf("libc6 < u15 on %v", ids)
+	}
+
+	// Withdrawn: nothing exposed any more.
+	s.bus.Publish(t, events.AdvisoryWithdrawn{AdvisoryID: "DSA-9999-1", Revision: 2, Withdrawn: time.Now()}, "DSA-9999-1")
+	eventstest.WaitFor(t, 30*time.Second, "withdrawn", func() bool {
+		var r query.ExposureResponse
+		s.do("GET", "/v1/exposure?advisory_id=DSA-9999-1", nil, &r)
+		return len(r.Hosts) == 0
+	})
+}
+
+func TestQueryPaginationAuthAndErrors(t *testing.T) {
+	s := start(t, nil)
+	for i := range 25 {
+		reg := registration(fmt.Sprintf("h-%02d", i), hostKey(t), false)
+		if i%2 == 0 {
+			reg.Fleet = "even"
+		}
+		s.do("POST", "/v1/hosts", reg, nil)
+	}
+	// Pages of 10: stable order, no host twice, all hosts; a host added behind the cursor
+	// during the walk does not shift later pages.
+	var all []string
+	cursor := ""
+	for range 10 {
+		var page query.HostsResponse
+		if code := s.do("GET", "/v1/hosts?limit=10&cursor="+cursor, nil, &page); code != http.StatusOK {
+			t.Fatalf("page: %d", code)
+		}
+		for _, h := range page.Hosts {
+			all = append(all, h.ID)
+		}
+		if len(all) == 10 {
+			s.do("POST", "/v1/hosts", registration("h-00a", hostKey(t), false), nil)
+		}
+		if cursor = page.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if len(all) != 25 || !slices.IsSorted(all) || slices.Contains(all, "h-00a") {
+		t.Fatalf("walked %d hosts: %v", len(all), all)
+	}
+	// The same walk over NATS gives the same pages.
+	req := query.HostsRequest{Fleet: "even", Limit: 5}
+	var viaHTTP query.HostsResponse
+	s.do("GET", "/v1/hosts?fleet=even&limit=5", nil, &viaHTTP)
+	viaNATS, err := s.query.Hosts(context.Background(), req)
+	if err != nil || !reflect.DeepEqual(viaNATS, viaHTTP) || len(viaNATS.Hosts) != 5 {
+		t.Fatalf("micro hosts differ from HTTP (%v)", err)
+	}
+	req.Cursor = viaNATS.NextCursor
+	next, _ := s.query.Hosts(context.Background(), req)
+	if len(next.Hosts) != 5 || next.Hosts[0].ID <= viaNATS.Hosts[4].ID {
+		t.Fatalf("second page over NATS = %+v", next)
+	}
+
+	// Authentication: none, wrong, right; ops endpoints and the description stay open.
+	var e query.Error
+	if code := s.doToken("", "GET", "/v1/hosts", nil, &e); code != http.StatusUnauthorized || e.Code != 401 {
+		t.Errorf("no token: %d %+v", code, e)
+	}
+	if code := s.doToken("wrong-token-0123456789", "GET", "/v1/hosts", nil, nil); code != http.StatusUnauthorized {
+		t.Errorf("wrong token: %d", code)
+	}
+	for _, open := range []string{"/healthz", "/readyz", "/metrics", "/openapi.yaml"} {
+		if code := s.doToken("", "GET", open, nil, nil); code != http.StatusOK {
+			t.Errorf("GET %s without token: %d", open, code)
+		}
+	}
+
+	// Bad queries: 400 naming the field.
+	for path, field := range map[string]string{
+		"/v1/hosts?limit=5000":                 "limit",
+		"/v1/hosts?limit=x":                    "limit",
+		"/v1/hosts?cursor=bm9wZQ":              "cursor",
+		"/v1/hosts?reboot_required=maybe":      "reboot_required",
+		"/v1/hosts?not_scanned_for=yesterday":  "not_scanned_for",
+		"/v1/hosts?package=Bad_Name":           "package",
+		"/v1/hosts?package=curl&min_version=_": "min_version",
+		"/v1/hosts?colour=blue":                "colour",
+		"/v1/exposure":                         "advisory_id",
+		"/v1/exposure?cve=DSA-1":               "cve",
+	} {
+		var e query.Error
+		if code := s.do("GET", path, nil, &e); code != http.StatusBadRequest || !strings.Contains(e.Message, field) {
+			t.Errorf("GET %s: %d %q, want 400 naming %s", path, code, e.Message, field)
+		}
+	}
+	if code := s.do("POST", "/v1/exposure", `{"advisory":"x"}`, &e); code != http.StatusBadRequest || !strings.Contains(e.Message, "advisory") {
+		t.Errorf("unknown body field: %d %+v", code, e)
+	}
+	if code := s.do("GET", "/v1/hosts/nope", nil, &e); code != http.StatusNotFound {
+		t.Errorf("unknown host: %d", code)
+	}
+	if code := s.do("GET", "/v1/exposure?advisory_id=DSA-0000-0", nil, &e); code != http.StatusNotFound {
+		t.Errorf("unknown advisory: %d", code)
+	}
+	var remote *query.RemoteError
+	if _, err := s.query.Hosts(context.Background(), query.HostsRequest{Limit: 5000}); !errors.As(err, &remote) || remote.Code != 400 {
+		t.Errorf("bad limit over NATS: %v", err)
+	}
+}
+
+// TestOpenAPIRoutesExist checks every path and method of openapi.yaml against the server:
+// a route that does not exist answers 404 "no route" (or 405), which the test rejects.
+func TestOpenAPIRoutesExist(t *testing.T) {
+	s := start(t, nil)
+	s.do("POST", "/v1/hosts", registration("x", hostKey(t), false), nil)
+	spec := readFile(t, "openapi.yaml")
+	paths := regexp.MustCompile(`(?m)^  (/[^:]*):\n((?:    .*\n|\n)*)`).FindAllStringSubmatch(spec, -1)
+	if len(paths) < 7 {
+		t.Fatalf("found %d paths in openapi.yaml", len(paths))
+	}
+	n := 0
+	for _, p := range paths {
+		path := strings.ReplaceAll(p[1], "{id}", "x")
+		for _, m := range regexp.MustCompile(`(?m)^    (get|put|post|delete):`).FindAllStringSubmatch(p[2], -1) {
+			method := strings.ToUpper(m[1])
+			var e query.Error
+			var out any = &e
+			if path == "/openapi.yaml" {
+				out = nil
+			}
+			code := s.do(method, path, nil, out)
+			if code == http.StatusMethodNotAllowed || strings.HasPrefix(e.Message, "no route") {
+				t.Errorf("%s %s (from openapi.yaml) does not exist: %d %s", method, p[1], code, e.Message)
+			}
+			n++
+		}
+	}
+	if n < 12 {
+		t.Errorf("checked %d operations", n)
+	}
+}
