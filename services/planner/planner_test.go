@@ -1,0 +1,335 @@
+package planner_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/patchfleet/patchfleet/events"
+	"github.com/patchfleet/patchfleet/events/eventstest"
+	"github.com/patchfleet/patchfleet/events/query"
+)
+
+const autoPolicy = `
+fleets:
+  - name: web
+    fleet: web
+    security_updates: auto
+    canary: 1
+    waves: ["50%", "100%"]
+    max_unavailable: 2
+    max_failures: 1
+    reboot: if-required
+    health_check: "true"
+    unattended_upgrades: security
+  - name: legacy
+    fleet: legacy
+    strategy: notify-only
+    security_updates: notify-only
+  - name: db
+    fleet: db
+    security_updates: approve
+    approvers: [alice]
+`
+
+func TestAdvisoryRollsOutWaveByWave(t *testing.T) {
+	e := newEnv(t, autoPolicy)
+	hosts := e.inv.expose("web", nil, 5, "DSA-1")
+	e.run("a")
+	e.bus.Publish(t, advisory("DSA-1", events.SeverityHigh), "DSA-1")
+
+	done := e.drive(nil)
+	if done.Outcome != "completed" || done.Succeeded != 5 || done.Failed != 0 {
+		t.Fatalf("completed = %+v", done)
+	}
+	jobs := e.exec.snapshot()
+	if len(jobs) != len(hosts) || len(e.exec.duplicates()) > 0 {
+		t.Fatalf("%d jobs (duplicates %v) for %d hosts", len(jobs), e.exec.duplicates(), len(hosts))
+	}
+	if e.exec.maxSeen > 2 {
+		t.Errorf("%d hosts in flight at once, max_unavailable is 2", e.exec.maxSeen)
+	}
+	// The canary goes first and alone.
+	if jobs[0].Wave != 0 || jobs[0].HostID != hosts[0] {
+		t.Errorf("first job %+v is not the canary", jobs[0])
+	}
+	j := jobs[1]
+	if j.Kind != events.KindSecurity || j.Reboot != events.RebootIfRequired || !j.ConfigureUnattended || j.HealthCheck != "true" ||
+		len(j.Packages) != 1 || j.Packages[0] != (events.PackageTarget{Name: "libssl3", MinVersion: "3.0.13-1~deb12u1"}) {
+		t.Errorf("job = %+v", j)
+	}
+	planned := decode[events.RolloutPlanned](t, e.waitEvent("RolloutPlanned", 1)[0])
+	if planned.HostCount != 5 || len(planned.Waves) != 3 || len(e.rolloutEvents("WaveCompleted")) != 3 {
+		t.Errorf("planned %+v, %d waves completed", planned, len(e.rolloutEvents("WaveCompleted")))
+	}
+	// The compliance view shows each host exposed, then patched.
+	ctx := context.Background()
+	c, err := e.client.Compliance(ctx, query.ComplianceRequest{AdvisoryID: "DSA-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Records) != 5 || c.Records[0].PatchedAt.IsZero() || c.Records[0].RolloutID != planned.RolloutID {
+		t.Errorf("compliance = %+v", c.Records)
+	}
+	open, err := e.client.Compliance(ctx, query.ComplianceRequest{Open: true})
+	if err != nil || len(open.Records) != 0 {
+		t.Errorf("open exposures = %+v, %v", open.Records, err)
+	}
+	list, err := e.client.Rollouts(ctx, query.RolloutsRequest{Fleet: "web"})
+	if err != nil || len(list.Rollouts) != 1 || list.Rollouts[0].State != query.RolloutCompleted || list.Rollouts[0].Succeeded != 5 {
+		t.Errorf("rollouts = %+v, %v", list.Rollouts, err)
+	}
+}
+
+func TestCanaryFailureHalts(t *testing.T) {
+	e := newEnv(t, autoPolicy)
+	e.inv.expose("web", nil, 4, "DSA-2")
+	e.run("a")
+	e.bus.Publish(t, advisory("DSA-2", events.SeverityHigh), "DSA-2")
+	canary := e.waitJobs(1)[0]
+	e.exec.report(t, canary, false)
+	halted := decode[events.RolloutHalted](t, e.waitEvent("RolloutHalted", 1)[0])
+	if !strings.Contains(halted.Reason, "canary") || halted.Failed != 1 {
+		t.Fatalf("halted = %+v", halted)
+	}
+	if d := e.rollout(halted.RolloutID); d.State != query.RolloutHalted || d.Failed != 1 || d.Pending != 3 {
+		t.Fatalf("rollout = %+v", d.RolloutSummary)
+	}
+	if n := e.exec.count(); n != 1 {
+		t.Fatalf("%d jobs after a failed canary, want 1", n)
+	}
+	// A person cancels: the rest is skipped.
+	e.bus.Publish(t, events.RolloutCancelled{Decision: events.Decision{RolloutID: halted.RolloutID, By: "alice"}}, halted.RolloutID)
+	done := decode[events.RolloutCompleted](t, e.waitEvent("RolloutCompleted", 1)[0])
+	if done.Outcome != "cancelled" || done.Failed != 1 || done.Skipped != 3 {
+		t.Fatalf("completed = %+v", done)
+	}
+}
+
+func TestApprovalMustNameThePlanHash(t *testing.T) {
+	e := newEnv(t, autoPolicy)
+	e.inv.expose("db", nil, 2, "DSA-3")
+	e.run("a")
+	e.bus.Publish(t, advisory("DSA-3", events.SeverityHigh), "DSA-3")
+	ask := decode[events.RolloutApprovalRequested](t, e.waitEvent("RolloutApprovalRequested", 1)[0])
+	if len(ask.Approvers) != 1 || ask.Approvers[0] != "alice" {
+		t.Errorf("approval request = %+v", ask)
+	}
+
+	// A wrong hash and a person who is not an approver are refused and dead-lettered.
+	e.bus.Publish(t, events.RolloutApproved{Decision: events.Decision{RolloutID: ask.RolloutID, By: "alice"}, PlanHash: strings.Repeat("0", 64)}, ask.RolloutID)
+	e.bus.Publish(t, events.RolloutApproved{Decision: events.Decision{RolloutID: ask.RolloutID, By: "mallory"}, PlanHash: ask.PlanHash}, ask.RolloutID)
+	var dls []events.DeadLetter
+	eventstest.WaitFor(t, 30*time.Second, "two dead letters", func() bool { dls = e.deadLetters(); return len(dls) >= 2 })
+	reasons := dls[0].Reason + " | " + dls[1].Reason
+	if !strings.Contains(reasons, "names plan 0000") || !strings.Contains(reasons, "mallory is not an approver") {
+		t.Errorf("dead letter reasons: %s", reasons)
+	}
+	if d := e.rollout(ask.RolloutID); d.State != query.RolloutAwaitingApproval || e.exec.count() != 0 {
+		t.Fatalf("after refused approvals: state %s, %d jobs", d.State, e.exec.count())
+	}
+
+	e.bus.Publish(t, events.RolloutApproved{Decision: events.Decision{RolloutID: ask.RolloutID, By: "alice"}, PlanHash: ask.PlanHash}, ask.RolloutID)
+	done := e.drive(nil)
+	if done.Succeeded != 2 {
+		t.Fatalf("completed = %+v", done)
+	}
+	if d := e.rollout(ask.RolloutID); d.ApprovedBy != "alice" {
+		t.Errorf("approved by %q", d.ApprovedBy)
+	}
+}
+
+func TestNotifyOnlyNeverRequestsUpgrades(t *testing.T) {
+	e := newEnv(t, autoPolicy)
+	e.inv.expose("legacy", nil, 3, "DSA-4")
+	e.run("a")
+	e.bus.Publish(t, advisory("DSA-4", events.SeverityCritical), "DSA-4")
+	planned := decode[events.RolloutPlanned](t, e.waitEvent("RolloutPlanned", 1)[0])
+	done := decode[events.RolloutCompleted](t, e.waitEvent("RolloutCompleted", 1)[0])
+	if planned.Strategy != events.StrategyNotifyOnly || done.Skipped != 3 || done.Succeeded+done.Failed != 0 {
+		t.Fatalf("planned %+v, completed %+v", planned, done)
+	}
+	if n := len(e.bus.Envelopes(t, events.StreamJobs)) + e.exec.count(); n != 0 {
+		t.Fatalf("%d upgrade jobs for a notify-only fleet", n)
+	}
+}
+
+func TestNewHostGetsFullUpgrade(t *testing.T) {
+	e := newEnv(t, autoPolicy)
+	e.run("a")
+	e.bus.Publish(t, events.HostRegistered{HostID: "web-new", Name: "web-new", Fleet: "web", New: true, SSH: events.SSHTarget{Address: "10.0.0.9", TOFU: true}}, "web-new")
+	job := e.waitJobs(1)[0]
+	if job.Kind != events.KindFull || job.HostID != "web-new" || len(job.Packages) != 0 {
+		t.Fatalf("job = %+v", job)
+	}
+	e.exec.report(t, job, true)
+	if done := decode[events.RolloutCompleted](t, e.waitEvent("RolloutCompleted", 1)[0]); done.Succeeded != 1 {
+		t.Fatalf("completed = %+v", done)
+	}
+}
+
+func TestWindowClosingMidRollout(t *testing.T) {
+	e := newEnv(t, `
+fleets:
+  - name: web
+    fleet: web
+    windows: ["Sat 02:00-03:00 UTC"]
+    canary: 0
+    waves: ["100%"]
+    max_unavailable: 1
+    max_failures: 5
+`)
+	saturday := time.Date(2026, 3, 7, 2, 30, 0, 0, time.UTC)
+	e.clock.Set(saturday.Add(-time.Hour)) // Saturday 01:30: closed
+	e.inv.expose("web", nil, 3, "DSA-5")
+	e.run("a")
+	e.bus.Publish(t, advisory("DSA-5", events.SeverityHigh), "DSA-5")
+	planned := decode[events.RolloutPlanned](t, e.waitEvent("RolloutPlanned", 1)[0])
+	quiet(t, e, 0, "before the window opens")
+	if d := e.rollout(planned.RolloutID); d.State != query.RolloutScheduled {
+		t.Fatalf("state before the window = %s", d.State)
+	}
+
+	e.clock.Set(saturday) // the window opens: one job (max_unavailable 1)
+	first := e.waitJobs(1)[0]
+	e.clock.Set(saturday.Add(45 * time.Minute)) // 03:15: closed, the job in flight finishes
+	e.exec.report(t, first, true)
+	eventstest.WaitFor(t, 30*time.Second, "result recorded", func() bool { return e.rollout(planned.RolloutID).Succeeded == 1 })
+	quiet(t, e, 1, "after the window closed")
+
+	e.clock.Set(saturday.Add(7 * 24 * time.Hour)) // next Saturday
+	done := e.drive(nil)
+	if done.Succeeded != 3 || len(e.exec.duplicates()) > 0 {
+		t.Fatalf("completed = %+v, duplicates %v", done, e.exec.duplicates())
+	}
+}
+
+// quiet checks that no new job appears for a while (the ticker runs every 20ms). Absence can
+// only be observed over time.
+func quiet(t *testing.T, e *env, jobs int, when string) {
+	t.Helper()
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if n := e.exec.count(); n != jobs {
+			t.Fatalf("%d jobs %s, want %d", n, when, jobs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRestartMidRolloutFinishesWithoutDuplicates(t *testing.T) {
+	e := newEnv(t, autoPolicy)
+	e.inv.expose("web", nil, 6, "DSA-6")
+	stop := e.run("first")
+	e.bus.Publish(t, advisory("DSA-6", events.SeverityHigh), "DSA-6")
+	canary := e.waitJobs(1)[0]
+	e.exec.report(t, canary, true)
+	e.waitJobs(2)
+	stop() // killed mid-rollout: wave 1 in flight
+	for _, j := range e.exec.open() {
+		e.exec.report(t, j, true) // results arrive while no planner runs
+	}
+	e.run("second")
+	done := e.drive(nil)
+	if done.Succeeded != 6 {
+		t.Fatalf("completed = %+v", done)
+	}
+	if n, d := e.exec.count(), e.exec.duplicates(); n != 6 || len(d) > 0 {
+		t.Fatalf("%d jobs for 6 hosts, duplicates %v", n, d)
+	}
+}
+
+func TestRedeliveredEventsChangeNothingTwice(t *testing.T) {
+	e := newEnv(t, autoPolicy)
+	e.inv.expose("web", nil, 2, "DSA-7")
+	e.run("a")
+	adv := e.bus.Publish(t, advisory("DSA-7", events.SeverityHigh), "DSA-7")
+	canary := e.waitJobs(1)[0]
+	result := e.exec.report(t, canary, false) // within the budget of 1, but a canary: halts
+	e.waitEvent("RolloutHalted", 1)
+	// The same events again (same event ids, as a redelivery carries), under new Nats-Msg-Ids
+	// so the stream stores them.
+	for _, m := range []events.Message{adv, result} {
+		m.ID += "-again"
+		if err := events.Publish(context.Background(), e.bus.JS, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Then something that must be processed after them on the same consumer.
+	e.bus.Publish(t, events.RolloutResumed{Decision: events.Decision{RolloutID: canary.RolloutID, By: "alice"}}, canary.RolloutID)
+	done := e.drive(nil)
+	if n := len(e.rolloutEvents("RolloutPlanned")); n != 1 {
+		t.Errorf("%d RolloutPlanned after a redelivered advisory", n)
+	}
+	if n := len(e.rolloutEvents("RolloutHalted")); n != 1 {
+		t.Errorf("%d RolloutHalted after a redelivered failure", n)
+	}
+	if done.Failed != 1 || done.Succeeded != 1 || e.exec.count() != 2 {
+		t.Errorf("completed = %+v, %d jobs", done, e.exec.count())
+	}
+}
+
+func TestTwoInstancesPlanOnce(t *testing.T) {
+	e := newEnv(t, autoPolicy)
+	e.inv.expose("web", nil, 4, "DSA-8")
+	e.run("a")
+	e.run("b")
+	// The same advisory twice under different event ids (two feeds, say): one rollout.
+	e.bus.Publish(t, advisory("DSA-8", events.SeverityHigh), "DSA-8")
+	e.bus.Publish(t, advisory("DSA-8", events.SeverityHigh), "DSA-8")
+	done := e.drive(nil)
+	if n := len(e.rolloutEvents("RolloutPlanned")); n != 1 {
+		t.Fatalf("%d rollouts planned", n)
+	}
+	if done.Succeeded != 4 || e.exec.count() != 4 || len(e.exec.duplicates()) > 0 {
+		t.Fatalf("completed %+v, %d jobs, duplicates %v", done, e.exec.count(), e.exec.duplicates())
+	}
+	if e.exec.maxSeen > 2 {
+		t.Errorf("%d in flight with two instances, max_unavailable 2", e.exec.maxSeen)
+	}
+}
+
+func TestOnDemandRequestPreviewAndPolicies(t *testing.T) {
+	e := newEnv(t, autoPolicy)
+	e.inv.expose("web", nil, 3, "DSA-9")
+	e.run("a")
+	ctx := context.Background()
+	req := events.RolloutRequested{RequestID: "req-1", RequestedBy: "alice", Kind: events.KindSecurity, Selector: events.HostSelector{Fleet: "web"}, Reboot: events.RebootAlways}
+	var pv query.PreviewResponse
+	eventstest.WaitFor(t, 30*time.Second, "planner answering", func() bool {
+		var err error
+		pv, err = e.client.Preview(ctx, query.PreviewRequest{Request: &req})
+		return err == nil
+	})
+	if len(pv.Plans) != 1 || len(pv.Plans[0].Hosts) != 3 || pv.Plans[0].Reboot != events.RebootAlways {
+		t.Fatalf("preview = %+v", pv)
+	}
+	if n := len(e.rolloutEvents("RolloutPlanned")); n != 0 {
+		t.Fatalf("preview persisted %d rollouts", n)
+	}
+	e.bus.Publish(t, req, "req-1")
+	planned := decode[events.RolloutPlanned](t, e.waitEvent("RolloutPlanned", 1)[0])
+	if planned.PlanHash != pv.Plans[0].PlanHash || planned.Kind != events.KindSecurity {
+		t.Errorf("planned %s, previewed %s", planned.PlanHash, pv.Plans[0].PlanHash)
+	}
+	job := e.waitJobs(1)[0]
+	if len(job.Packages) != 0 || job.Reboot != events.RebootAlways {
+		t.Errorf("on-demand job = %+v", job)
+	}
+	if done := e.drive(nil); done.Succeeded != 3 {
+		t.Fatalf("completed = %+v", done)
+	}
+	pol, err := e.client.Policies(ctx, query.PoliciesRequest{})
+	if err != nil || len(pol.Fleets) != 3 || pol.Fleets[0].Waves[0] != "50%" {
+		t.Fatalf("policies = %+v, %v", pol, err)
+	}
+	if _, err := e.client.Policies(ctx, query.PoliciesRequest{Fleet: "nope"}); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("unknown fleet: %v", err)
+	}
+	b, _ := json.Marshal(pol)
+	if !strings.Contains(string(b), `"approvers":["alice"]`) {
+		t.Errorf("policies JSON lacks approvers: %s", b)
+	}
+}
