@@ -160,7 +160,9 @@ func ReadZip(ctx context.Context, r io.ReaderAt, size int64, origin string, opts
 // ReadDocument reads one JSON document in any supported format. modified
 // stamps tracker advisories, whose export carries no dates.
 func ReadDocument(ctx context.Context, r io.Reader, origin string, modified time.Time, opts Options, yield Yield, bad Bad) error {
-	br := bufio.NewReaderSize(r, 64<<10)
+	// A small buffer: it is allocated per document (per zip entry), and the
+	// JSON decoders buffer for themselves.
+	br := bufio.NewReaderSize(r, 4<<10)
 	format := opts.Format
 	if format == FormatAuto {
 		head, _ := br.Peek(4 << 10)
