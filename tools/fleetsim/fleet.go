@@ -22,11 +22,13 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // Fault is a set of misbehaviours of one host.
@@ -458,4 +460,58 @@ func (f *Fleet) sleep(d time.Duration) bool {
 	case <-f.closed:
 		return false
 	}
+}
+
+// ParseFaultPercents reads "drop=1,apt-fail=5,lock-held=2" (fault names as
+// Fault.Names prints them, percentages of hosts).
+func ParseFaultPercents(s string) (map[Fault]float64, error) {
+	out := map[Fault]float64{}
+	if s == "" {
+		return out, nil
+	}
+	for item := range strings.SplitSeq(s, ",") {
+		name, pct, ok := strings.Cut(strings.TrimSpace(item), "=")
+		if !ok {
+			return nil, fmt.Errorf("fault %q: want name=percent", item)
+		}
+		f, err := ParseFault(name)
+		if err != nil {
+			return nil, err
+		}
+		p, err := strconv.ParseFloat(pct, 64)
+		if err != nil || p < 0 || p > 100 {
+			return nil, fmt.Errorf("fault %s: percentage %q not in 0..100", name, pct)
+		}
+		out[f] = p
+	}
+	return out, nil
+}
+
+// HostInfo is one host as the hosts file lists it.
+type HostInfo struct {
+	Name    string   `json:"name"`
+	Address string   `json:"address"`
+	Port    int      `json:"port"`
+	HostKey string   `json:"host_key"` // authorized_keys format
+	Image   string   `json:"image"`
+	Faults  []string `json:"faults,omitempty"`
+}
+
+// Manifest describes every host, for clients.
+func (f *Fleet) Manifest() []HostInfo {
+	out := make([]HostInfo, 0, len(f.hosts))
+	for _, h := range f.hosts {
+		out = append(out, HostInfo{Name: h.Name, Address: "127.0.0.1", Port: h.Port(),
+			HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(h.HostKey()))), Image: h.Image(), Faults: h.Faults().Names()})
+	}
+	return out
+}
+
+// KnownHosts returns an OpenSSH known_hosts file pinning every host's key.
+func (f *Fleet) KnownHosts() []byte {
+	var b strings.Builder
+	for _, h := range f.hosts {
+		b.WriteString(knownhosts.Line([]string{h.Addr()}, h.HostKey()) + "\n")
+	}
+	return []byte(b.String())
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/patchfleet/patchfleet/events/hostfacts"
 	"github.com/patchfleet/patchfleet/events/hostops"
@@ -351,5 +353,38 @@ func TestFaultPercentages(t *testing.T) {
 	}
 	if n < 400 || n > 600 {
 		t.Errorf("5%% of 10000 hosts: got %d", n)
+	}
+}
+
+func TestParseFaultPercents(t *testing.T) {
+	got, err := ParseFaultPercents("drop=1, apt-fail=5,host-key-change=0.5")
+	if err != nil || got[FaultDrop] != 1 || got[FaultAptFail] != 5 || got[FaultHostKeyChange] != 0.5 || len(got) != 3 {
+		t.Errorf("%v %v", got, err)
+	}
+	for _, bad := range []string{"drop", "drop=101", "melt=1", "drop=x"} {
+		if _, err := ParseFaultPercents(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestKnownHostsPinsEveryHost(t *testing.T) {
+	f := startFleet(t, Options{N: 3})
+	dir := t.TempDir()
+	path := dir + "/known_hosts"
+	if err := os.WriteFile(path, f.KnownHosts(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cb, err := knownhosts.New(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range f.Hosts() {
+		cfg := &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(f.ClientSigner())}, HostKeyCallback: cb}
+		c, err := ssh.Dial("tcp", h.Addr(), cfg)
+		if err != nil {
+			t.Fatalf("%s: %v", h.Name, err)
+		}
+		c.Close()
 	}
 }
