@@ -26,6 +26,7 @@ const (
 	SourceOSV            = "osv"
 	SourceDebianTracker  = "debian-tracker"
 	SourceUbuntuNotices  = "ubuntu-notices"
+	SourceDebianDSAList  = "debian-dsa-list"
 	maxSummaryLen        = 8 << 10
 	maxIDLen             = 128
 	maxReleaseLen        = 16

@@ -24,6 +24,7 @@ import (
 
 	"github.com/patchfleet/patchfleet/services/advisory-ingest/internal/advisory"
 	"github.com/patchfleet/patchfleet/services/advisory-ingest/internal/debtracker"
+	"github.com/patchfleet/patchfleet/services/advisory-ingest/internal/dsalist"
 	"github.com/patchfleet/patchfleet/services/advisory-ingest/internal/osv"
 	"github.com/patchfleet/patchfleet/services/advisory-ingest/internal/usn"
 )
@@ -36,6 +37,7 @@ const (
 	FormatOSV           Format = "osv"
 	FormatDebianTracker Format = "debian-tracker"
 	FormatUbuntuNotices Format = "ubuntu-notices"
+	FormatDebianDSAList Format = "debian-dsa-list" // the tracker's data/DSA/list, not JSON
 )
 
 // DefaultMaxRecordBytes bounds one OSV record; the largest real ones (kernel
@@ -214,6 +216,10 @@ func ReadDocument(ctx context.Context, r io.Reader, origin string, modified time
 		err = debtracker.Decode(br, debtracker.Options{Modified: modified}, emit(true), func(e *debtracker.RecordError) {
 			bad(BadRecord{Origin: origin + "#" + e.Record, Err: e})
 		})
+	case FormatDebianDSAList:
+		err = dsalist.Decode(br, emit(true), func(e *dsalist.RecordError) {
+			bad(BadRecord{Origin: origin + "#" + e.Record, Err: e})
+		})
 	case FormatUbuntuNotices:
 		_, err = usn.Decode(br, emit(true), func(e *usn.RecordError) {
 			bad(BadRecord{Origin: origin + "#" + e.Record, Err: e})
@@ -240,9 +246,12 @@ var (
 
 // Detect tells the format from the start of a document: an OSV record
 // starts with one of the schema's top-level keys, a notices page with its
-// paging keys, and the tracker export with a package name whose value is an
-// object.
+// paging keys, the tracker export with a package name whose value is an
+// object, and the DSA list with a "[dd Mon yyyy] DSA-…" line.
 func Detect(head []byte) (Format, error) {
+	if dsalist.LooksLike(head) {
+		return FormatDebianDSAList, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(head))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return "", errors.New("detect format: not a JSON object")

@@ -82,6 +82,13 @@ func keys(m map[string]Record) []string {
 	return out
 }
 
+func TestDSAListFile(t *testing.T) {
+	recs, bads := collect(t, filepath.Join(testdata, "debian", "DSA"), Options{})
+	if len(recs) != 7 || len(bads) != 3 || recs[0].Origin != filepath.Join(testdata, "debian", "DSA")+"#DSA-141" {
+		t.Errorf("%d records (first %q), %d bad", len(recs), recs[0].Origin, len(bads))
+	}
+}
+
 func TestDetect(t *testing.T) {
 	tests := []struct {
 		in   string
@@ -92,6 +99,7 @@ func TestDetect(t *testing.T) {
 		{"\n {\n\t\"notices\": [", FormatUbuntuNotices},
 		{`{"limit": 20, "notices": []}`, FormatUbuntuNotices},
 		{`{"prototypejs": {"CVE-2008-7220": {`, FormatDebianTracker},
+		{"[31 Jul 2025] DSA-5970-1 sope - security update\n", FormatDebianDSAList},
 		{`{"x": 1}`, ""},
 		{`[1, 2]`, ""},
 		{``, ""},
