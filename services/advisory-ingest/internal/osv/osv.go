@@ -6,7 +6,6 @@
 package osv
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -110,12 +109,9 @@ type databaseSpecific struct {
 // does not handle fails with advisory.ErrNoAffected.
 func Parse(data []byte) (advisory.Advisory, error) {
 	var r record
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&r); err != nil {
+	// Unmarshal, not a Decoder: it refuses anything after the record.
+	if err := json.Unmarshal(data, &r); err != nil {
 		return advisory.Advisory{}, fmt.Errorf("osv record %s: decode: %w", idHint(data), err)
-	}
-	if dec.More() {
-		return advisory.Advisory{}, fmt.Errorf("osv record %s: trailing data after the record", idHint(data))
 	}
 	a, err := normalise(r)
 	if err != nil {

@@ -237,8 +237,8 @@ func TestBadRecords(t *testing.T) {
 		{"bad time", `{"id":"X-1","modified":"yesterday"}`, `modified "yesterday" is not an RFC 3339 time`},
 		{"bad package", `{"id":"X-1","modified":"2024-01-01T00:00:00Z","affected":[{"package":{"ecosystem":"Debian:12","name":"Bash;rm"}}]}`, `invalid package name "Bash;rm"`},
 		{"bad gem version", `{"id":"G-1","modified":"2024-01-01T00:00:00Z","affected":[{"package":{"ecosystem":"RubyGems","name":"rack"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"2.0 ; x"}]}]}]}`, `invalid gem version "2.0 ; x"`},
-		{"not json", `{"id":"X-2",`, `osv record X-2: decode:`},
-		{"two documents", `{"id":"X-1","modified":"2024-01-01T00:00:00Z"} {}`, `trailing data`},
+		{"not json", `{"id":"X-2",`, `osv record X-2: decode: unexpected end of JSON input`},
+		{"two documents", `{"id":"X-1","modified":"2024-01-01T00:00:00Z"} }`, `after top-level value`},
 		{"unknown event", strings.Replace(good, `{"fixed":%s}`, `{"fixd":"1"}`, 1), `unknown kind "fixd"`},
 	}
 	for _, tt := range tests {
