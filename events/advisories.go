@@ -88,3 +88,41 @@ func (e AdvisoryWithdrawn) Validate() error {
 	p.require(notZero(e.Withdrawn), "withdrawn is required")
 	return p.err()
 }
+
+// AdvisorySubmitted is how an external feed publisher hands a normalised advisory to
+// advisory-ingest (tools/feedpub, or a publisher in another language following the JSON
+// Schema). Ingest stores it, decides whether it is new or changed, and publishes
+// SecurityAdvisoryPublished once per revision; resubmitting an unchanged advisory publishes
+// nothing.
+type AdvisorySubmitted struct {
+	AdvisoryID     string     `json:"advisory_id"`
+	Source         string     `json:"source"`           // the feed: osv, debian-tracker, ubuntu-notices, or the publisher's name
+	Origin         string     `json:"origin,omitempty"` // where in the feed: a file, zip entry or URL
+	Aliases        []string   `json:"aliases,omitempty"`
+	Title          string     `json:"title,omitempty"`
+	Summary        string     `json:"summary,omitempty"`
+	Published      time.Time  `json:"published"`
+	Modified       time.Time  `json:"modified"`
+	Withdrawn      *time.Time `json:"withdrawn,omitempty"`
+	Severity       Severity   `json:"severity"`
+	SourceSeverity string     `json:"source_severity,omitempty"`
+	KnownExploited bool       `json:"known_exploited,omitempty"`
+	Affected       []Affected `json:"affected"`
+	References     []string   `json:"references,omitempty"`
+}
+
+func (AdvisorySubmitted) EventType() string  { return "AdvisorySubmitted" }
+func (AdvisorySubmitted) SchemaVersion() int { return 1 }
+
+func (e AdvisorySubmitted) Validate() error {
+	var p problems
+	p.nonEmpty("advisory_id", e.AdvisoryID)
+	p.nonEmpty("source", e.Source)
+	p.require(e.Severity.Valid(), "severity %q is not a normalised severity", e.Severity)
+	p.require(notZero(e.Modified), "modified is required")
+	p.require(len(e.Affected) > 0 || e.Withdrawn != nil, "affected is empty")
+	for i, a := range e.Affected {
+		a.validate(&p, fmt.Sprintf("affected[%d]", i))
+	}
+	return p.err()
+}

@@ -9,7 +9,8 @@ import (
 	"github.com/patchfleet/patchfleet/events/deb"
 )
 
-// Stream names. Event logs keep every event for a while (limits retention); JOBS is the
+// Stream names. Event logs keep every event for a while (limits retention); FEEDS holds
+// advisories submitted by external feed publishers for advisory-ingest; JOBS is the
 // executor's work queue (an upgrade job is removed once acknowledged); DLQ keeps what a
 // consumer could not process, with the reason.
 const (
@@ -19,6 +20,7 @@ const (
 	StreamUpgrades   = "UPGRADES"
 	StreamJobs       = "JOBS"
 	StreamDLQ        = "DLQ"
+	StreamFeeds      = "FEEDS"
 )
 
 type specKey struct {
@@ -54,6 +56,7 @@ func register[E Event](stream, domain string) {
 }
 
 func init() {
+	register[AdvisorySubmitted](StreamFeeds, "feeds")
 	register[SecurityAdvisoryPublished](StreamAdvisories, "advisories")
 	register[AdvisoryWithdrawn](StreamAdvisories, "advisories")
 	register[HostRegistered](StreamHosts, "hosts")

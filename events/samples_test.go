@@ -23,6 +23,12 @@ var samples = []events.Event{
 		}},
 		References: []string{"https://www.debian.org/security/2024/dsa-5650"},
 	},
+	events.AdvisorySubmitted{
+		AdvisoryID: "DSA-5650-1", Source: "osv", Origin: "all.zip!DSA-5650-1.json",
+		Aliases: []string{"CVE-2024-28182"}, Title: "nghttp2 security update", Published: t0, Modified: t0,
+		Severity: events.SeverityHigh, SourceSeverity: "high",
+		Affected: []events.Affected{{Ecosystem: events.EcosystemDebian, Release: "12", Package: "nghttp2", FixedVersion: "1.52.0-1+deb12u2"}},
+	},
 	events.AdvisoryWithdrawn{AdvisoryID: "USN-6000-1", Revision: 3, Withdrawn: t0, Reason: "superseded by USN-6001-1"},
 	events.HostRegistered{
 		HostID: "web-01", Name: "web-01.example.net", Fleet: "prod-web", Tags: map[string]string{"env": "prod", "role": "web"},

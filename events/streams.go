@@ -40,6 +40,7 @@ func StreamConfigs(replicas int) []jetstream.StreamConfig {
 	jobs.Retention = jetstream.WorkQueuePolicy
 	jobs.Discard = jetstream.DiscardNew // a full queue refuses new jobs rather than dropping old ones
 	return []jetstream.StreamConfig{
+		log(StreamFeeds, "pf.feeds.>", 7*day, "advisories submitted by external feed publishers, for advisory-ingest"),
 		log(StreamAdvisories, "pf.advisories.>", 10*365*day, "security advisories, one event per revision"),
 		log(StreamHosts, "pf.hosts.>", 180*day, "host register, inventory, drift and reboots"),
 		log(StreamRollouts, "pf.rollouts.>", 365*day, "rollout plans, decisions and progress"),
