@@ -32,8 +32,9 @@ type RootfsSpec struct {
 // baseRecipe changes whenever buildBase changes what it does to the tree.
 const baseRecipe = "base-1"
 
-// DefaultPackages are the packages a host needs beyond minbase.
-var DefaultPackages = []string{"openssh-server", "python3"}
+// DefaultPackages are the packages a host needs beyond minbase. sudo is there
+// for tests that log in as a non-root user and escalate with sudo -n.
+var DefaultPackages = []string{"openssh-server", "python3", "sudo"}
 
 // Key identifies the root filesystem built from the spec.
 func (s RootfsSpec) Key() string {
