@@ -77,16 +77,16 @@ from package_set_members where source_name = any(@sources::text[]) and installed
 select set_id, version from package_set_members where name = @name and installed;
 
 -- name: ExposedHosts :many
--- Hosts on a (os id, release, package set) that exposure found affected, a page by id.
-select h.id, h.name, h.fleet, h.os_id, h.os_version_id, h.os_codename, h.package_set_id
-from hosts h
-join (select unnest(@os_ids::text[]) as os_id, unnest(@releases::text[]) as release,
-             unnest(@set_ids::bigint[]) as set_id) m
-  on h.package_set_id = m.set_id and h.os_id = m.os_id and h.os_version_id = m.release
-where h.id > @after and not h.retired
-  and (@fleet::text = '' or h.fleet = @fleet)
-  and (cardinality(@ids::text[]) = 0 or h.id = any(@ids::text[]))
-order by h.id
+-- Hosts of one release on the package sets exposure found affected, a page by id. When most
+-- sets are affected this walks the primary key and stops at the page; when few are, it
+-- looks the sets up in hosts_package_set.
+select id, name, fleet, os_id, os_version_id, os_codename, package_set_id
+from hosts
+where os_id = @os_id and os_version_id = @release and package_set_id = any(@set_ids::bigint[])
+  and id > @after and not retired
+  and (@fleet::text = '' or fleet = @fleet)
+  and (cardinality(@ids::text[]) = 0 or id = any(@ids::text[]))
+order by id
 limit @max_rows;
 
 -- name: HostsWithComponent :many
@@ -177,3 +177,12 @@ where advisories.revision <= excluded.revision;
 select id, revision, affected, withdrawn from advisories
 where id = @key or @key = any(aliases)
 order by id;
+
+-- name: PackageSetIDs :many
+select id from package_sets order by id;
+
+-- name: MembersBySourceIn :many
+-- MembersBySource limited to some sets: the ones a cache has not seen yet.
+select set_id, name, arch, version, source_name, source_version
+from package_set_members
+where source_name = any(@sources::text[]) and installed and set_id = any(@set_ids::bigint[]);

@@ -91,26 +91,24 @@ func (q *Queries) DeleteInstall(ctx context.Context, arg DeleteInstallParams) er
 }
 
 const exposedHosts = `-- name: ExposedHosts :many
-select h.id, h.name, h.fleet, h.os_id, h.os_version_id, h.os_codename, h.package_set_id
-from hosts h
-join (select unnest($1::text[]) as os_id, unnest($2::text[]) as release,
-             unnest($3::bigint[]) as set_id) m
-  on h.package_set_id = m.set_id and h.os_id = m.os_id and h.os_version_id = m.release
-where h.id > $4 and not h.retired
-  and ($5::text = '' or h.fleet = $5)
-  and (cardinality($6::text[]) = 0 or h.id = any($6::text[]))
-order by h.id
+select id, name, fleet, os_id, os_version_id, os_codename, package_set_id
+from hosts
+where os_id = $1 and os_version_id = $2 and package_set_id = any($3::bigint[])
+  and id > $4 and not retired
+  and ($5::text = '' or fleet = $5)
+  and (cardinality($6::text[]) = 0 or id = any($6::text[]))
+order by id
 limit $7
 `
 
 type ExposedHostsParams struct {
-	OsIds    []string
-	Releases []string
-	SetIds   []int64
-	After    string
-	Fleet    string
-	Ids      []string
-	MaxRows  int32
+	OsID    string
+	Release string
+	SetIds  []int64
+	After   string
+	Fleet   string
+	Ids     []string
+	MaxRows int32
 }
 
 type ExposedHostsRow struct {
@@ -123,11 +121,13 @@ type ExposedHostsRow struct {
 	PackageSetID pgtype.Int8
 }
 
-// Hosts on a (os id, release, package set) that exposure found affected, a page by id.
+// Hosts of one release on the package sets exposure found affected, a page by id. When most
+// sets are affected this walks the primary key and stops at the page; when few are, it
+// looks the sets up in hosts_package_set.
 func (q *Queries) ExposedHosts(ctx context.Context, arg ExposedHostsParams) ([]ExposedHostsRow, error) {
 	rows, err := q.db.Query(ctx, exposedHosts,
-		arg.OsIds,
-		arg.Releases,
+		arg.OsID,
+		arg.Release,
 		arg.SetIds,
 		arg.After,
 		arg.Fleet,
@@ -637,6 +637,54 @@ func (q *Queries) MembersBySource(ctx context.Context, sources []string) ([]Memb
 	return items, nil
 }
 
+const membersBySourceIn = `-- name: MembersBySourceIn :many
+select set_id, name, arch, version, source_name, source_version
+from package_set_members
+where source_name = any($1::text[]) and installed and set_id = any($2::bigint[])
+`
+
+type MembersBySourceInParams struct {
+	Sources []string
+	SetIds  []int64
+}
+
+type MembersBySourceInRow struct {
+	SetID         int64
+	Name          string
+	Arch          string
+	Version       string
+	SourceName    string
+	SourceVersion string
+}
+
+// MembersBySource limited to some sets: the ones a cache has not seen yet.
+func (q *Queries) MembersBySourceIn(ctx context.Context, arg MembersBySourceInParams) ([]MembersBySourceInRow, error) {
+	rows, err := q.db.Query(ctx, membersBySourceIn, arg.Sources, arg.SetIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []MembersBySourceInRow{}
+	for rows.Next() {
+		var i MembersBySourceInRow
+		if err := rows.Scan(
+			&i.SetID,
+			&i.Name,
+			&i.Arch,
+			&i.Version,
+			&i.SourceName,
+			&i.SourceVersion,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const packageSetByHash = `-- name: PackageSetByHash :one
 select id from package_sets where hash = $1
 `
@@ -646,6 +694,30 @@ func (q *Queries) PackageSetByHash(ctx context.Context, hash string) (int64, err
 	var id int64
 	err := row.Scan(&id)
 	return id, err
+}
+
+const packageSetIDs = `-- name: PackageSetIDs :many
+select id from package_sets order by id
+`
+
+func (q *Queries) PackageSetIDs(ctx context.Context) ([]int64, error) {
+	rows, err := q.db.Query(ctx, packageSetIDs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []int64{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const pinTOFUKey = `-- name: PinTOFUKey :execrows

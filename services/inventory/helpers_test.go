@@ -34,7 +34,7 @@ const testToken = "test-token-0123456789"
 
 // sys is a running inventory service with its own JetStream and database.
 type sys struct {
-	t     *testing.T
+	t     testing.TB
 	base  string // http://127.0.0.1:port
 	bus   *eventstest.Bus
 	query query.Client
@@ -52,7 +52,7 @@ func freePort(t testing.TB) int {
 }
 
 // start runs the service as tools/allinone does, with runner as its SSH (nil: none).
-func start(t *testing.T, runner scan.Runner, tweak ...func(*inventory.Config)) *sys {
+func start(t testing.TB, runner scan.Runner, tweak ...func(*inventory.Config)) *sys {
 	t.Helper()
 	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1})
 	if err != nil {

@@ -86,6 +86,16 @@ func TestExposure(t *testing.T) {
 		t.Errorf("exposed binaries %v, want %v", names, want)
 	}
 
+	// A package set stored after the first answer (the set cache must see it).
+	s.do("POST", "/v1/hosts", registration("deb-c", hostKey(t), false), nil)
+	s.do("POST", "/v1/hosts/deb-c/report", report("debian", "12", withVersion(readFile(t, "testdata/debian12-dpkg.tsv"), "curl", "7.88.1-10+deb12u15"), false), nil)
+	var again query.ExposureResponse
+	s.do("GET", "/v1/exposure?advisory_id=DSA-9999-1", nil, &again)
+	if got := exposedIDs(again); !slices.Equal(got, []string{"deb-a", "deb-b", "deb-c"}) {
+		t.Fatalf("after a new set, DSA-9999-1 exposes %v", got)
+	}
+	s.do("DELETE", "/v1/hosts/deb-c", nil, nil)
+
 	// By CVE, the same answer.
 	var byCVE query.ExposureResponse
 	s.do("GET", "/v1/exposure?cve=CVE-2099-0001", nil, &byCVE)

@@ -22,8 +22,10 @@ create table package_set_members (
     installed      boolean not null,
     primary key (set_id, name, arch)
 );
--- Exposure looks sets up by source package, the hosts filter by binary package.
-create index package_set_members_source on package_set_members (source_name);
+-- Exposure looks sets up by source package (an index-only scan: the rows it needs are in the
+-- index), the hosts filter by binary package.
+create index package_set_members_source on package_set_members (source_name)
+    include (set_id, name, arch, version, source_version) where installed;
 create index package_set_members_name on package_set_members (name);
 
 create table hosts (

@@ -113,7 +113,19 @@ func (a *API) authenticate(next http.Handler) http.Handler {
 	})
 }
 
-func writeError(w http.ResponseWriter, e query.Error) { ops.WriteJSON(w, e.Code, e) }
+func writeError(w http.ResponseWriter, e query.Error) { writeJSON(w, e.Code, e) }
+
+// writeJSON writes compact JSON: answers run to hundreds of kilobytes (a page of exposed
+// hosts with their packages), and indentation would double them.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		code, body = http.StatusInternalServerError, []byte(`{"code":500,"message":"encode answer"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(body, '\n'))
+}
 
 func (a *API) fail(w http.ResponseWriter, what string, err error) { writeError(w, a.answer(what, err)) }
 
@@ -142,7 +154,7 @@ func (a *API) listHosts(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, "hosts", err)
 		return
 	}
-	ops.WriteJSON(w, http.StatusOK, resp)
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // hostsRequest reads GET /v1/hosts parameters: fleet, tag=k=v (repeated), id (repeated),
@@ -233,7 +245,7 @@ func (a *API) getHost(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, "host", err)
 		return
 	}
-	ops.WriteJSON(w, http.StatusOK, resp)
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // registerHost handles POST /v1/hosts and PUT /v1/hosts/{id}; the body is a HostRegistered.
@@ -274,7 +286,7 @@ func (a *API) registerHost(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, "register", err)
 		return
 	}
-	ops.WriteJSON(w, code, host.Host)
+	writeJSON(w, code, host.Host)
 }
 
 // importHosts handles POST /v1/hosts/import: a YAML hosts file, all or nothing.
@@ -297,7 +309,7 @@ func (a *API) importHosts(w http.ResponseWriter, r *http.Request) {
 	if a.Wake != nil {
 		a.Wake()
 	}
-	ops.WriteJSON(w, http.StatusOK, map[string]int{"hosts": len(hosts), "created": created})
+	writeJSON(w, http.StatusOK, map[string]int{"hosts": len(hosts), "created": created})
 }
 
 func (a *API) decommission(w http.ResponseWriter, r *http.Request) {
@@ -346,7 +358,7 @@ func (a *API) report(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, "report", err)
 		return
 	}
-	ops.WriteJSON(w, http.StatusOK, rep)
+	writeJSON(w, http.StatusOK, rep)
 }
 
 func (a *API) now() time.Time {
@@ -375,7 +387,7 @@ func (a *API) respondScan(w http.ResponseWriter, r *http.Request, req query.Scan
 		a.fail(w, "scan", err)
 		return
 	}
-	ops.WriteJSON(w, http.StatusAccepted, resp)
+	writeJSON(w, http.StatusAccepted, resp)
 }
 
 // exposureGET handles GET /v1/exposure?advisory_id=|cve=&fleet=&host_id=&cursor=&limit=.
@@ -412,5 +424,5 @@ func (a *API) respondExposure(w http.ResponseWriter, r *http.Request, req query.
 		a.fail(w, "exposure", err)
 		return
 	}
-	ops.WriteJSON(w, http.StatusOK, resp)
+	writeJSON(w, http.StatusOK, resp)
 }

@@ -145,16 +145,24 @@ func inRange(cmp func(x, y string) (int, error), r events.VersionRange, v string
 // Packages returns the installed binaries built from the entry's source package at an affected
 // source version, each with the version that fixes it: the binary's own fixed version when the
 // advisory lists it (binNMUs and epochs make them differ), else the source's. pkgs may hold
-// other sources' packages; they are skipped.
-func Packages(a events.Affected, advisoryID string, pkgs []query.Package) ([]query.ExposedPackage, error) {
+// other sources' packages; they are skipped. memo (may be nil) keeps verdicts by source
+// version across calls for the same entry: a fleet holds few versions of one source, in
+// many package sets.
+func Packages(a events.Affected, advisoryID string, pkgs []query.Package, memo map[string]Verdict) ([]query.ExposedPackage, error) {
 	var out []query.ExposedPackage
 	for _, p := range pkgs {
 		if p.SourceName != a.Package {
 			continue
 		}
-		v, err := Check(a, p.SourceVersion)
-		if err != nil {
-			return nil, fmt.Errorf("%s %s: %w", a.Package, p.SourceVersion, err)
+		v, ok := memo[p.SourceVersion]
+		if !ok {
+			var err error
+			if v, err = Check(a, p.SourceVersion); err != nil {
+				return nil, fmt.Errorf("%s %s: %w", a.Package, p.SourceVersion, err)
+			}
+			if memo != nil {
+				memo[p.SourceVersion] = v
+			}
 		}
 		if !v.Affected {
 			continue

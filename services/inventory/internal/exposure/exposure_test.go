@@ -8,7 +8,10 @@ import (
 )
 
 func TestCheck(t *testing.T) {
-	deb := func(a events.Affected) events.Affected { a.Ecosystem, a.Release, a.Package = "debian", "12", "glibc"; return a }
+	deb := func(a events.Affected) events.Affected {
+		a.Ecosystem, a.Release, a.Package = "debian", "12", "glibc"
+		return a
+	}
 	for _, tc := range []struct {
 		name      string
 		a         events.Affected
@@ -79,7 +82,7 @@ func TestPackagesBinaries(t *testing.T) {
 		// A binNMU: the binary's version differs, the source's decides.
 		{Name: "libc6", Arch: "i386", Version: "2.36-9+deb12u15+b1", SourceName: "glibc", SourceVersion: "2.36-9+deb12u15"},
 	}
-	got, err := Packages(a, "DSA-1", pkgs)
+	got, err := Packages(a, "DSA-1", pkgs, map[string]Verdict{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,10 @@ type setKey struct {
 // (os, release, set) triples select the hosts in one indexed query. RubyGems entries are
 // matched against the Rails component of hosts that run Rails.
 func (s *Store) Exposure(ctx context.Context, f ExposureFilter) ([]query.ExposedHost, string, error) {
-	q := inventorydb.New(s.pool)
+	return s.exposure(ctx, inventorydb.New(s.pool), f)
+}
+
+func (s *Store) exposure(ctx context.Context, q *inventorydb.Queries, f ExposureFilter) ([]query.ExposedHost, string, error) {
 	ids := f.IDs
 	if ids == nil {
 		ids = []string{}
@@ -52,22 +55,24 @@ func (s *Store) Exposure(ctx context.Context, f ExposureFilter) ([]query.Exposed
 		return nil, "", err
 	}
 	hosts := map[string]*query.ExposedHost{}
-	if len(byKey) > 0 {
-		keys := slices.SortedFunc(maps.Keys(byKey), func(a, b setKey) int {
-			return cmp.Or(strings.Compare(a.osID, b.osID), strings.Compare(a.release, b.release), cmp.Compare(a.set, b.set))
-		})
-		p := inventorydb.ExposedHostsParams{After: f.After, Fleet: f.Fleet, Ids: ids, MaxRows: int32(f.Limit + 1)}
-		for _, k := range keys {
-			p.OsIds, p.Releases, p.SetIds = append(p.OsIds, k.osID), append(p.Releases, k.release), append(p.SetIds, k.set)
-		}
-		rows, err := q.ExposedHosts(ctx, p)
+	// One query per (os, release): most advisories name one release, so usually one query.
+	type release struct{ osID, release string }
+	groups := map[release][]int64{}
+	for k := range byKey {
+		r := release{k.osID, k.release}
+		groups[r] = append(groups[r], k.set)
+	}
+	for r, sets := range groups {
+		slices.Sort(sets)
+		rows, err := q.ExposedHosts(ctx, inventorydb.ExposedHostsParams{OsID: r.osID, Release: r.release, SetIds: sets,
+			After: f.After, Fleet: f.Fleet, Ids: ids, MaxRows: int32(f.Limit + 1)})
 		if err != nil {
-			return nil, "", fmt.Errorf("exposed hosts: %w", err)
+			return nil, "", fmt.Errorf("exposed hosts on %s %s: %w", r.osID, r.release, err)
 		}
-		for _, r := range rows {
-			hosts[r.ID] = &query.ExposedHost{HostID: r.ID, Name: r.Name, Fleet: r.Fleet,
-				OS:       events.OSRelease{ID: r.OsID, VersionID: r.OsVersionID, Codename: r.OsCodename},
-				Packages: slices.Clone(byKey[setKey{r.OsID, r.OsVersionID, r.PackageSetID.Int64}])}
+		for _, h := range rows {
+			hosts[h.ID] = &query.ExposedHost{HostID: h.ID, Name: h.Name, Fleet: h.Fleet,
+				OS:       events.OSRelease{ID: h.OsID, VersionID: h.OsVersionID, Codename: h.OsCodename},
+				Packages: slices.Clone(byKey[setKey{h.OsID, h.OsVersionID, h.PackageSetID.Int64}])}
 		}
 	}
 	if err := s.exposedGems(ctx, q, f, ids, hosts); err != nil {
@@ -94,17 +99,13 @@ func (s *Store) exposedSets(ctx context.Context, q *inventorydb.Queries, entries
 	if len(sources) == 0 {
 		return nil, nil
 	}
-	rows, err := q.MembersBySource(ctx, sources)
+	sets, err := q.PackageSetIDs(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("packages built from %s: %w", strings.Join(sources, ", "), err)
+		return nil, fmt.Errorf("package sets: %w", err)
 	}
-	bySource := map[string]map[int64][]query.Package{}
-	for _, r := range rows {
-		if bySource[r.SourceName] == nil {
-			bySource[r.SourceName] = map[int64][]query.Package{}
-		}
-		bySource[r.SourceName][r.SetID] = append(bySource[r.SourceName][r.SetID], query.Package{Name: r.Name,
-			Arch: r.Arch, Version: r.Version, SourceName: r.SourceName, SourceVersion: r.SourceVersion})
+	bySource, err := s.sets.members(ctx, q, sources, sets)
+	if err != nil {
+		return nil, err
 	}
 	out := map[setKey][]query.ExposedPackage{}
 	for _, e := range entries {
@@ -112,8 +113,9 @@ func (s *Store) exposedSets(ctx context.Context, q *inventorydb.Queries, entries
 		if !ok {
 			continue
 		}
+		memo := map[string]exposure.Verdict{}
 		for set, pkgs := range bySource[e.Package] {
-			exposed, err := exposure.Packages(e.Affected, e.AdvisoryID, pkgs)
+			exposed, err := exposure.Packages(e.Affected, e.AdvisoryID, pkgs, memo)
 			if err != nil {
 				return nil, fmt.Errorf("exposure to %s: %w", e.AdvisoryID, err)
 			}

@@ -31,6 +31,7 @@ var ErrNotFound = errors.New("not found")
 type Store struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
+	sets setCache
 }
 
 // New returns a store on a pool connected to the inventory schema.
