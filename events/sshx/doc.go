@@ -38,8 +38,8 @@
 // command about 20 KiB more: 1,000 commands on 1,000 hosts take about 55 MB.
 // SSH channel windows are credit, not buffers; output is read in 4 KiB
 // chunks as it arrives. On top comes captured output, at most
-// Command.MaxOutput bytes per stream, allocated as output arrives
-// (DefaultMaxOutput, 64 KiB), allocated as output arrives.
+// Command.MaxOutput bytes per stream (DefaultMaxOutput, 64 KiB), allocated
+// as output arrives.
 //
 // Remote hosts need a POSIX sh, setsid (util-linux), /proc, and sudo when a
 // target uses it: every Debian and Ubuntu server has them.

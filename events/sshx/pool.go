@@ -78,7 +78,8 @@ type Pool struct {
 	open, mostOpen atomic.Int32 // target connections, for tests
 
 	mu       sync.Mutex
-	idleWake chan struct{} // closed when a connection goes idle
+	learned  map[string]ssh.PublicKey // keys accepted on first use, by target
+	idleWake chan struct{}            // closed when a connection goes idle
 	closed   bool
 	conns    map[string]*conn
 	bastions map[string]*bastion
@@ -119,6 +120,7 @@ func NewPool(cfg Config) *Pool {
 		idleWake: make(chan struct{}),
 		conns:    map[string]*conn{},
 		bastions: map[string]*bastion{},
+		learned:  map[string]ssh.PublicKey{},
 	}
 }
 
@@ -395,7 +397,15 @@ func (p *Pool) connect(ctx context.Context, t Target) (*ssh.Client, ssh.PublicKe
 		p.releaseBastion(b)
 		return nil, nil, nil, fmt.Errorf("connect to %s (%s): %w", name, addr, err)
 	}
-	v := &verifier{name: name, pinned: t.HostKey, knownHosts: p.cfg.KnownHosts, tofu: t.TOFU}
+	pinned := t.HostKey
+	if pinned == nil {
+		// A key accepted on first use holds for this pool's later
+		// connections, until the caller pins one.
+		p.mu.Lock()
+		pinned = p.learned[t.key()]
+		p.mu.Unlock()
+	}
+	v := &verifier{name: name, pinned: pinned, knownHosts: p.cfg.KnownHosts, tofu: t.TOFU}
 	if p.cfg.OnTOFU != nil {
 		v.onTOFU = func(k ssh.PublicKey) { p.cfg.OnTOFU(name, k) }
 	}
@@ -404,8 +414,13 @@ func (p *Pool) connect(ctx context.Context, t Target) (*ssh.Client, ssh.PublicKe
 		p.releaseBastion(b)
 		return nil, nil, nil, fmt.Errorf("connect to %s (%s): %w", name, addr, err)
 	}
-	if t.HostKey == nil {
+	if pinned == nil {
 		p.log.Info("ssh host key accepted without a pin", "host", name, "fingerprint", ssh.FingerprintSHA256(v.accepted))
+		if t.TOFU {
+			p.mu.Lock()
+			p.learned[t.key()] = v.accepted
+			p.mu.Unlock()
+		}
 	}
 	return client, v.accepted, b, nil
 }

@@ -3,6 +3,9 @@ package sshx
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	cryptorand "crypto/rand"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +21,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
@@ -470,5 +474,93 @@ func TestParseBastion(t *testing.T) {
 		if _, _, _, err := ParseBastion(bad); err == nil {
 			t.Errorf("ParseBastion(%q) accepted", bad)
 		}
+	}
+}
+
+func TestTOFUKeyHoldsForReconnects(t *testing.T) {
+	client := newSigner(t)
+	s := newTestServer(t, client)
+	p := newPool(t, client, nil)
+	tg := s.target()
+	tg.HostKey, tg.TOFU = nil, true
+	if _, err := p.Run(t.Context(), tg, Command{Script: "true"}); err != nil {
+		t.Fatal(err)
+	}
+	// The host comes back with another key before the caller pinned one.
+	s.dropAll()
+	s.hostKey = newSigner(t)
+	s.ln.Close()
+	s2 := &testServer{t: t, hostKey: s.hostKey, clientKey: client}
+	ln, err := net.Listen("tcp", s.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.ln = ln
+	t.Cleanup(func() { ln.Close(); s2.dropAll() })
+	go s2.serve()
+	if tg.Address+":"+strconv.Itoa(tg.Port) != ln.Addr().String() {
+		t.Fatal("the new server is not at the old address")
+	}
+	var mm *HostKeyMismatchError
+	if _, err := p.Run(t.Context(), tg, Command{Script: "true"}); !errors.As(err, &mm) {
+		t.Fatalf("err = %v, want *HostKeyMismatchError", err)
+	}
+}
+
+func TestAgentAuth(t *testing.T) {
+	keyring := agent.NewKeyring()
+	_, priv, _ := ed25519.GenerateKey(cryptorand.Reader)
+	client, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newTestServer(t, client)
+	if err := keyring.Add(agent.AddedKey{PrivateKey: priv}); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { agent.ServeAgent(keyring, c); c.Close() }()
+		}
+	}()
+	p := NewPool(Config{AgentSocket: sock})
+	defer p.Close()
+	if _, err := p.Run(t.Context(), s.target(), Command{Script: "true"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLoadSigners(t *testing.T) {
+	dir := t.TempDir()
+	_, priv, _ := ed25519.GenerateKey(cryptorand.Reader)
+	plain, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	locked, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "plain"), pem.EncodeToMemory(plain), 0o600)
+	os.WriteFile(filepath.Join(dir, "locked"), pem.EncodeToMemory(locked), 0o600)
+	signers, err := LoadSigners(filepath.Join(dir, "plain"))
+	if err != nil || len(signers) != 1 {
+		t.Fatalf("plain key: %v", err)
+	}
+	if _, err := LoadSigners(filepath.Join(dir, "locked")); err == nil || !strings.Contains(err.Error(), "passphrase") {
+		t.Errorf("passphrase-protected key: err = %v", err)
+	}
+	if _, err := LoadSigners(filepath.Join(dir, "missing")); err == nil {
+		t.Error("missing key file accepted")
 	}
 }
