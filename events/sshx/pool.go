@@ -281,12 +281,12 @@ func (p *Pool) release(c *conn) {
 	p.idleWake = make(chan struct{})
 	c.idle = time.AfterFunc(p.cfg.IdleTimeout, func() {
 		p.mu.Lock()
-		close := c.users == 0 && !c.gone
-		if close {
+		expired := c.users == 0 && !c.gone
+		if expired {
 			p.forgetLocked(c)
 		}
 		p.mu.Unlock()
-		if close {
+		if expired {
 			c.client.Close()
 		}
 	})

@@ -90,6 +90,11 @@ func (p *Pool) run(ctx context.Context, c *conn, t Target, cmd Command) (Result,
 		return Result{}, true, fmt.Errorf("run on %s: wait for a session: %w", name, ctx.Err())
 	}
 	sess, err := c.client.NewSession()
+	var refused *ssh.OpenChannelError
+	if errors.As(err, &refused) {
+		// A live server said no (its session limit is below MaxSessions).
+		return Result{}, true, fmt.Errorf("run on %s: open session: %w", name, err)
+	}
 	if err != nil {
 		p.discard(c)
 		return Result{}, false, fmt.Errorf("run on %s: open session: %w", name, err)
