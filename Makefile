@@ -30,7 +30,7 @@ test: ## run every module's tests with the race detector, against real PostgreSQ
 	tools/scripts/test-summary $(TEST_LOG); exit $$status
 
 # Packages with real-host tests (build tag e2e), as module:package-pattern.
-E2E_PKGS := tools:./testfleet/...
+E2E_PKGS := tools:./testfleet/... tools:./e2e/...
 
 e2e: ## real-host tests (root): disposable Debian hosts over real SSH, apt and dpkg
 	tools/scripts/e2e-deps
