@@ -8,6 +8,43 @@ import (
 	"time"
 )
 
+type HostLease struct {
+	HostID     string
+	Holder     string
+	JobID      string
+	AcquiredAt time.Time
+	ExpiresAt  time.Time
+}
+
+type Job struct {
+	JobID         string
+	HostID        string
+	RolloutID     string
+	EventID       string
+	CorrelationID string
+	Request       []byte
+	Status        string
+	Step          string
+	Attempt       int32
+	Executor      string
+	Progress      []byte
+	Reason        string
+	ResultSubject string
+	ResultID      string
+	ResultData    []byte
+	ReceivedAt    time.Time
+	StartedAt     *time.Time
+	FinishedAt    *time.Time
+	UpdatedAt     time.Time
+}
+
+type JobLog struct {
+	JobID string
+	Seq   int32
+	At    time.Time
+	Data  []byte
+}
+
 type ServiceInfo struct {
 	Key       string
 	Value     string

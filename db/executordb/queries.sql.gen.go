@@ -7,7 +7,175 @@ package executordb
 
 import (
 	"context"
+	"time"
 )
+
+const acquireLease = `-- name: AcquireLease :one
+insert into host_leases (host_id, holder, job_id, expires_at)
+values ($1, $2, $3, now() + make_interval(secs => $4::float8))
+on conflict (host_id) do update
+set holder = excluded.holder, job_id = excluded.job_id, acquired_at = now(), expires_at = excluded.expires_at
+where host_leases.expires_at < now()
+   or (host_leases.holder = excluded.holder and host_leases.job_id = excluded.job_id)
+returning holder, job_id, expires_at
+`
+
+type AcquireLeaseParams struct {
+	HostID     string
+	Holder     string
+	JobID      string
+	TtlSeconds float64
+}
+
+type AcquireLeaseRow struct {
+	Holder    string
+	JobID     string
+	ExpiresAt time.Time
+}
+
+func (q *Queries) AcquireLease(ctx context.Context, arg AcquireLeaseParams) (AcquireLeaseRow, error) {
+	row := q.db.QueryRow(ctx, acquireLease,
+		arg.HostID,
+		arg.Holder,
+		arg.JobID,
+		arg.TtlSeconds,
+	)
+	var i AcquireLeaseRow
+	err := row.Scan(&i.Holder, &i.JobID, &i.ExpiresAt)
+	return i, err
+}
+
+const appendLog = `-- name: AppendLog :exec
+insert into job_logs (job_id, seq, data) values ($1, $2, $3)
+`
+
+type AppendLogParams struct {
+	JobID string
+	Seq   int32
+	Data  []byte
+}
+
+func (q *Queries) AppendLog(ctx context.Context, arg AppendLogParams) error {
+	_, err := q.db.Exec(ctx, appendLog, arg.JobID, arg.Seq, arg.Data)
+	return err
+}
+
+const createJob = `-- name: CreateJob :exec
+insert into jobs (job_id, host_id, rollout_id, event_id, correlation_id, request)
+values ($1, $2, $3, $4, $5, $6)
+on conflict (job_id) do nothing
+`
+
+type CreateJobParams struct {
+	JobID         string
+	HostID        string
+	RolloutID     string
+	EventID       string
+	CorrelationID string
+	Request       []byte
+}
+
+func (q *Queries) CreateJob(ctx context.Context, arg CreateJobParams) error {
+	_, err := q.db.Exec(ctx, createJob,
+		arg.JobID,
+		arg.HostID,
+		arg.RolloutID,
+		arg.EventID,
+		arg.CorrelationID,
+		arg.Request,
+	)
+	return err
+}
+
+const finishJob = `-- name: FinishJob :execrows
+update jobs
+set status = $1, step = $2, progress = $3, reason = $4,
+    result_subject = $5, result_id = $6, result_data = $7,
+    finished_at = now(), updated_at = now()
+where job_id = $8 and status in ('received', 'running')
+`
+
+type FinishJobParams struct {
+	Status        string
+	Step          string
+	Progress      []byte
+	Reason        string
+	ResultSubject string
+	ResultID      string
+	ResultData    []byte
+	JobID         string
+}
+
+func (q *Queries) FinishJob(ctx context.Context, arg FinishJobParams) (int64, error) {
+	result, err := q.db.Exec(ctx, finishJob,
+		arg.Status,
+		arg.Step,
+		arg.Progress,
+		arg.Reason,
+		arg.ResultSubject,
+		arg.ResultID,
+		arg.ResultData,
+		arg.JobID,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const getJob = `-- name: GetJob :one
+select job_id, host_id, rollout_id, event_id, correlation_id, request, status, step, attempt, executor, progress, reason, result_subject, result_id, result_data, received_at, started_at, finished_at, updated_at from jobs where job_id = $1
+`
+
+func (q *Queries) GetJob(ctx context.Context, jobID string) (Job, error) {
+	row := q.db.QueryRow(ctx, getJob, jobID)
+	var i Job
+	err := row.Scan(
+		&i.JobID,
+		&i.HostID,
+		&i.RolloutID,
+		&i.EventID,
+		&i.CorrelationID,
+		&i.Request,
+		&i.Status,
+		&i.Step,
+		&i.Attempt,
+		&i.Executor,
+		&i.Progress,
+		&i.Reason,
+		&i.ResultSubject,
+		&i.ResultID,
+		&i.ResultData,
+		&i.ReceivedAt,
+		&i.StartedAt,
+		&i.FinishedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const getLease = `-- name: GetLease :one
+select holder, job_id, expires_at, expires_at < now() as expired from host_leases where host_id = $1
+`
+
+type GetLeaseRow struct {
+	Holder    string
+	JobID     string
+	ExpiresAt time.Time
+	Expired   bool
+}
+
+func (q *Queries) GetLease(ctx context.Context, hostID string) (GetLeaseRow, error) {
+	row := q.db.QueryRow(ctx, getLease, hostID)
+	var i GetLeaseRow
+	err := row.Scan(
+		&i.Holder,
+		&i.JobID,
+		&i.ExpiresAt,
+		&i.Expired,
+	)
+	return i, err
+}
 
 const getServiceInfo = `-- name: GetServiceInfo :one
 select value from service_info where key = $1
@@ -18,6 +186,160 @@ func (q *Queries) GetServiceInfo(ctx context.Context, key string) (string, error
 	var value string
 	err := row.Scan(&value)
 	return value, err
+}
+
+const hostJobs = `-- name: HostJobs :many
+select job_id, rollout_id, status, step, reason, received_at, finished_at from jobs
+where host_id = $1 order by received_at desc limit $2
+`
+
+type HostJobsParams struct {
+	HostID  string
+	MaxRows int32
+}
+
+type HostJobsRow struct {
+	JobID      string
+	RolloutID  string
+	Status     string
+	Step       string
+	Reason     string
+	ReceivedAt time.Time
+	FinishedAt *time.Time
+}
+
+func (q *Queries) HostJobs(ctx context.Context, arg HostJobsParams) ([]HostJobsRow, error) {
+	rows, err := q.db.Query(ctx, hostJobs, arg.HostID, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []HostJobsRow{}
+	for rows.Next() {
+		var i HostJobsRow
+		if err := rows.Scan(
+			&i.JobID,
+			&i.RolloutID,
+			&i.Status,
+			&i.Step,
+			&i.Reason,
+			&i.ReceivedAt,
+			&i.FinishedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const jobLog = `-- name: JobLog :many
+select seq, at, data from job_logs where job_id = $1 order by seq
+`
+
+type JobLogRow struct {
+	Seq  int32
+	At   time.Time
+	Data []byte
+}
+
+func (q *Queries) JobLog(ctx context.Context, jobID string) ([]JobLogRow, error) {
+	rows, err := q.db.Query(ctx, jobLog, jobID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []JobLogRow{}
+	for rows.Next() {
+		var i JobLogRow
+		if err := rows.Scan(&i.Seq, &i.At, &i.Data); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const jobLogSize = `-- name: JobLogSize :one
+select coalesce(max(seq), 0)::integer as last_seq, coalesce(sum(length(data)), 0)::bigint as bytes
+from job_logs where job_id = $1
+`
+
+type JobLogSizeRow struct {
+	LastSeq int32
+	Bytes   int64
+}
+
+func (q *Queries) JobLogSize(ctx context.Context, jobID string) (JobLogSizeRow, error) {
+	row := q.db.QueryRow(ctx, jobLogSize, jobID)
+	var i JobLogSizeRow
+	err := row.Scan(&i.LastSeq, &i.Bytes)
+	return i, err
+}
+
+const releaseLease = `-- name: ReleaseLease :exec
+delete from host_leases where host_id = $1 and holder = $2 and job_id = $3
+`
+
+type ReleaseLeaseParams struct {
+	HostID string
+	Holder string
+	JobID  string
+}
+
+func (q *Queries) ReleaseLease(ctx context.Context, arg ReleaseLeaseParams) error {
+	_, err := q.db.Exec(ctx, releaseLease, arg.HostID, arg.Holder, arg.JobID)
+	return err
+}
+
+const renewLease = `-- name: RenewLease :execrows
+update host_leases set expires_at = now() + make_interval(secs => $1::float8)
+where host_id = $2 and holder = $3 and job_id = $4
+`
+
+type RenewLeaseParams struct {
+	TtlSeconds float64
+	HostID     string
+	Holder     string
+	JobID      string
+}
+
+func (q *Queries) RenewLease(ctx context.Context, arg RenewLeaseParams) (int64, error) {
+	result, err := q.db.Exec(ctx, renewLease,
+		arg.TtlSeconds,
+		arg.HostID,
+		arg.Holder,
+		arg.JobID,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const saveProgress = `-- name: SaveProgress :execrows
+update jobs set step = $1, progress = $2, updated_at = now()
+where job_id = $3 and status = 'running'
+`
+
+type SaveProgressParams struct {
+	Step     string
+	Progress []byte
+	JobID    string
+}
+
+func (q *Queries) SaveProgress(ctx context.Context, arg SaveProgressParams) (int64, error) {
+	result, err := q.db.Exec(ctx, saveProgress, arg.Step, arg.Progress, arg.JobID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const setServiceInfo = `-- name: SetServiceInfo :exec
@@ -34,4 +356,29 @@ type SetServiceInfoParams struct {
 func (q *Queries) SetServiceInfo(ctx context.Context, arg SetServiceInfoParams) error {
 	_, err := q.db.Exec(ctx, setServiceInfo, arg.Key, arg.Value)
 	return err
+}
+
+const startAttempt = `-- name: StartAttempt :one
+update jobs
+set status = 'running', attempt = attempt + 1, executor = $1,
+    started_at = coalesce(started_at, now()), updated_at = now()
+where job_id = $2 and status in ('received', 'running')
+returning attempt, started_at
+`
+
+type StartAttemptParams struct {
+	Executor string
+	JobID    string
+}
+
+type StartAttemptRow struct {
+	Attempt   int32
+	StartedAt *time.Time
+}
+
+func (q *Queries) StartAttempt(ctx context.Context, arg StartAttemptParams) (StartAttemptRow, error) {
+	row := q.db.QueryRow(ctx, startAttempt, arg.Executor, arg.JobID)
+	var i StartAttemptRow
+	err := row.Scan(&i.Attempt, &i.StartedAt)
+	return i, err
 }

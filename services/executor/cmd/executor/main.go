@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/patchfleet/patchfleet/db/service"
@@ -18,7 +19,28 @@ import (
 func main() {
 	env := ops.FromOS()
 	logger := env.Logger(os.Stderr, "json")
-	cfg := executor.Config{Common: service.CommonFromEnv(env, executor.DefaultHTTPAddr)}
+	cfg := executor.Config{
+		Common:         service.CommonFromEnv(env, executor.DefaultHTTPAddr),
+		InstanceID:     env.String("PATCHFLEET_EXECUTOR_INSTANCE", ""),
+		Concurrency:    env.Int("PATCHFLEET_EXECUTOR_CONCURRENCY", 64),
+		AckWait:        env.Duration("PATCHFLEET_EXECUTOR_ACK_WAIT", 0),
+		LeaseTTL:       env.Duration("PATCHFLEET_EXECUTOR_LEASE_TTL", 0),
+		SSHKeyFiles:    list(env.String("PATCHFLEET_EXECUTOR_SSH_KEY", "")),
+		SSHAgentSocket: env.String("SSH_AUTH_SOCK", ""),
+		SSHKnownHosts:  env.String("PATCHFLEET_EXECUTOR_SSH_KNOWN_HOSTS", ""),
+		LockTimeout:    env.Duration("PATCHFLEET_EXECUTOR_LOCK_TIMEOUT", 0),
+		AptTimeout:     env.Duration("PATCHFLEET_EXECUTOR_APT_TIMEOUT", 0),
+		RebootTimeout:  env.Duration("PATCHFLEET_EXECUTOR_REBOOT_TIMEOUT", 0),
+		RebootDelay:    env.Duration("PATCHFLEET_EXECUTOR_REBOOT_DELAY", 0),
+		MinFreeKB:      int64(env.Int("PATCHFLEET_EXECUTOR_MIN_FREE_KB", 0)),
+	}
+	if p := env.String("PATCHFLEET_EXECUTOR_PROVISION_CMD", ""); p != "" {
+		cfg.Replace = &executor.ReplaceConfig{
+			Provision: strings.Fields(p),
+			Switch:    strings.Fields(env.String("PATCHFLEET_EXECUTOR_SWITCH_CMD", "")),
+			Retire:    strings.Fields(env.String("PATCHFLEET_EXECUTOR_RETIRE_CMD", "")),
+		}
+	}
 	if err := errors.Join(env.Err(), cfg.Validate()); err != nil {
 		fmt.Fprintf(os.Stderr, "executor: bad configuration:\n%v\n", err)
 		os.Exit(2)
@@ -29,4 +51,14 @@ func main() {
 		logger.Error("executor failed", "err", err)
 		os.Exit(1)
 	}
+}
+
+func list(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

@@ -1,0 +1,66 @@
+package job
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/patchfleet/patchfleet/events"
+	"github.com/patchfleet/patchfleet/events/hostops"
+)
+
+// Check validates a job again on receipt, before anything touches a host: the job is the
+// executor's security boundary. Every value that reaches a script is checked here and again
+// by the hostops builders.
+func Check(req events.UpgradeRequested) error {
+	if err := req.Validate(); err != nil {
+		return err
+	}
+	var errs []error
+	switch req.Kind {
+	case events.KindSecurity:
+		if len(req.Packages) == 0 {
+			// Listing what apt would take from the security origins needs a hostops op that
+			// does not exist yet; refusing is better than guessing with a full upgrade.
+			errs = append(errs, errors.New("a security job must name its packages (on-demand security upgrades without a list are not supported yet)"))
+		}
+		var targets []hostops.Target
+		for _, t := range req.Packages {
+			targets = append(targets, hostops.Target{Name: t.Name})
+		}
+		if len(targets) > 0 {
+			if _, err := hostops.InstallScript(targets, time.Second); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	case events.KindDocker:
+		pins, weave := DockerPins(req)
+		if _, err := hostops.DockerScript(pins, weave, time.Second); err != nil {
+			errs = append(errs, err)
+		}
+		for _, c := range req.Components {
+			if c.Name != "weave" && !slices.Contains(hostops.DockerPackages, c.Name) {
+				errs = append(errs, fmt.Errorf("component %q is not a Docker package or weave", c.Name))
+			}
+		}
+	}
+	if req.HealthCheck != "" {
+		if _, err := hostops.HealthScript(req.HealthCheck, time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DockerPins turns a docker job's components into the docker op's pins.
+func DockerPins(req events.UpgradeRequested) (pins []hostops.Target, weave string) {
+	for _, c := range req.Components {
+		if c.Name == "weave" {
+			weave = c.Version
+			continue
+		}
+		pins = append(pins, hostops.Target{Name: c.Name, Version: c.Version})
+	}
+	return pins, weave
+}

@@ -1,0 +1,277 @@
+// Package job holds the executor's decisions about one upgrade job, as pure functions: whether
+// a request may run at all (Check), and what to do next given how far the job got (Progress,
+// saved after every step) and what the host looks like now (Observation, read before every
+// step). Because the next step is always derived from the host's real state, a job taken over
+// after a crash resumes where it stopped and never repeats what already happened.
+package job
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/patchfleet/patchfleet/events"
+	"github.com/patchfleet/patchfleet/events/deb"
+	"github.com/patchfleet/patchfleet/events/hostops"
+)
+
+// Status of a job row.
+const (
+	StatusReceived  = "received"
+	StatusRunning   = "running"
+	StatusCompleted = "completed"
+	StatusFailed    = "failed"
+)
+
+// Progress is what a job has done so far. It is saved after every step.
+type Progress struct {
+	BootID string `json:"boot_id,omitempty"` // the host's boot id when the job first looked
+	// Before holds the requested packages' versions when the job first looked ("" when
+	// absent); After the versions once the upgrade op ran.
+	Before  map[string]string      `json:"before,omitempty"`
+	After   map[string]string      `json:"after,omitempty"`
+	Changes []events.PackageResult `json:"changes,omitempty"` // what full-upgrade and docker changed
+
+	Repaired      bool          `json:"repaired,omitempty"`  // dpkg --configure -a ran
+	Updated       bool          `json:"updated,omitempty"`   // apt-get update ran
+	Installed     bool          `json:"installed,omitempty"` // the upgrade op succeeded (or nothing was left to do)
+	Unattended    bool          `json:"unattended,omitempty"`
+	HealthUpgrade bool          `json:"health_upgrade,omitempty"` // health check passed after the upgrade
+	Downtime      time.Duration `json:"downtime_ns,omitempty"`    // docker upgrade, reboot
+
+	RebootRequired bool      `json:"reboot_required,omitempty"`
+	RebootPackages []string  `json:"reboot_packages,omitempty"`
+	RebootFrom     string    `json:"reboot_from,omitempty"` // boot id when the reboot was issued
+	RebootAt       time.Time `json:"reboot_at,omitempty"`
+	RebootedTo     string    `json:"rebooted_to,omitempty"` // the new boot id
+	HealthReboot   bool      `json:"health_reboot,omitempty"`
+}
+
+// Rebooting reports whether a reboot was issued and not yet seen to finish.
+func (p Progress) Rebooting() bool { return p.RebootFrom != "" && p.RebootedTo == "" }
+
+// Step names the furthest step reached, for the jobs table and people.
+func (p Progress) Step() string {
+	switch {
+	case p.RebootedTo != "":
+		return "rebooted"
+	case p.RebootFrom != "":
+		return "rebooting"
+	case p.HealthUpgrade:
+		return "healthy"
+	case p.Installed:
+		return "installed"
+	case p.Updated:
+		return "updated"
+	case p.BootID != "":
+		return "preflight"
+	}
+	return "received"
+}
+
+// Observation is what op state found on the host just now.
+type Observation struct {
+	BootID          string
+	Packages        map[string]hostops.PackageState
+	Held            []string
+	DpkgInterrupted bool
+	FreeKB          int64 // the least free space of / and /var; -1 when unknown
+	RebootRequired  bool
+	RebootPackages  []string
+}
+
+// Observe turns op state's result into an Observation.
+func Observe(s hostops.State) Observation {
+	o := Observation{BootID: s.BootID, Packages: map[string]hostops.PackageState{}, Held: s.Held,
+		DpkgInterrupted: s.DpkgInterrupted, FreeKB: -1, RebootRequired: s.RebootRequired, RebootPackages: s.RebootPackages}
+	for _, p := range s.Packages {
+		o.Packages[p.Name] = p
+	}
+	for _, d := range s.Disks {
+		if o.FreeKB < 0 || d.AvailKB < o.FreeKB {
+			o.FreeKB = d.AvailKB
+		}
+	}
+	return o
+}
+
+// Rules are the executor's settings that decisions depend on.
+type Rules struct {
+	MinFreeKB     int64         // refuse to upgrade below this much free space on / or /var
+	RebootTimeout time.Duration // how long a rebooting host may stay away
+}
+
+// Action is what to do next.
+type Action int
+
+const (
+	Fail Action = iota
+	Repair
+	AptUpdate
+	Install
+	FullUpgrade
+	Docker
+	Unattended
+	AlreadyFixed // every requested package is already at or above its minimum: nothing to install
+	Health
+	Reboot
+	WaitReboot
+	Complete
+)
+
+var actionNames = [...]string{"fail", "repair", "apt-update", "install", "full-upgrade", "docker",
+	"unattended", "already-fixed", "health", "reboot", "wait-reboot", "complete"}
+
+func (a Action) String() string {
+	if int(a) < len(actionNames) {
+		return actionNames[a]
+	}
+	return fmt.Sprintf("action(%d)", int(a))
+}
+
+// Decision is the next action; for Fail, the reason (an events.Fail* constant) and why.
+type Decision struct {
+	Action  Action
+	Reason  string
+	Message string
+}
+
+func fail(reason, format string, args ...any) Decision {
+	return Decision{Action: Fail, Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+// Next decides the job's next step from its progress and the host's state now.
+func Next(req events.UpgradeRequested, p Progress, o Observation, r Rules, now time.Time) Decision {
+	if p.Rebooting() {
+		if o.BootID != "" && o.BootID != p.RebootFrom {
+			// The caller records the new boot id and asks again.
+			return Decision{Action: WaitReboot, Message: "host is back with a new boot id"}
+		}
+		if now.Sub(p.RebootAt) > r.RebootTimeout {
+			return fail(events.FailRebootTimeout, "host did not come back with a new boot id within %s", r.RebootTimeout)
+		}
+		return Decision{Action: WaitReboot}
+	}
+	if !p.Installed {
+		if !req.Deadline.IsZero() && now.After(req.Deadline) {
+			return fail(events.FailDeadlineExceeded, "job deadline %s passed before the upgrade started", req.Deadline.UTC().Format(time.RFC3339))
+		}
+		if o.DpkgInterrupted {
+			if p.Repaired {
+				return fail(events.FailAptError, "dpkg is still interrupted after dpkg --configure -a")
+			}
+			return Decision{Action: Repair}
+		}
+		if held := heldRequested(req, o); len(held) > 0 {
+			return fail(events.FailHeldPackage, "requested packages are held: %s", strings.Join(held, ", "))
+		}
+		if r.MinFreeKB > 0 && o.FreeKB >= 0 && o.FreeKB < r.MinFreeKB {
+			return fail(events.FailDiskSpace, "%d KiB free on / or /var, %d KiB required", o.FreeKB, r.MinFreeKB)
+		}
+		if req.Kind == events.KindSecurity && len(req.Packages) > 0 && len(Unfixed(req.Packages, o)) == 0 && allPinned(req.Packages) {
+			return Decision{Action: AlreadyFixed}
+		}
+		if !p.Updated && req.Kind != events.KindUnattended {
+			return Decision{Action: AptUpdate}
+		}
+		switch req.Kind {
+		case events.KindFull:
+			return Decision{Action: FullUpgrade}
+		case events.KindDocker:
+			return Decision{Action: Docker}
+		case events.KindUnattended:
+			return Decision{Action: Unattended}
+		}
+		return Decision{Action: Install}
+	}
+	if req.Kind == events.KindSecurity {
+		if bad := Unfixed(req.Packages, o); len(bad) > 0 {
+			return fail(events.FailNotFixed, "still below the fixed version after the upgrade: %s", strings.Join(bad, ", "))
+		}
+		if req.ConfigureUnattended && !p.Unattended {
+			return Decision{Action: Unattended}
+		}
+	}
+	if req.HealthCheck != "" && !p.HealthUpgrade {
+		return Decision{Action: Health}
+	}
+	if p.RebootedTo != "" {
+		if req.HealthCheck != "" && !p.HealthReboot {
+			return Decision{Action: Health}
+		}
+		return Decision{Action: Complete}
+	}
+	required := o.RebootRequired || p.RebootRequired
+	if req.Reboot == events.RebootAlways || req.Reboot == events.RebootIfRequired && required {
+		return Decision{Action: Reboot}
+	}
+	return Decision{Action: Complete}
+}
+
+// Unfixed lists the requested packages installed on the host below their minimum version
+// ("name version < min"). A package the host does not have is not vulnerable.
+func Unfixed(ts []events.PackageTarget, o Observation) []string {
+	var out []string
+	for _, t := range ts {
+		p, ok := o.Packages[t.Name]
+		if !ok || !p.Present || t.MinVersion == "" {
+			continue
+		}
+		if c, err := deb.Compare(p.Version, t.MinVersion); err != nil || c < 0 {
+			out = append(out, fmt.Sprintf("%s %s < %s", t.Name, p.Version, t.MinVersion))
+		}
+	}
+	return out
+}
+
+func allPinned(ts []events.PackageTarget) bool {
+	for _, t := range ts {
+		if t.MinVersion == "" {
+			return false
+		}
+	}
+	return true
+}
+
+func heldRequested(req events.UpgradeRequested, o Observation) []string {
+	var out []string
+	names := RequestedNames(req)
+	for _, h := range o.Held {
+		name, _, _ := strings.Cut(h, ":")
+		if slices.Contains(names, name) {
+			out = append(out, name)
+		}
+	}
+	for _, n := range names {
+		if p, ok := o.Packages[n]; ok && p.Held() && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// RequestedNames returns the packages a job touches and observes.
+func RequestedNames(req events.UpgradeRequested) []string {
+	var names []string
+	switch req.Kind {
+	case events.KindSecurity:
+		for _, t := range req.Packages {
+			names = append(names, t.Name)
+		}
+	case events.KindDocker:
+		for _, c := range req.Components {
+			if slices.Contains(hostops.DockerPackages, c.Name) {
+				names = append(names, c.Name)
+			}
+		}
+	}
+	return names
+}
+
+// RebootNeeded reports whether the policy asks for a reboot now: the state after the job
+// says whether one is required.
+func RebootPending(req events.UpgradeRequested, p Progress, o Observation) bool {
+	return p.RebootedTo == "" && (o.RebootRequired || p.RebootRequired) && req.Reboot == events.RebootNever
+}

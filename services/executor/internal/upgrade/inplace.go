@@ -1,0 +1,377 @@
+package upgrade
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/patchfleet/patchfleet/events"
+	"github.com/patchfleet/patchfleet/events/hostops"
+	"github.com/patchfleet/patchfleet/services/executor/internal/job"
+	"github.com/patchfleet/patchfleet/services/executor/internal/reboot"
+	"github.com/patchfleet/patchfleet/services/executor/internal/remote"
+)
+
+// maxSteps bounds the loop: a job has at most a dozen steps; more means a decision loops.
+const maxSteps = 40
+
+// InPlace upgrades hostID in place. It returns nil once the job has its outcome, or an error
+// for a delivery that should be retried later.
+func (x *Exec) InPlace(ctx context.Context, hostID string) error {
+	h, err := x.host(ctx, hostID)
+	if err != nil {
+		return x.transport(ctx, "resolve", err, "")
+	}
+	names := job.RequestedNames(x.Req)
+	failures := 0
+	for range maxSteps {
+		if err := context.Cause(ctx); err != nil {
+			return fmt.Errorf("job %s host %s: %w", x.Job.ID, hostID, err)
+		}
+		var o job.Observation
+		st, err := h.State(ctx, names)
+		if err != nil {
+			if m, ok := remote.KeyMismatch(err); ok {
+				return x.keyMismatch(ctx, hostID, m)
+			}
+			if !x.Progress.Rebooting() {
+				if retry, rerr := x.retryable(ctx, &failures, "state", err); !retry {
+					return rerr
+				}
+				continue
+			}
+			// Rebooting: unreachable is expected; the decision waits for the new boot id.
+		} else {
+			o = job.Observe(st)
+		}
+		if x.Progress.BootID == "" {
+			x.Progress.BootID = o.BootID
+			x.Progress.Before = versions(o, names)
+			if err := x.Save(ctx); err != nil {
+				return err
+			}
+		}
+		d := job.Next(x.Req, x.Progress, o, x.r.Cfg.Rules, x.now())
+		x.Log.Info("step", "action", d.Action.String(), "attempt", x.Attempt)
+		x.Out.Printf("step %s", d.Action)
+		done, err := x.step(ctx, h, d, o, &failures)
+		if done || err != nil {
+			return err
+		}
+		if x.Progress.RebootFrom != "" && h.Pool == x.r.Pool {
+			// The shared connection died with the reboot: go on over a pool of our own.
+			h.Pool = x.privatePool()
+		}
+	}
+	return x.Fail(ctx, events.FailAptError, fmt.Sprintf("job did not finish within %d steps", maxSteps), "")
+}
+
+// retryable counts a transport failure. It says whether to try again now; when not, err is
+// the delivery's outcome: nil after failing the job as unreachable, or an error to redeliver.
+func (x *Exec) retryable(ctx context.Context, failures *int, op string, err error) (bool, error) {
+	if cause := context.Cause(ctx); cause != nil {
+		return false, fmt.Errorf("job %s %s: %w", x.Job.ID, op, cause)
+	}
+	*failures++
+	if *failures <= x.r.Cfg.TransportRetries {
+		wait := time.Duration(1<<min(*failures-1, 5)) * 500 * time.Millisecond
+		x.Log.Info("transport failure; observing the host again", "op", op, "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("job %s %s: %w", x.Job.ID, op, context.Cause(ctx))
+		case <-time.After(wait):
+		}
+		return true, nil
+	}
+	return false, x.transport(ctx, op, err, "")
+}
+
+// transport gives up this attempt: redeliver, or fail as unreachable after MaxAttempts.
+func (x *Exec) transport(ctx context.Context, op string, err error, output string) error {
+	if cause := context.Cause(ctx); cause != nil {
+		return fmt.Errorf("job %s %s: %w", x.Job.ID, op, cause)
+	}
+	if x.Attempt >= x.r.Cfg.MaxAttempts {
+		return x.Fail(ctx, events.FailUnreachable, fmt.Sprintf("%s: %v (attempt %d)", op, err, x.Attempt), output)
+	}
+	return fmt.Errorf("job %s %s (attempt %d): %w", x.Job.ID, op, x.Attempt, err)
+}
+
+// step performs one decision. done is true when the job has its outcome.
+func (x *Exec) step(ctx context.Context, h *remote.Host, d job.Decision, o job.Observation, failures *int) (done bool, err error) {
+	p := &x.Progress
+	// opErr handles an op's error: a transport failure is retried (the next observation
+	// tells what happened), anything else is returned.
+	opErr := func(op string, err error) (bool, error) {
+		var oe *remote.OpError
+		if m, ok := remote.KeyMismatch(err); ok {
+			return true, x.keyMismatch(ctx, x.Job.HostID, m)
+		}
+		if errors.As(err, &oe) {
+			retry, rerr := x.retryable(ctx, failures, op, err)
+			return !retry, rerr
+		}
+		return true, fmt.Errorf("job %s %s: %w", x.Job.ID, op, err)
+	}
+	switch d.Action {
+	case job.Fail:
+		return true, x.Fail(ctx, d.Reason, d.Message, "")
+
+	case job.Repair:
+		res, err := h.Repair(ctx)
+		if err != nil {
+			return opErr("repair", err)
+		}
+		p.Repaired = true
+		if res.Interrupted {
+			return true, x.Fail(ctx, events.FailAptError, "dpkg --configure -a did not finish the interrupted dpkg run: "+aptSummary(res.Configure), res.Configure.Output())
+		}
+		return false, x.Save(ctx)
+
+	case job.AptUpdate:
+		res, err := h.AptUpdate(ctx)
+		if err != nil {
+			return opErr("apt-update", err)
+		}
+		if res.Update.Status != 0 {
+			return true, x.Fail(ctx, events.FailAptError, "apt-get update failed: "+aptSummary(res.Update), res.Update.Output())
+		}
+		p.Updated = true
+		return false, x.Save(ctx)
+
+	case job.Install:
+		var targets []hostops.Target
+		for _, t := range x.Req.Packages {
+			targets = append(targets, hostops.Target{Name: t.Name})
+		}
+		res, err := h.Install(ctx, targets)
+		if err != nil {
+			return opErr("install", err)
+		}
+		return x.installed(ctx, res, "apt-get install")
+
+	case job.FullUpgrade:
+		res, err := h.FullUpgrade(ctx)
+		if err != nil {
+			return opErr("full-upgrade", err)
+		}
+		for _, c := range res.Apt.Changes {
+			p.Changes = append(p.Changes, events.PackageResult{Name: c.Name, Before: c.From, After: c.To})
+		}
+		return x.installed(ctx, res, "apt-get dist-upgrade")
+
+	case job.Docker:
+		pins, weave := job.DockerPins(x.Req)
+		start := x.now()
+		res, err := h.Docker(ctx, pins, weave)
+		if err != nil {
+			return opErr("docker", err)
+		}
+		if res.Upgrade.Ran && res.Upgrade.Status != 0 || res.WeaveUpgrade.Ran && res.WeaveUpgrade.Status != 0 {
+			out := res.Upgrade.Output() + res.WeaveUpgrade.Output()
+			return true, x.Fail(ctx, aptReason(res.Upgrade), "docker upgrade failed: "+aptSummary(res.Upgrade)+aptSummary(res.WeaveUpgrade), out)
+		}
+		// Containers restart with the daemon: the op's duration is the downtime.
+		p.Downtime = x.now().Sub(start)
+		before, after := stateVersions(res.Before), stateVersions(res.After)
+		for _, pin := range pins {
+			if after[pin.Name] != "" && after[pin.Name] != pin.Version {
+				return true, x.Fail(ctx, events.FailNotFixed, fmt.Sprintf("%s is %s after the upgrade, pinned %s", pin.Name, after[pin.Name], pin.Version), res.Upgrade.Output())
+			}
+			p.Changes = append(p.Changes, events.PackageResult{Name: pin.Name, Before: before[pin.Name], After: after[pin.Name]})
+		}
+		if weave != "" && res.WeaveBefore != "" && res.WeaveBefore != "absent" {
+			p.Changes = append(p.Changes, events.PackageResult{Name: "weave", Before: res.WeaveBefore, After: res.WeaveAfter})
+		}
+		p.Installed = true
+		return false, x.Save(ctx)
+
+	case job.Unattended:
+		res, err := h.Unattended(ctx, x.Req.AutoReboot)
+		if err != nil {
+			return opErr("unattended", err)
+		}
+		if res.Install.Ran && res.Install.Status != 0 {
+			return true, x.Fail(ctx, aptReason(res.Install), "install unattended-upgrades: "+aptSummary(res.Install), res.Install.Output())
+		}
+		if err := res.Settings.Check(x.Req.AutoReboot); err != nil {
+			return true, x.Fail(ctx, events.FailAptError, "unattended-upgrades settings did not read back as written: "+err.Error(), "")
+		}
+		p.Unattended = true
+		if x.Req.Kind == events.KindUnattended {
+			p.Installed = true
+		}
+		return false, x.Save(ctx)
+
+	case job.AlreadyFixed:
+		x.Out.Printf("every requested package is already at or above its fixed version; nothing to install")
+		p.After = versions(o, job.RequestedNames(x.Req))
+		p.Installed = true
+		return false, x.Save(ctx)
+
+	case job.Health:
+		res, err := h.Health(ctx, x.Req.HealthCheck)
+		if err != nil {
+			return opErr("health", err)
+		}
+		if !res.Healthy() {
+			when := "after the upgrade"
+			if p.RebootedTo != "" {
+				when = "after the reboot"
+			}
+			msg := fmt.Sprintf("health check failed %s: exit status %d", when, res.Status)
+			if res.TimedOut {
+				msg = fmt.Sprintf("health check timed out %s", when)
+			}
+			var more []events.Message
+			if p.RebootedTo != "" {
+				ev, err := x.rebootedEvent(false)
+				if err != nil {
+					return true, err
+				}
+				more = append(more, ev)
+			}
+			return true, x.Fail(ctx, events.FailHealthCheck, msg, res.Stdout+res.Stderr, more...)
+		}
+		if p.RebootedTo == "" {
+			p.HealthUpgrade = true
+			return false, x.Save(ctx)
+		}
+		p.HealthReboot = true
+		ev, err := x.rebootedEvent(true)
+		if err != nil {
+			return true, err
+		}
+		return false, x.Save(ctx, ev)
+
+	case job.Reboot:
+		// Recorded before the reboot is asked for, so that whatever happens next — the
+		// answer lost, this executor killed — the job waits for a new boot id and never
+		// reboots the host a second time.
+		p.RebootFrom, p.RebootAt = o.BootID, x.now()
+		p.RebootRequired, p.RebootPackages = o.RebootRequired || p.RebootRequired, append(p.RebootPackages, o.RebootPackages...)
+		if err := x.Save(ctx); err != nil {
+			return true, err
+		}
+		res, err := h.Reboot(ctx, x.r.Cfg.RebootDelay)
+		if err != nil {
+			if m, ok := remote.KeyMismatch(err); ok {
+				return true, x.keyMismatch(ctx, x.Job.HostID, m)
+			}
+			x.Log.Info("reboot op did not answer; waiting for a new boot id", "err", err)
+		} else if !res.Scheduled {
+			return true, x.Fail(ctx, events.FailRebootTimeout, "the reboot could not be scheduled: "+res.Message+strings.Join(res.Problems, "; "), "")
+		}
+		return false, x.waitReboot(ctx, h)
+
+	case job.WaitReboot:
+		if o.BootID != "" && o.BootID != p.RebootFrom {
+			return false, x.rebooted(ctx, o.BootID)
+		}
+		return false, x.waitReboot(ctx, h)
+
+	case job.Complete:
+		return true, x.Complete(ctx, o)
+	}
+	return true, fmt.Errorf("job %s: unknown action %v", x.Job.ID, d.Action)
+}
+
+// installed records a successful upgrade op, or fails the job with apt's reason.
+func (x *Exec) installed(ctx context.Context, res hostops.InstallResult, what string) (bool, error) {
+	p := &x.Progress
+	if res.Apt.Status != 0 {
+		if res.Apt.DpkgInterrupted && !p.Repaired {
+			return false, nil // the next observation sees dpkg interrupted and repairs it
+		}
+		return true, x.Fail(ctx, aptReason(res.Apt), fmt.Sprintf("%s exited %d: %s", what, res.Apt.Status, aptSummary(res.Apt)), res.Apt.Output())
+	}
+	if len(res.After) > 0 {
+		p.After = stateVersions(res.After)
+	}
+	p.RebootRequired, p.RebootPackages = res.RebootRequired, res.RebootPackages
+	p.Installed = true
+	return false, x.Save(ctx)
+}
+
+// waitReboot waits for the new boot id over the job's private pool.
+func (x *Exec) waitReboot(ctx context.Context, h *remote.Host) error {
+	p := &x.Progress
+	probeHost := *h
+	probeHost.Pool = x.privatePool()
+	deadline := p.RebootAt.Add(x.r.Cfg.Rules.RebootTimeout)
+	x.Out.Printf("waiting for host to come back with a boot id other than %s (until %s)", p.RebootFrom, deadline.UTC().Format(time.RFC3339))
+	probe := func(ctx context.Context) (string, error) {
+		st, err := probeHost.State(ctx, nil)
+		return st.BootID, err
+	}
+	isMismatch := func(err error) bool { _, ok := remote.KeyMismatch(err); return ok }
+	id, err := reboot.Wait(ctx, probe, p.RebootFrom, deadline, x.r.Cfg.RebootBackoff, isMismatch)
+	switch {
+	case errors.Is(err, reboot.ErrTimeout):
+		return x.Fail(ctx, events.FailRebootTimeout, err.Error(), "")
+	case err != nil:
+		if m, ok := remote.KeyMismatch(err); ok {
+			return x.keyMismatch(ctx, x.Job.HostID, m)
+		}
+		return fmt.Errorf("job %s wait for reboot: %w", x.Job.ID, err)
+	}
+	return x.rebooted(ctx, id)
+}
+
+// rebooted records the new boot id. HostRebooted is announced now when there is no health
+// check to run, else once the check after the reboot has run.
+func (x *Exec) rebooted(ctx context.Context, newID string) error {
+	p := &x.Progress
+	p.RebootedTo = newID
+	p.Downtime = x.now().Sub(p.RebootAt)
+	x.Out.Printf("host is back with boot id %s after %s", newID, p.Downtime.Round(time.Millisecond))
+	if x.Req.HealthCheck != "" {
+		return x.Save(ctx)
+	}
+	msg, err := x.rebootedEvent(false)
+	if err != nil {
+		return err
+	}
+	return x.Save(ctx, msg)
+}
+
+func (x *Exec) rebootedEvent(healthy bool) (events.Message, error) {
+	p := x.Progress
+	msg, err := events.NewDerived(events.HostRebooted{HostID: x.Job.HostID, JobID: x.Job.ID, RolloutID: x.Job.RolloutID,
+		OldBootID: p.RebootFrom, NewBootID: p.RebootedTo, Downtime: p.Downtime, HealthChecked: healthy},
+		x.Origin, x.now(), x.Job.ID, p.RebootedTo)
+	if err != nil {
+		return events.Message{}, fmt.Errorf("job %s: %w", x.Job.ID, err)
+	}
+	return msg, nil
+}
+
+// aptReason maps apt's outcome to a failure reason.
+func aptReason(a hostops.AptOutcome) string {
+	switch {
+	case a.LockTimeout:
+		return events.FailDpkgLocked
+	case a.HeldPackages:
+		return events.FailHeldPackage
+	}
+	return events.FailAptError
+}
+
+func aptSummary(a hostops.AptOutcome) string {
+	if !a.Ran {
+		return ""
+	}
+	var parts []string
+	if len(a.Errors) > 0 {
+		parts = append(parts, strings.Join(a.Errors, "; "))
+	}
+	if len(a.Failed) > 0 {
+		parts = append(parts, "failed packages: "+strings.Join(a.Failed, ", "))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, fmt.Sprintf("exit status %d", a.Status))
+	}
+	return strings.Join(parts, "; ")
+}
