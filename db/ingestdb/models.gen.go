@@ -8,6 +8,55 @@ import (
 	"time"
 )
 
+type Advisory struct {
+	ID          string
+	Revision    int32
+	ContentHash string
+	Source      string
+	Origin      string
+	Aliases     []string
+	Modified    time.Time
+	Withdrawn   *time.Time
+	Record      []byte
+	UpdatedAt   time.Time
+}
+
+type AdvisoryRevision struct {
+	AdvisoryID  string
+	Revision    int32
+	ContentHash string
+	Origin      string
+	Modified    time.Time
+	Withdrawn   *time.Time
+	Record      []byte
+	EventID     string
+	CreatedAt   time.Time
+}
+
+type FeedState struct {
+	Url          string
+	Etag         string
+	LastModified string
+	LastSuccess  *time.Time
+	LastError    string
+	LastErrorAt  *time.Time
+	UpdatedAt    time.Time
+}
+
+type IngestError struct {
+	Seq        int64
+	Source     string
+	Origin     string
+	Reason     string
+	OccurredAt time.Time
+}
+
+type RawRecord struct {
+	Origin     string
+	RawHash    []byte
+	AdvisoryID string
+}
+
 type ServiceInfo struct {
 	Key       string
 	Value     string

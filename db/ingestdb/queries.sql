@@ -5,3 +5,117 @@ select value from service_info where key = @key;
 insert into service_info (key, value)
 values (@key, @value)
 on conflict (key) do update set value = excluded.value, updated_at = now();
+
+-- name: AdvisoryStates :many
+-- The stored state of a batch of advisories, to tell unchanged ones from changed ones.
+select id, revision, content_hash, modified, withdrawn
+from advisories
+where id = any(@ids::text[]);
+
+-- name: LockAdvisoryStates :many
+-- AdvisoryStates inside the write transaction: rows are locked so two ingesters of one
+-- advisory cannot both create the same revision.
+select id, revision, content_hash, modified, withdrawn
+from advisories
+where id = any(@ids::text[])
+order by id
+for update;
+
+-- name: UpsertAdvisories :exec
+-- Withdrawn is the zero time (0001-01-01) for an advisory that is not withdrawn; aliases are
+-- taken from the record.
+insert into advisories (id, revision, content_hash, source, origin, aliases, modified, withdrawn, record)
+select u.id, u.revision, u.content_hash, u.source, u.origin,
+       array(select jsonb_array_elements_text(coalesce(u.record::jsonb -> 'aliases', '[]'::jsonb))),
+       u.modified, nullif(u.withdrawn, '0001-01-01 00:00:00+00'::timestamptz), u.record::jsonb
+from (select unnest(@ids::text[]) as id, unnest(@revisions::int[]) as revision,
+             unnest(@content_hashes::text[]) as content_hash, unnest(@sources::text[]) as source,
+             unnest(@origins::text[]) as origin, unnest(@modifieds::timestamptz[]) as modified,
+             unnest(@withdrawns::timestamptz[]) as withdrawn, unnest(@records::text[]) as record) as u
+on conflict (id) do update set
+    revision = excluded.revision,
+    content_hash = excluded.content_hash,
+    source = excluded.source,
+    origin = excluded.origin,
+    aliases = excluded.aliases,
+    modified = excluded.modified,
+    withdrawn = excluded.withdrawn,
+    record = excluded.record,
+    updated_at = now();
+
+-- name: InsertRevisions :exec
+insert into advisory_revisions (advisory_id, revision, content_hash, origin, modified, withdrawn, record, event_id)
+select u.id, u.revision, u.content_hash, u.origin, u.modified,
+       nullif(u.withdrawn, '0001-01-01 00:00:00+00'::timestamptz), u.record::jsonb, u.event_id
+from (select unnest(@ids::text[]) as id, unnest(@revisions::int[]) as revision,
+             unnest(@content_hashes::text[]) as content_hash, unnest(@origins::text[]) as origin,
+             unnest(@modifieds::timestamptz[]) as modified, unnest(@withdrawns::timestamptz[]) as withdrawn,
+             unnest(@records::text[]) as record, unnest(@event_ids::text[]) as event_id) as u;
+
+-- name: UpsertRawRecords :exec
+insert into raw_records (origin, raw_hash, advisory_id)
+select unnest(@origins::text[]), unnest(@raw_hashes::bytea[]), unnest(@advisory_ids::text[])
+on conflict (origin) do update set raw_hash = excluded.raw_hash, advisory_id = excluded.advisory_id;
+
+-- name: RawRecordsUnder :many
+-- Raw digests of the records read from one feed (origins starting with its path or URL).
+select origin, raw_hash from raw_records where starts_with(origin, @prefix::text);
+
+-- name: InsertIngestError :exec
+insert into ingest_errors (source, origin, reason) values (@source, @origin, @reason);
+
+-- name: IngestErrors :many
+select seq, source, origin, reason, occurred_at
+from ingest_errors
+where seq > @after_seq
+order by seq
+limit @max_rows;
+
+-- name: FeedState :one
+select url, etag, last_modified, last_success, last_error, last_error_at
+from feed_state where url = @url;
+
+-- name: SaveFeedSuccess :exec
+insert into feed_state (url, etag, last_modified, last_success, last_error)
+values (@url, @etag, @last_modified, @at, '')
+on conflict (url) do update set
+    etag = excluded.etag,
+    last_modified = excluded.last_modified,
+    last_success = excluded.last_success,
+    last_error = '',
+    updated_at = now();
+
+-- name: SaveFeedError :exec
+insert into feed_state (url, last_error, last_error_at)
+values (@url, @last_error, @at)
+on conflict (url) do update set
+    last_error = excluded.last_error,
+    last_error_at = excluded.last_error_at,
+    updated_at = now();
+
+-- name: GetAdvisory :one
+select id, revision, content_hash, source, origin, modified, withdrawn, record
+from advisories where id = @id;
+
+-- name: AdvisoriesByAlias :many
+select id, revision, content_hash, source, origin, modified, withdrawn, record
+from advisories
+where aliases @> array[@alias::text]
+order by id
+limit @max_rows;
+
+-- name: AdvisoriesModifiedSince :many
+-- A page of advisories modified at or after since, in (modified, id) order, after the
+-- position (after_modified, after_id) of the previous page's last row.
+select id, revision, content_hash, source, origin, modified, withdrawn, record
+from advisories
+where modified >= @since::timestamptz
+  and (modified, id) > (@after_modified::timestamptz, @after_id::text)
+order by modified, id
+limit @max_rows;
+
+-- name: AdvisoryRevisions :many
+select advisory_id, revision, content_hash, origin, modified, withdrawn, event_id, created_at
+from advisory_revisions
+where advisory_id = @advisory_id
+order by revision;

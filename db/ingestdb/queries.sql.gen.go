@@ -7,7 +7,272 @@ package ingestdb
 
 import (
 	"context"
+	"time"
 )
+
+const advisoriesByAlias = `-- name: AdvisoriesByAlias :many
+select id, revision, content_hash, source, origin, modified, withdrawn, record
+from advisories
+where aliases @> array[$1::text]
+order by id
+limit $2
+`
+
+type AdvisoriesByAliasParams struct {
+	Alias   string
+	MaxRows int32
+}
+
+type AdvisoriesByAliasRow struct {
+	ID          string
+	Revision    int32
+	ContentHash string
+	Source      string
+	Origin      string
+	Modified    time.Time
+	Withdrawn   *time.Time
+	Record      []byte
+}
+
+func (q *Queries) AdvisoriesByAlias(ctx context.Context, arg AdvisoriesByAliasParams) ([]AdvisoriesByAliasRow, error) {
+	rows, err := q.db.Query(ctx, advisoriesByAlias, arg.Alias, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []AdvisoriesByAliasRow{}
+	for rows.Next() {
+		var i AdvisoriesByAliasRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Revision,
+			&i.ContentHash,
+			&i.Source,
+			&i.Origin,
+			&i.Modified,
+			&i.Withdrawn,
+			&i.Record,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const advisoriesModifiedSince = `-- name: AdvisoriesModifiedSince :many
+select id, revision, content_hash, source, origin, modified, withdrawn, record
+from advisories
+where modified >= $1::timestamptz
+  and (modified, id) > ($2::timestamptz, $3::text)
+order by modified, id
+limit $4
+`
+
+type AdvisoriesModifiedSinceParams struct {
+	Since         time.Time
+	AfterModified time.Time
+	AfterID       string
+	MaxRows       int32
+}
+
+type AdvisoriesModifiedSinceRow struct {
+	ID          string
+	Revision    int32
+	ContentHash string
+	Source      string
+	Origin      string
+	Modified    time.Time
+	Withdrawn   *time.Time
+	Record      []byte
+}
+
+// A page of advisories modified at or after since, in (modified, id) order, after the
+// position (after_modified, after_id) of the previous page's last row.
+func (q *Queries) AdvisoriesModifiedSince(ctx context.Context, arg AdvisoriesModifiedSinceParams) ([]AdvisoriesModifiedSinceRow, error) {
+	rows, err := q.db.Query(ctx, advisoriesModifiedSince,
+		arg.Since,
+		arg.AfterModified,
+		arg.AfterID,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []AdvisoriesModifiedSinceRow{}
+	for rows.Next() {
+		var i AdvisoriesModifiedSinceRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Revision,
+			&i.ContentHash,
+			&i.Source,
+			&i.Origin,
+			&i.Modified,
+			&i.Withdrawn,
+			&i.Record,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const advisoryRevisions = `-- name: AdvisoryRevisions :many
+select advisory_id, revision, content_hash, origin, modified, withdrawn, event_id, created_at
+from advisory_revisions
+where advisory_id = $1
+order by revision
+`
+
+type AdvisoryRevisionsRow struct {
+	AdvisoryID  string
+	Revision    int32
+	ContentHash string
+	Origin      string
+	Modified    time.Time
+	Withdrawn   *time.Time
+	EventID     string
+	CreatedAt   time.Time
+}
+
+func (q *Queries) AdvisoryRevisions(ctx context.Context, advisoryID string) ([]AdvisoryRevisionsRow, error) {
+	rows, err := q.db.Query(ctx, advisoryRevisions, advisoryID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []AdvisoryRevisionsRow{}
+	for rows.Next() {
+		var i AdvisoryRevisionsRow
+		if err := rows.Scan(
+			&i.AdvisoryID,
+			&i.Revision,
+			&i.ContentHash,
+			&i.Origin,
+			&i.Modified,
+			&i.Withdrawn,
+			&i.EventID,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const advisoryStates = `-- name: AdvisoryStates :many
+select id, revision, content_hash, modified, withdrawn
+from advisories
+where id = any($1::text[])
+`
+
+type AdvisoryStatesRow struct {
+	ID          string
+	Revision    int32
+	ContentHash string
+	Modified    time.Time
+	Withdrawn   *time.Time
+}
+
+// The stored state of a batch of advisories, to tell unchanged ones from changed ones.
+func (q *Queries) AdvisoryStates(ctx context.Context, ids []string) ([]AdvisoryStatesRow, error) {
+	rows, err := q.db.Query(ctx, advisoryStates, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []AdvisoryStatesRow{}
+	for rows.Next() {
+		var i AdvisoryStatesRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Revision,
+			&i.ContentHash,
+			&i.Modified,
+			&i.Withdrawn,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const feedState = `-- name: FeedState :one
+select url, etag, last_modified, last_success, last_error, last_error_at
+from feed_state where url = $1
+`
+
+type FeedStateRow struct {
+	Url          string
+	Etag         string
+	LastModified string
+	LastSuccess  *time.Time
+	LastError    string
+	LastErrorAt  *time.Time
+}
+
+func (q *Queries) FeedState(ctx context.Context, url string) (FeedStateRow, error) {
+	row := q.db.QueryRow(ctx, feedState, url)
+	var i FeedStateRow
+	err := row.Scan(
+		&i.Url,
+		&i.Etag,
+		&i.LastModified,
+		&i.LastSuccess,
+		&i.LastError,
+		&i.LastErrorAt,
+	)
+	return i, err
+}
+
+const getAdvisory = `-- name: GetAdvisory :one
+select id, revision, content_hash, source, origin, modified, withdrawn, record
+from advisories where id = $1
+`
+
+type GetAdvisoryRow struct {
+	ID          string
+	Revision    int32
+	ContentHash string
+	Source      string
+	Origin      string
+	Modified    time.Time
+	Withdrawn   *time.Time
+	Record      []byte
+}
+
+func (q *Queries) GetAdvisory(ctx context.Context, id string) (GetAdvisoryRow, error) {
+	row := q.db.QueryRow(ctx, getAdvisory, id)
+	var i GetAdvisoryRow
+	err := row.Scan(
+		&i.ID,
+		&i.Revision,
+		&i.ContentHash,
+		&i.Source,
+		&i.Origin,
+		&i.Modified,
+		&i.Withdrawn,
+		&i.Record,
+	)
+	return i, err
+}
 
 const getServiceInfo = `-- name: GetServiceInfo :one
 select value from service_info where key = $1
@@ -18,6 +283,217 @@ func (q *Queries) GetServiceInfo(ctx context.Context, key string) (string, error
 	var value string
 	err := row.Scan(&value)
 	return value, err
+}
+
+const ingestErrors = `-- name: IngestErrors :many
+select seq, source, origin, reason, occurred_at
+from ingest_errors
+where seq > $1
+order by seq
+limit $2
+`
+
+type IngestErrorsParams struct {
+	AfterSeq int64
+	MaxRows  int32
+}
+
+func (q *Queries) IngestErrors(ctx context.Context, arg IngestErrorsParams) ([]IngestError, error) {
+	rows, err := q.db.Query(ctx, ingestErrors, arg.AfterSeq, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []IngestError{}
+	for rows.Next() {
+		var i IngestError
+		if err := rows.Scan(
+			&i.Seq,
+			&i.Source,
+			&i.Origin,
+			&i.Reason,
+			&i.OccurredAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const insertIngestError = `-- name: InsertIngestError :exec
+insert into ingest_errors (source, origin, reason) values ($1, $2, $3)
+`
+
+type InsertIngestErrorParams struct {
+	Source string
+	Origin string
+	Reason string
+}
+
+func (q *Queries) InsertIngestError(ctx context.Context, arg InsertIngestErrorParams) error {
+	_, err := q.db.Exec(ctx, insertIngestError, arg.Source, arg.Origin, arg.Reason)
+	return err
+}
+
+const insertRevisions = `-- name: InsertRevisions :exec
+insert into advisory_revisions (advisory_id, revision, content_hash, origin, modified, withdrawn, record, event_id)
+select u.id, u.revision, u.content_hash, u.origin, u.modified,
+       nullif(u.withdrawn, '0001-01-01 00:00:00+00'::timestamptz), u.record::jsonb, u.event_id
+from (select unnest($1::text[]) as id, unnest($2::int[]) as revision,
+             unnest($3::text[]) as content_hash, unnest($4::text[]) as origin,
+             unnest($5::timestamptz[]) as modified, unnest($6::timestamptz[]) as withdrawn,
+             unnest($7::text[]) as record, unnest($8::text[]) as event_id) as u
+`
+
+type InsertRevisionsParams struct {
+	Ids           []string
+	Revisions     []int32
+	ContentHashes []string
+	Origins       []string
+	Modifieds     []time.Time
+	Withdrawns    []time.Time
+	Records       []string
+	EventIds      []string
+}
+
+func (q *Queries) InsertRevisions(ctx context.Context, arg InsertRevisionsParams) error {
+	_, err := q.db.Exec(ctx, insertRevisions,
+		arg.Ids,
+		arg.Revisions,
+		arg.ContentHashes,
+		arg.Origins,
+		arg.Modifieds,
+		arg.Withdrawns,
+		arg.Records,
+		arg.EventIds,
+	)
+	return err
+}
+
+const lockAdvisoryStates = `-- name: LockAdvisoryStates :many
+select id, revision, content_hash, modified, withdrawn
+from advisories
+where id = any($1::text[])
+order by id
+for update
+`
+
+type LockAdvisoryStatesRow struct {
+	ID          string
+	Revision    int32
+	ContentHash string
+	Modified    time.Time
+	Withdrawn   *time.Time
+}
+
+// AdvisoryStates inside the write transaction: rows are locked so two ingesters of one
+// advisory cannot both create the same revision.
+func (q *Queries) LockAdvisoryStates(ctx context.Context, ids []string) ([]LockAdvisoryStatesRow, error) {
+	rows, err := q.db.Query(ctx, lockAdvisoryStates, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []LockAdvisoryStatesRow{}
+	for rows.Next() {
+		var i LockAdvisoryStatesRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Revision,
+			&i.ContentHash,
+			&i.Modified,
+			&i.Withdrawn,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const rawRecordsUnder = `-- name: RawRecordsUnder :many
+select origin, raw_hash from raw_records where starts_with(origin, $1::text)
+`
+
+type RawRecordsUnderRow struct {
+	Origin  string
+	RawHash []byte
+}
+
+// Raw digests of the records read from one feed (origins starting with its path or URL).
+func (q *Queries) RawRecordsUnder(ctx context.Context, prefix string) ([]RawRecordsUnderRow, error) {
+	rows, err := q.db.Query(ctx, rawRecordsUnder, prefix)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []RawRecordsUnderRow{}
+	for rows.Next() {
+		var i RawRecordsUnderRow
+		if err := rows.Scan(&i.Origin, &i.RawHash); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const saveFeedError = `-- name: SaveFeedError :exec
+insert into feed_state (url, last_error, last_error_at)
+values ($1, $2, $3)
+on conflict (url) do update set
+    last_error = excluded.last_error,
+    last_error_at = excluded.last_error_at,
+    updated_at = now()
+`
+
+type SaveFeedErrorParams struct {
+	Url       string
+	LastError string
+	At        *time.Time
+}
+
+func (q *Queries) SaveFeedError(ctx context.Context, arg SaveFeedErrorParams) error {
+	_, err := q.db.Exec(ctx, saveFeedError, arg.Url, arg.LastError, arg.At)
+	return err
+}
+
+const saveFeedSuccess = `-- name: SaveFeedSuccess :exec
+insert into feed_state (url, etag, last_modified, last_success, last_error)
+values ($1, $2, $3, $4, '')
+on conflict (url) do update set
+    etag = excluded.etag,
+    last_modified = excluded.last_modified,
+    last_success = excluded.last_success,
+    last_error = '',
+    updated_at = now()
+`
+
+type SaveFeedSuccessParams struct {
+	Url          string
+	Etag         string
+	LastModified string
+	At           *time.Time
+}
+
+func (q *Queries) SaveFeedSuccess(ctx context.Context, arg SaveFeedSuccessParams) error {
+	_, err := q.db.Exec(ctx, saveFeedSuccess,
+		arg.Url,
+		arg.Etag,
+		arg.LastModified,
+		arg.At,
+	)
+	return err
 }
 
 const setServiceInfo = `-- name: SetServiceInfo :exec
@@ -33,5 +509,70 @@ type SetServiceInfoParams struct {
 
 func (q *Queries) SetServiceInfo(ctx context.Context, arg SetServiceInfoParams) error {
 	_, err := q.db.Exec(ctx, setServiceInfo, arg.Key, arg.Value)
+	return err
+}
+
+const upsertAdvisories = `-- name: UpsertAdvisories :exec
+insert into advisories (id, revision, content_hash, source, origin, aliases, modified, withdrawn, record)
+select u.id, u.revision, u.content_hash, u.source, u.origin,
+       array(select jsonb_array_elements_text(coalesce(u.record::jsonb -> 'aliases', '[]'::jsonb))),
+       u.modified, nullif(u.withdrawn, '0001-01-01 00:00:00+00'::timestamptz), u.record::jsonb
+from (select unnest($1::text[]) as id, unnest($2::int[]) as revision,
+             unnest($3::text[]) as content_hash, unnest($4::text[]) as source,
+             unnest($5::text[]) as origin, unnest($6::timestamptz[]) as modified,
+             unnest($7::timestamptz[]) as withdrawn, unnest($8::text[]) as record) as u
+on conflict (id) do update set
+    revision = excluded.revision,
+    content_hash = excluded.content_hash,
+    source = excluded.source,
+    origin = excluded.origin,
+    aliases = excluded.aliases,
+    modified = excluded.modified,
+    withdrawn = excluded.withdrawn,
+    record = excluded.record,
+    updated_at = now()
+`
+
+type UpsertAdvisoriesParams struct {
+	Ids           []string
+	Revisions     []int32
+	ContentHashes []string
+	Sources       []string
+	Origins       []string
+	Modifieds     []time.Time
+	Withdrawns    []time.Time
+	Records       []string
+}
+
+// Withdrawn is the zero time (0001-01-01) for an advisory that is not withdrawn; aliases are
+// taken from the record.
+func (q *Queries) UpsertAdvisories(ctx context.Context, arg UpsertAdvisoriesParams) error {
+	_, err := q.db.Exec(ctx, upsertAdvisories,
+		arg.Ids,
+		arg.Revisions,
+		arg.ContentHashes,
+		arg.Sources,
+		arg.Origins,
+		arg.Modifieds,
+		arg.Withdrawns,
+		arg.Records,
+	)
+	return err
+}
+
+const upsertRawRecords = `-- name: UpsertRawRecords :exec
+insert into raw_records (origin, raw_hash, advisory_id)
+select unnest($1::text[]), unnest($2::bytea[]), unnest($3::text[])
+on conflict (origin) do update set raw_hash = excluded.raw_hash, advisory_id = excluded.advisory_id
+`
+
+type UpsertRawRecordsParams struct {
+	Origins     []string
+	RawHashes   [][]byte
+	AdvisoryIds []string
+}
+
+func (q *Queries) UpsertRawRecords(ctx context.Context, arg UpsertRawRecordsParams) error {
+	_, err := q.db.Exec(ctx, upsertRawRecords, arg.Origins, arg.RawHashes, arg.AdvisoryIds)
 	return err
 }

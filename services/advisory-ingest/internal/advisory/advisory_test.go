@@ -198,3 +198,19 @@ func TestWithdrawnEvent(t *testing.T) {
 		t.Error("withdrawal kept the hash")
 	}
 }
+
+func TestSubmissionRoundTrip(t *testing.T) {
+	a := Advisory{
+		ID: "DSA-1-1", Source: SourceOSV, Aliases: []string{"CVE-2024-2", "CVE-2024-1"},
+		Modified: time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC), Severity: events.SeverityHigh,
+		Withdrawn: time.Date(2024, 2, 1, 0, 0, 0, 0, time.UTC),
+		Affected:  []events.Affected{{Ecosystem: events.EcosystemDebian, Release: "12", Package: "openssl", FixedVersion: "3.0.1-1"}},
+	}
+	s := a.Submission("x.json")
+	if s.Withdrawn == nil || s.Origin != "x.json" || s.Aliases[0] != "CVE-2024-1" {
+		t.Fatalf("submission %+v", s)
+	}
+	if got := FromSubmission(s); got.ContentHash() != a.ContentHash() {
+		t.Errorf("round trip changed the content: %+v", got)
+	}
+}

@@ -74,20 +74,17 @@ type ecosystemSpecific struct {
 type binaries []events.BinaryPackage
 
 func (b *binaries) UnmarshalJSON(data []byte) error {
-	var cur struct {
-		Name    *string `json:"binary_name"`
-		Version string  `json:"binary_version"`
-	}
-	if err := json.Unmarshal(data, &cur); err == nil && cur.Name != nil {
-		*b = binaries{{Name: *cur.Name, Version: cur.Version}}
-		return nil
-	}
-	var old map[string]string
-	if err := json.Unmarshal(data, &old); err != nil {
+	// Both shapes are string maps: one decode, then look at the keys.
+	var m map[string]string
+	if err := json.Unmarshal(data, &m); err != nil {
 		return err
 	}
-	*b = make(binaries, 0, len(old))
-	for name, version := range old {
+	if name, ok := m["binary_name"]; ok {
+		*b = binaries{{Name: name, Version: m["binary_version"]}}
+		return nil
+	}
+	*b = make(binaries, 0, len(m))
+	for name, version := range m {
 		*b = append(*b, events.BinaryPackage{Name: name, Version: version})
 	}
 	return nil

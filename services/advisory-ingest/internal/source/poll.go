@@ -27,6 +27,13 @@ type Poller struct {
 	etag, lastModified string
 }
 
+// State is the validators of the last good response (ETag, Last-Modified), to be kept
+// across restarts so a restarted poller does not fetch an unchanged feed again.
+func (p *Poller) State() (etag, lastModified string) { return p.etag, p.lastModified }
+
+// SetState restores State; the next poll is conditional on it.
+func (p *Poller) SetState(etag, lastModified string) { p.etag, p.lastModified = etag, lastModified }
+
 // Poll makes one conditional request and reads what changed. changed is
 // false on 304. The validators are kept only once the whole body was read
 // and handed over, so a poll that failed half way is repeated in full.

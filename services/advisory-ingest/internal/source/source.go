@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -48,6 +50,10 @@ const DefaultMaxRecordBytes = 16 << 20
 type Options struct {
 	Format         Format // FormatAuto unless the caller knows better
 	MaxRecordBytes int64  // 0: DefaultMaxRecordBytes
+	// Unchanged, if set, is asked about each OSV record before it is parsed, with the
+	// record's RawDigest; true skips it. A caller that stored the digest of a record it
+	// ingested can so re-read an unchanged dump without parsing it.
+	Unchanged func(origin string, digest []byte) bool
 }
 
 func (o Options) maxRecord() int64 {
@@ -63,6 +69,9 @@ func (o Options) maxRecord() int64 {
 type Record struct {
 	Advisory advisory.Advisory
 	Origin   string
+	// RawDigest is RawDigest of the record's bytes, for an OSV record (one record per
+	// document); nil for documents holding many advisories.
+	RawDigest []byte
 }
 
 // BadRecord is a record, or a whole document, that could not be used. Err
@@ -202,12 +211,23 @@ func ReadDocument(ctx context.Context, r io.Reader, origin string, modified time
 		case int64(len(data)) > opts.maxRecord():
 			err = fmt.Errorf("osv record larger than %d bytes", opts.maxRecord())
 		default:
+			var digest []byte
+			if opts.Unchanged != nil {
+				if digest = RawDigest(data); opts.Unchanged(origin, digest) {
+					return nil
+				}
+			}
 			a, perr := osv.Parse(data)
 			if perr != nil {
 				bad(BadRecord{Origin: origin, Err: perr})
 				return nil
 			}
-			err = emit(false)(a)
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := yield(Record{Advisory: a, Origin: origin, RawDigest: digest}); err != nil {
+				return err
+			}
 		}
 	case FormatDebianTracker:
 		if modified.IsZero() {
@@ -235,6 +255,32 @@ func ReadDocument(ctx context.Context, r io.Reader, origin string, modified time
 	}
 	return nil
 }
+
+// RawDigest is a SHA-256 of a raw record together with the parser's version: equal digests
+// mean the record parses to the same advisory, so its stored outcome still holds. The
+// version is the build's VCS revision when known (any code change re-parses everything
+// once), else parserVersion, which must change whenever parsing or normalising does.
+func RawDigest(raw []byte) []byte {
+	h := sha256.New()
+	h.Write(digestSeed)
+	h.Write(raw)
+	return h.Sum(nil)
+}
+
+// parserVersion changes whenever a parser or the normalisation produces different output.
+const parserVersion = "osv-1"
+
+var digestSeed = func() []byte {
+	seed := parserVersion
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" || s.Key == "vcs.modified" {
+				seed += ";" + s.Key + "=" + s.Value
+			}
+		}
+	}
+	return []byte(seed + "\x00")
+}()
 
 var (
 	osvKeys = map[string]bool{"id": true, "schema_version": true, "modified": true, "published": true,

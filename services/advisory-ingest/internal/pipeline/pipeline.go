@@ -1,0 +1,310 @@
+// Package pipeline turns advisories read from any source into stored revisions and the
+// events announcing them. Records are handled in batches: one query looks up the stored
+// content hashes of a batch, unchanged advisories are dropped without writing anything, and
+// the changed ones are written — advisory, revision and outbox message — in one transaction
+// per batch, retried as a whole if the database fails.
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/patchfleet/patchfleet/db"
+	"github.com/patchfleet/patchfleet/db/outbox"
+	"github.com/patchfleet/patchfleet/events"
+	"github.com/patchfleet/patchfleet/services/advisory-ingest/internal/advisory"
+	"github.com/patchfleet/patchfleet/services/advisory-ingest/internal/revision"
+	"github.com/patchfleet/patchfleet/services/advisory-ingest/internal/store"
+)
+
+// Config tunes a Pipeline; the zero value is usable.
+type Config struct {
+	Producer   string // events' producer; default "advisory-ingest"
+	BatchSize  int    // records per lookup and per transaction; default 500
+	Attempts   int    // tries of a batch's transaction before giving up; default 5
+	MinBackoff time.Duration
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+}
+
+// Pipeline ingests advisories into the store. It is safe for concurrent use; each read of a
+// source uses its own Batch.
+type Pipeline struct {
+	st      *store.Store
+	cfg     Config
+	logger  *slog.Logger
+	records *prometheus.CounterVec
+}
+
+// New returns a pipeline writing to st.
+func New(st *store.Store, cfg Config, logger *slog.Logger) (*Pipeline, error) {
+	if cfg.Producer == "" {
+		cfg.Producer = "advisory-ingest"
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 500
+	}
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = 5
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 200 * time.Millisecond
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	records := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "patchfleet_ingest_records_total",
+		Help: "Advisory records read, by outcome: published, withdrawn, unchanged, stale, bad, skipped (nothing Patchfleet handles).",
+	}, []string{"outcome"})
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(records); err != nil {
+			return nil, fmt.Errorf("register ingest metrics: %w", err)
+		}
+	}
+	return &Pipeline{st: st, cfg: cfg, logger: logger, records: records}, nil
+}
+
+// Store is the pipeline's store.
+func (p *Pipeline) Store() *store.Store { return p.st }
+
+// Item is one advisory read from a source.
+type Item struct {
+	Advisory  advisory.Advisory // normalised and valid
+	Origin    string            // the record: file, zip entry, URL#id, FEEDS event
+	RawDigest []byte            // of the raw record, if the source gave one
+	// CausationID is the id of the event that carried the advisory (AdvisorySubmitted).
+	CausationID string
+
+	hash string
+}
+
+// Stats counts what a batch did.
+type Stats struct {
+	Read, Published, Withdrawn, Unchanged, Stale, Bad, Skipped int
+}
+
+func (s *Stats) add(o Stats) {
+	s.Read += o.Read
+	s.Published += o.Published
+	s.Withdrawn += o.Withdrawn
+	s.Unchanged += o.Unchanged
+	s.Stale += o.Stale
+	s.Bad += o.Bad
+	s.Skipped += o.Skipped
+}
+
+// Batch collects the records of one read of a source and writes them BatchSize at a time.
+// Not safe for concurrent use.
+type Batch struct {
+	p      *Pipeline
+	source string
+	items  []Item
+	errs   []store.IngestError
+	Stats  Stats
+}
+
+// Batch starts a read of source (a path, URL or stream name: what errors are recorded under).
+func (p *Pipeline) Batch(source string) *Batch {
+	return &Batch{p: p, source: source}
+}
+
+// Add queues an item, writing the batch when it is full.
+func (b *Batch) Add(ctx context.Context, it Item) error {
+	it.hash = it.Advisory.ContentHash()
+	b.items = append(b.items, it)
+	b.Stats.Read++
+	if len(b.items)+len(b.errs) >= b.p.cfg.BatchSize {
+		return b.Flush(ctx)
+	}
+	return nil
+}
+
+// Bad reports a record that could not be used: logged, counted and recorded with the next
+// write. A record that is merely about nothing Patchfleet handles (skipped) is only counted.
+func (b *Batch) Bad(origin string, err error, skipped bool) {
+	if skipped {
+		b.Stats.Skipped++
+		b.p.records.WithLabelValues("skipped").Inc()
+		b.p.logger.Debug("advisory record skipped", "source", b.source, "record", origin, "reason", err)
+		return
+	}
+	b.Stats.Bad++
+	b.p.records.WithLabelValues("bad").Inc()
+	b.p.logger.Warn("bad advisory record", "source", b.source, "record", origin, "err", err)
+	if len(b.errs) >= maxQueuedErrors {
+		// A feed that is bad throughout: the log line and the counter still tell.
+		return
+	}
+	b.errs = append(b.errs, store.IngestError{Source: b.source, Origin: origin, Reason: err.Error()})
+}
+
+// maxQueuedErrors bounds the bad records kept between two writes.
+const maxQueuedErrors = 10_000
+
+// Flush writes what is queued, retrying the transaction with backoff if the database
+// fails; the error is ctx's or the last failure.
+func (b *Batch) Flush(ctx context.Context) error {
+	if len(b.items) == 0 && len(b.errs) == 0 {
+		return nil
+	}
+	var err error
+	backoff := b.p.cfg.MinBackoff
+	for attempt := 1; ; attempt++ {
+		var st Stats
+		st, err = b.p.write(ctx, b.items, b.errs)
+		if err == nil {
+			b.Stats.add(st)
+			break
+		}
+		if ctx.Err() != nil || attempt == b.p.cfg.Attempts || events.IsPermanent(err) {
+			return fmt.Errorf("ingest batch of %d records from %s: %w", len(b.items), b.source, err)
+		}
+		b.p.logger.Warn("ingest batch failed; retrying", "source", b.source, "records", len(b.items), "attempt", attempt, "retry_in", backoff, "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff *= 2
+	}
+	clear(b.items)
+	b.items = b.items[:0]
+	b.errs = b.errs[:0]
+	return nil
+}
+
+func incoming(items []Item) []revision.Incoming {
+	out := make([]revision.Incoming, len(items))
+	for i, it := range items {
+		out[i] = revision.Incoming{ID: it.Advisory.ID, Hash: it.hash, Modified: it.Advisory.Modified, Withdrawn: !it.Advisory.Withdrawn.IsZero()}
+	}
+	return out
+}
+
+func ids(items []Item) []string {
+	seen := make(map[string]bool, len(items))
+	out := make([]string, 0, len(items))
+	for _, it := range items {
+		if !seen[it.Advisory.ID] {
+			seen[it.Advisory.ID] = true
+			out = append(out, it.Advisory.ID)
+		}
+	}
+	return out
+}
+
+// write decides a batch against the stored state and writes the changes. The first look is
+// outside any transaction: a batch of unchanged records costs one read and writes nothing.
+// Changes are decided again on locked rows, so concurrent ingesters of one advisory cannot
+// both create a revision.
+func (p *Pipeline) write(ctx context.Context, items []Item, errs []store.IngestError) (Stats, error) {
+	var st Stats
+	stored, err := p.st.States(ctx, ids(items))
+	if err != nil {
+		return st, err
+	}
+	var changed []Item
+	var first Stats // unchanged and stale at first look
+	for i, d := range revision.Plan(stored, incoming(items)) {
+		switch d.Kind {
+		case revision.Unchanged:
+			first.Unchanged++
+		case revision.Stale:
+			first.Stale++
+		default:
+			changed = append(changed, items[i])
+		}
+	}
+	if len(changed) == 0 && len(errs) == 0 {
+		p.count(first)
+		return first, nil
+	}
+	err = db.InTx(ctx, p.st.Pool, func(tx pgx.Tx) error {
+		st = first
+		if err := store.SaveErrors(ctx, tx, errs); err != nil {
+			return err
+		}
+		locked, err := store.LockStates(ctx, tx, ids(changed))
+		if err != nil {
+			return err
+		}
+		decisions := revision.Plan(locked, incoming(changed))
+		revs := make([]store.Revision, 0, len(changed))
+		msgs := make([]events.Message, 0, len(changed))
+		for i, d := range decisions {
+			it := changed[i]
+			switch d.Kind {
+			case revision.Unchanged:
+				st.Unchanged++
+				continue
+			case revision.Stale:
+				st.Stale++
+				continue
+			case revision.Publish:
+				st.Published++
+			case revision.Withdraw:
+				st.Withdrawn++
+			}
+			rev, msg, err := p.revision(it, d)
+			if err != nil {
+				return err
+			}
+			revs = append(revs, rev)
+			msgs = append(msgs, msg)
+		}
+		if err := store.SaveRevisions(ctx, tx, revs); err != nil {
+			return err
+		}
+		return outbox.Add(ctx, tx, msgs...)
+	})
+	if err != nil {
+		return Stats{}, err
+	}
+	p.count(st)
+	return st, nil
+}
+
+func (p *Pipeline) count(st Stats) {
+	for outcome, n := range map[string]int{"published": st.Published, "withdrawn": st.Withdrawn, "unchanged": st.Unchanged, "stale": st.Stale} {
+		if n > 0 {
+			p.records.WithLabelValues(outcome).Add(float64(n))
+		}
+	}
+}
+
+// revision builds the stored revision and the event announcing it. The event id is derived
+// from the advisory, the revision and its content, so a batch retried after a failure
+// publishes each revision once.
+func (p *Pipeline) revision(it Item, d revision.Decision) (store.Revision, events.Message, error) {
+	a := it.Advisory
+	e := a.Event(d.Revision)
+	record, err := store.Record(e)
+	if err != nil {
+		return store.Revision{}, events.Message{}, err
+	}
+	origin := events.Origin{Producer: p.cfg.Producer, CorrelationID: a.ID, CausationID: it.CausationID}
+	var msg events.Message
+	if d.Kind == revision.Withdraw {
+		msg, err = events.NewDerived(a.WithdrawnEvent(d.Revision), origin, p.cfg.Now(), a.ID, strconv.Itoa(d.Revision), it.hash)
+	} else {
+		msg, err = events.NewDerived(e, origin, p.cfg.Now(), a.ID, strconv.Itoa(d.Revision), it.hash)
+	}
+	if err != nil {
+		// The advisory was validated when read: an event that does not validate is a bug
+		// or a contract mismatch, which no retry fixes.
+		return store.Revision{}, events.Message{}, events.Permanent(fmt.Errorf("advisory %s from %s: %w", a.ID, it.Origin, err))
+	}
+	return store.Revision{
+		ID: a.ID, Revision: d.Revision, Hash: it.hash, Source: a.Source, Origin: it.Origin,
+		Modified: a.Modified, Withdrawn: a.Withdrawn, Record: record, EventID: msg.ID, RawDigest: it.RawDigest,
+	}, msg, nil
+}
