@@ -175,8 +175,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	r := &upgrade.Runner{
 		Cfg: upgrade.Config{
 			Executor: cfg.InstanceID, Producer: Name,
-			Rules: job.Rules{MinFreeKB: cfg.MinFreeKB, RebootTimeout: cfg.RebootTimeout},
-			Timeouts: remote.Timeouts{Command: cfg.CommandTimeout, Apt: cfg.AptTimeout, Lock: cfg.LockTimeout, Health: cfg.HealthTimeout},
+			Rules:       job.Rules{MinFreeKB: cfg.MinFreeKB, RebootTimeout: cfg.RebootTimeout},
+			Timeouts:    remote.Timeouts{Command: cfg.CommandTimeout, Apt: cfg.AptTimeout, Lock: cfg.LockTimeout, Health: cfg.HealthTimeout},
 			RebootDelay: cfg.RebootDelay, RebootBackoff: reboot.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second},
 			TransportRetries: cfg.TransportRetries, MaxAttempts: cfg.MaxAttempts, LogLimit: cfg.LogLimit,
 			NoAuth: noAuth,

@@ -71,7 +71,7 @@ func newSimProxy(t testing.TB, h *fleetsim.Host, client ssh.Signer) *simProxy {
 	return p
 }
 
-func (p *simProxy) Port() int             { return p.ln.Addr().(*net.TCPAddr).Port }
+func (p *simProxy) Port() int              { return p.ln.Addr().(*net.TCPAddr).Port }
 func (p *simProxy) HostKey() ssh.PublicKey { return p.key.PublicKey() }
 
 func (p *simProxy) Close() {

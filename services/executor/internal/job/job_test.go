@@ -1,0 +1,128 @@
+package job
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/patchfleet/patchfleet/events"
+	"github.com/patchfleet/patchfleet/events/hostops"
+)
+
+func TestNext(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	rules := Rules{MinFreeKB: 1000, RebootTimeout: 10 * time.Minute}
+	sec := events.UpgradeRequested{JobID: "j", RolloutID: "r", HostID: "h", Kind: events.KindSecurity,
+		Strategy: events.StrategyInPlace, Reboot: events.RebootIfRequired,
+		Packages: []events.PackageTarget{{Name: "openssl", MinVersion: "3.0.19-1~deb12u3"}}}
+	with := func(f func(*events.UpgradeRequested)) events.UpgradeRequested {
+		r := sec
+		r.Packages = append([]events.PackageTarget(nil), sec.Packages...)
+		f(&r)
+		return r
+	}
+	pkg := func(v string) map[string]hostops.PackageState {
+		return map[string]hostops.PackageState{"openssl": {Name: "openssl", Present: true, Version: v, Status: "ii", Installed: true}}
+	}
+	old, fixedV := pkg("3.0.19-1~deb12u2"), pkg("3.0.19-1~deb12u3")
+	host := Observation{BootID: "b1", Packages: old, FreeKB: 5000}
+	obs := func(f func(*Observation)) Observation {
+		o := host
+		f(&o)
+		return o
+	}
+	installed := Progress{BootID: "b1", Updated: true, Installed: true}
+
+	tests := []struct {
+		name   string
+		req    events.UpgradeRequested
+		p      Progress
+		o      Observation
+		want   Action
+		reason string
+	}{
+		{"fresh job updates the lists first", sec, Progress{BootID: "b1"}, host, AptUpdate, ""},
+		{"then installs", sec, Progress{BootID: "b1", Updated: true}, host, Install, ""},
+		{"interrupted dpkg is repaired first", sec, Progress{}, obs(func(o *Observation) { o.DpkgInterrupted = true }), Repair, ""},
+		{"repaired once and still interrupted fails", sec, Progress{Repaired: true}, obs(func(o *Observation) { o.DpkgInterrupted = true }), Fail, events.FailAptError},
+		{"held requested package refuses", sec, Progress{}, obs(func(o *Observation) { o.Held = []string{"openssl:amd64"} }), Fail, events.FailHeldPackage},
+		{"held other package is fine", sec, Progress{}, obs(func(o *Observation) { o.Held = []string{"nginx"} }), AptUpdate, ""},
+		{"low disk refuses", sec, Progress{}, obs(func(o *Observation) { o.FreeKB = 10 }), Fail, events.FailDiskSpace},
+		{"unknown disk does not refuse", sec, Progress{}, obs(func(o *Observation) { o.FreeKB = -1 }), AptUpdate, ""},
+		{"already fixed (resumed after apt, or upgraded by hand) installs nothing", sec, Progress{BootID: "b1", Updated: true}, obs(func(o *Observation) { o.Packages = fixedV }), AlreadyFixed, ""},
+		{"absent package counts as not vulnerable", sec, Progress{}, obs(func(o *Observation) { o.Packages = nil }), AlreadyFixed, ""},
+		{"no minimum version always installs", with(func(r *events.UpgradeRequested) { r.Packages[0].MinVersion = "" }), Progress{Updated: true}, obs(func(o *Observation) { o.Packages = fixedV }), Install, ""},
+		{"deadline passed before the upgrade", with(func(r *events.UpgradeRequested) { r.Deadline = now.Add(-time.Minute) }), Progress{}, host, Fail, events.FailDeadlineExceeded},
+		{"deadline passed after the upgrade goes on", with(func(r *events.UpgradeRequested) { r.Deadline = now.Add(-time.Minute) }), installed, obs(func(o *Observation) { o.Packages = fixedV }), Complete, ""},
+		{"installed but still vulnerable fails", sec, installed, host, Fail, events.FailNotFixed},
+		{"installed, no reboot required, completes", sec, installed, obs(func(o *Observation) { o.Packages = fixedV }), Complete, ""},
+		{"reboot required and allowed reboots", sec, installed, obs(func(o *Observation) { o.Packages = fixedV; o.RebootRequired = true }), Reboot, ""},
+		{"reboot required and never completes (pending)", with(func(r *events.UpgradeRequested) { r.Reboot = events.RebootNever }), installed, obs(func(o *Observation) { o.Packages = fixedV; o.RebootRequired = true }), Complete, ""},
+		{"reboot always reboots without a requirement", with(func(r *events.UpgradeRequested) { r.Reboot = events.RebootAlways }), installed, obs(func(o *Observation) { o.Packages = fixedV }), Reboot, ""},
+		{"health check after the upgrade", with(func(r *events.UpgradeRequested) { r.HealthCheck = "true" }), installed, obs(func(o *Observation) { o.Packages = fixedV; o.RebootRequired = true }), Health, ""},
+		{"rebooting and the host is away waits", sec, Progress{Installed: true, RebootFrom: "b1", RebootAt: now.Add(-time.Minute)}, Observation{}, WaitReboot, ""},
+		{"rebooting with the old boot id still waits", sec, Progress{Installed: true, RebootFrom: "b1", RebootAt: now.Add(-time.Minute)}, host, WaitReboot, ""},
+		{"rebooting past the timeout fails", sec, Progress{Installed: true, RebootFrom: "b1", RebootAt: now.Add(-time.Hour)}, Observation{}, Fail, events.FailRebootTimeout},
+		{"never reboots twice: rebooted and reboot-required again completes", sec, Progress{Installed: true, RebootFrom: "b1", RebootedTo: "b2"}, obs(func(o *Observation) { o.BootID = "b2"; o.Packages = fixedV; o.RebootRequired = true }), Complete, ""},
+		{"health check after the reboot", with(func(r *events.UpgradeRequested) { r.HealthCheck = "true" }), Progress{Installed: true, HealthUpgrade: true, RebootFrom: "b1", RebootedTo: "b2"}, obs(func(o *Observation) { o.BootID = "b2"; o.Packages = fixedV }), Health, ""},
+		{"configure unattended after a security upgrade", with(func(r *events.UpgradeRequested) { r.ConfigureUnattended = true }), installed, obs(func(o *Observation) { o.Packages = fixedV }), Unattended, ""},
+		{"full upgrade", with(func(r *events.UpgradeRequested) { r.Kind = events.KindFull; r.Packages = nil }), Progress{Updated: true}, host, FullUpgrade, ""},
+		{"unattended needs no apt-get update", with(func(r *events.UpgradeRequested) { r.Kind = events.KindUnattended; r.Packages = nil }), Progress{}, host, Unattended, ""},
+		{"docker", with(func(r *events.UpgradeRequested) { r.Kind = events.KindDocker; r.Packages = nil }), Progress{Updated: true}, host, Docker, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.req.Packages = append([]events.PackageTarget(nil), tt.req.Packages...)
+			d := Next(tt.req, tt.p, tt.o, rules, now)
+			if d.Action != tt.want || d.Reason != tt.reason {
+				t.Errorf("Next = %v %q (%s), want %v %q", d.Action, d.Reason, d.Message, tt.want, tt.reason)
+			}
+		})
+	}
+}
+
+func TestCheckRejectsWhatMustNeverReachAHost(t *testing.T) {
+	ok := events.UpgradeRequested{JobID: "j", RolloutID: "r", HostID: "h", Kind: events.KindSecurity,
+		Strategy: events.StrategyInPlace, Reboot: events.RebootNever, Packages: []events.PackageTarget{{Name: "openssl"}}}
+	if err := Check(ok); err != nil {
+		t.Fatalf("valid job refused: %v", err)
+	}
+	bad := map[string]func(*events.UpgradeRequested){
+		"injection in a name":   func(r *events.UpgradeRequested) { r.Packages[0].Name = "openssl;reboot" },
+		"option as a name":      func(r *events.UpgradeRequested) { r.Packages[0].Name = "-oAPT::x" },
+		"bad version":           func(r *events.UpgradeRequested) { r.Packages[0].MinVersion = "1.0; rm -rf /" },
+		"security without list": func(r *events.UpgradeRequested) { r.Packages = nil },
+		"health with control":   func(r *events.UpgradeRequested) { r.HealthCheck = "true\x1b[2J" },
+		"docker non-docker pkg": func(r *events.UpgradeRequested) {
+			r.Kind = events.KindDocker
+			r.Components = []events.Component{{Name: "openssl", Version: "1"}}
+		},
+		"docker without version": func(r *events.UpgradeRequested) {
+			r.Kind = events.KindDocker
+			r.Components = []events.Component{{Name: "docker-ce"}}
+		},
+		"unknown kind": func(r *events.UpgradeRequested) { r.Kind = "everything" },
+	}
+	for name, f := range bad {
+		r := ok
+		r.Packages = []events.PackageTarget{{Name: "openssl"}}
+		f(&r)
+		if err := Check(r); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestStepNamesFollowProgress(t *testing.T) {
+	for _, tt := range []struct {
+		p    Progress
+		want string
+	}{
+		{Progress{}, "received"}, {Progress{BootID: "b"}, "preflight"}, {Progress{Updated: true}, "updated"},
+		{Progress{Installed: true}, "installed"}, {Progress{RebootFrom: "b"}, "rebooting"}, {Progress{RebootFrom: "b", RebootedTo: "c"}, "rebooted"},
+	} {
+		if got := tt.p.Step(); !strings.EqualFold(got, tt.want) {
+			t.Errorf("%+v: step %s, want %s", tt.p, got, tt.want)
+		}
+	}
+}

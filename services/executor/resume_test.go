@@ -1,0 +1,106 @@
+package executor_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/patchfleet/patchfleet/events"
+	"github.com/patchfleet/patchfleet/tools/fleetsim"
+)
+
+func TestTwoExecutorsNeverRunTwoJobsOnOneHostAtOnce(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 2, AptLatency: 400 * time.Millisecond})
+	e.run("a", nil)
+	e.run("b", nil)
+	var jobs []string
+	for range 3 {
+		jobs = append(jobs, e.job(0, nil).JobID)
+	}
+	other := e.job(1, nil).JobID
+	for _, id := range append(jobs, other) {
+		e.mustComplete(id, 90*time.Second)
+	}
+	type span struct{ start, end time.Time }
+	var spans []span
+	for _, id := range jobs {
+		var s span
+		if err := e.db.QueryRow(context.Background(), "select started_at, finished_at from jobs where job_id = $1", id).Scan(&s.start, &s.end); err != nil {
+			t.Fatal(err)
+		}
+		spans = append(spans, s)
+	}
+	for i := range spans {
+		for j := range spans {
+			if i != j && spans[i].start.Before(spans[j].end) && spans[j].start.Before(spans[i].end) {
+				t.Errorf("jobs %s and %s ran on one host at once: %v and %v", jobs[i], jobs[j], spans[i], spans[j])
+			}
+		}
+	}
+	var leases int
+	if err := e.db.QueryRow(context.Background(), "select count(*) from host_leases").Scan(&leases); err != nil {
+		t.Fatal(err)
+	}
+	if leases != 0 {
+		t.Errorf("%d host leases left after every job finished", leases)
+	}
+}
+
+func TestAJobStoppedMidInstallIsResumedElsewhereAndFinishesOnce(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 1, AptLatency: 3 * time.Second})
+	stopA := e.run("a", nil)
+	req := e.job(0, nil)
+	// Stop executor a while apt runs: its handler is cancelled and the job handed back
+	// without an outcome.
+	waitFor(t, func() bool { return strings.Contains(e.jobLog(req.JobID), "step install") })
+	stopA()
+	if n := len(e.envelopes(events.StreamUpgrades, "UpgradeCompleted", req.JobID)); n != 0 {
+		t.Fatalf("job completed before its executor stopped; the test stopped nothing")
+	}
+	e.run("b", nil)
+	c := e.mustComplete(req.JobID, 90*time.Second)
+	for _, p := range c.Packages {
+		if p.Before != "3.0.19-1~deb12u2" || p.After != fixed {
+			t.Errorf("package %+v: want the versions from before the first attempt and after the upgrade", p)
+		}
+	}
+	waitFor(t, e.deliveredAndAcked)
+	if n := len(e.envelopes(events.StreamUpgrades, "UpgradeCompleted", req.JobID)); n != 1 {
+		t.Errorf("UpgradeCompleted %d times, want 1", n)
+	}
+	started := e.envelopes(events.StreamUpgrades, "UpgradeStarted", req.JobID)
+	if len(started) != 2 {
+		t.Errorf("UpgradeStarted %d times, want one per attempt (2)", len(started))
+	}
+	log := e.jobLog(req.JobID)
+	if n := strings.Count(log, "==> patchfleet:op install"); n != 1 {
+		t.Errorf("install ran %d times, want once: the second attempt must see the packages fixed", n)
+	}
+	if !strings.Contains(log, "step already-fixed") {
+		t.Errorf("second attempt did not check the host's state first:\n%s", log)
+	}
+}
+
+func TestAJobStoppedWhileTheHostRebootsIsNotRebootedTwice(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 1, RebootDelay: 3 * time.Second})
+	host := e.fleet.Hosts()[0]
+	stopA := e.run("a", nil)
+	req := e.job(0, func(r *events.UpgradeRequested) {
+		r.Packages = []events.PackageTarget{{Name: "libc6", MinVersion: "2.36-9+deb12u15"}}
+		r.Reboot = events.RebootIfRequired
+	})
+	waitFor(t, func() bool { return strings.Contains(e.jobLog(req.JobID), "waiting for host to come back") })
+	stopA()
+	e.run("b", nil)
+	c := e.mustComplete(req.JobID, 90*time.Second)
+	if !c.Rebooted {
+		t.Errorf("completed %+v: want rebooted", c)
+	}
+	if host.Boots() != 2 {
+		t.Errorf("host booted %d times, want 2 (one reboot)", host.Boots())
+	}
+	if n := len(e.envelopes(events.StreamHosts, "HostRebooted", req.JobID)); n != 1 {
+		t.Errorf("HostRebooted %d times, want 1", n)
+	}
+}
