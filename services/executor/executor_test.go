@@ -241,16 +241,7 @@ func TestInvalidJobIsRejectedBeforeAnySSH(t *testing.T) {
 	e := newEnv(t, fleetsim.Options{N: 1})
 	e.run("a", nil)
 	host := e.fleet.Hosts()[0]
-	// Built by hand: events.New would refuse it, as the runner does.
-	data, _ := json.Marshal(map[string]any{"job_id": "job-evil", "rollout_id": "rollout-1", "host_id": host.Name,
-		"kind": "security", "strategy": "in-place", "reboot": "never",
-		"packages": []map[string]string{{"name": "openssl;reboot", "min_version": fixed}}})
-	env := events.Envelope{ID: events.NewID(), Type: "UpgradeRequested", SchemaVersion: 1, Time: time.Now().UTC(),
-		Producer: "test", CorrelationID: "rollout-1", Data: data}
-	raw, _ := json.Marshal(env)
-	if err := events.Publish(context.Background(), e.bus.JS, events.Message{Subject: "pf.jobs.UpgradeRequested.v1", ID: env.ID, Data: raw}); err != nil {
-		t.Fatal(err)
-	}
+	publishRaw(t, e, "job-evil", host.Name, "openssl;reboot")
 	f := e.mustFail("job-evil", events.FailInvalidJob, 60*time.Second)
 	if !strings.Contains(f.Message, "openssl;reboot") && !strings.Contains(f.Message, "not allowed") {
 		t.Errorf("invalid_job message %q does not say what was wrong", f.Message)
@@ -260,5 +251,20 @@ func TestInvalidJobIsRejectedBeforeAnySSH(t *testing.T) {
 	}
 	if host.Boots() != 1 || host.PackageVersion("openssl") == fixed {
 		t.Error("the host was touched")
+	}
+}
+
+// publishRaw publishes a job with the given package name, built by hand: events.New would
+// refuse an invalid one, as the runner does.
+func publishRaw(t *testing.T, e *env, jobID, hostID, pkg string) {
+	t.Helper()
+	data, _ := json.Marshal(map[string]any{"job_id": jobID, "rollout_id": "rollout-1", "host_id": hostID,
+		"kind": "security", "strategy": "in-place", "reboot": "never",
+		"packages": []map[string]string{{"name": pkg, "min_version": "1.1"}}})
+	env := events.Envelope{ID: events.NewID(), Type: "UpgradeRequested", SchemaVersion: 1, Time: time.Now().UTC(),
+		Producer: "test", CorrelationID: "rollout-1", Data: data}
+	raw, _ := json.Marshal(env)
+	if err := events.Publish(context.Background(), e.bus.JS, events.Message{Subject: "pf.jobs.UpgradeRequested.v1", ID: env.ID, Data: raw}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -39,7 +39,16 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
+// hostName returns the id of the test's i-th host.
+func (e *env) hostName(i int) string {
+	if e.names != nil {
+		return e.names[i]
+	}
+	return e.fleet.Hosts()[i].Name
+}
+
 type env struct {
+	names   []string // host ids when the hosts are not fleetsim's
 	t       testing.TB
 	bus     *eventstest.Bus
 	url     string
@@ -52,6 +61,36 @@ type env struct {
 }
 
 func newEnv(t testing.TB, opts fleetsim.Options) *env {
+	t.Helper()
+	e := newBase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if opts.Seed == "" {
+		opts.Seed = t.Name()
+	}
+	if opts.RebootDelay == 0 {
+		opts.RebootDelay = 300 * time.Millisecond
+	}
+	fleet, err := fleetsim.Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fleet.Close() })
+	e.fleet = fleet
+	e.keyFile = writeKey(t, fleet.ClientPrivateKey())
+	hosts := map[string]query.HostDetail{}
+	for _, h := range fleet.Hosts() {
+		p := newSimProxy(t, h, fleet.ClientSigner())
+		e.proxies = append(e.proxies, p)
+		hosts[h.Name] = query.HostDetail{Host: query.Host{ID: h.Name, Name: h.Name, Fleet: "sim",
+			SSH: events.SSHTarget{Address: "127.0.0.1", Port: p.Port(), User: "root", HostKey: authorizedKey(p.HostKey())}}}
+	}
+	e.inv = startInventory(t, e.bus.Conn, hosts)
+	return e
+}
+
+// newBase starts the bus and the database.
+func newBase(t testing.TB) *env {
 	t.Helper()
 	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1})
 	if err != nil {
@@ -82,24 +121,7 @@ func newEnv(t testing.TB, opts fleetsim.Options) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if opts.Seed == "" {
-		opts.Seed = t.Name()
-	}
-	if opts.RebootDelay == 0 {
-		opts.RebootDelay = 300 * time.Millisecond
-	}
-	fleet, err := fleetsim.Start(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fleet.Close() })
-	e := &env{t: t, bus: &eventstest.Bus{Server: srv, Conn: nc, JS: js}, url: srv.ClientURL(), dbURL: dbURL, db: pool, fleet: fleet}
-	e.keyFile = writeKey(t, fleet.ClientPrivateKey())
-	for _, h := range fleet.Hosts() {
-		e.proxies = append(e.proxies, newSimProxy(t, h, fleet.ClientSigner()))
-	}
-	e.inv = startInventory(t, nc, e.proxies)
-	return e
+	return &env{t: t, bus: &eventstest.Bus{Server: srv, Conn: nc, JS: js}, url: srv.ClientURL(), dbURL: dbURL, db: pool}
 }
 
 func writeKey(t testing.TB, k ed25519.PrivateKey) string {
@@ -178,8 +200,8 @@ func (e *env) job(i int, mod func(*events.UpgradeRequested)) events.UpgradeReque
 	jobSeq.n++
 	n := jobSeq.n
 	jobSeq.Unlock()
-	h := e.fleet.Hosts()[i]
-	req := events.UpgradeRequested{JobID: fmt.Sprintf("job-%d-%s", n, h.Name), RolloutID: "rollout-1", HostID: h.Name,
+	name := e.hostName(i)
+	req := events.UpgradeRequested{JobID: fmt.Sprintf("job-%d-%s", n, name), RolloutID: "rollout-1", HostID: name,
 		Kind: events.KindSecurity, Strategy: events.StrategyInPlace, Reboot: events.RebootNever,
 		Packages: []events.PackageTarget{{Name: "openssl", MinVersion: "3.0.19-1~deb12u3"}, {Name: "libssl3", MinVersion: "3.0.19-1~deb12u3"}}}
 	if mod != nil {
@@ -270,14 +292,9 @@ type inventory struct {
 
 func authorizedKey(k ssh.PublicKey) string { return string(ssh.MarshalAuthorizedKey(k)) }
 
-func startInventory(t testing.TB, nc *nats.Conn, proxies []*simProxy) *inventory {
+func startInventory(t testing.TB, nc *nats.Conn, hosts map[string]query.HostDetail) *inventory {
 	t.Helper()
-	inv := &inventory{hosts: map[string]query.HostDetail{}}
-	for _, p := range proxies {
-		h := p.host
-		inv.hosts[h.Name] = query.HostDetail{Host: query.Host{ID: h.Name, Name: h.Name, Fleet: "sim",
-			SSH: events.SSHTarget{Address: "127.0.0.1", Port: p.Port(), User: "root", HostKey: authorizedKey(p.HostKey())}}}
-	}
+	inv := &inventory{hosts: hosts}
 	svc, err := micro.AddService(nc, micro.Config{Name: query.ServiceInventory, Version: "0.0.1"})
 	if err != nil {
 		t.Fatal(err)
