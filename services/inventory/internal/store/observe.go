@@ -52,8 +52,16 @@ func Packages(f hostfacts.Facts) []query.Package {
 // the same versions share one stored set.
 func SetHash(pkgs []query.Package) string {
 	h := sha256.New()
+	var line []byte
 	for _, p := range pkgs {
-		fmt.Fprintf(h, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Arch, p.Version, p.SourceName, p.SourceVersion, p.Status)
+		line = line[:0]
+		for i, f := range [...]string{p.Name, p.Arch, p.Version, p.SourceName, p.SourceVersion, p.Status} {
+			if i > 0 {
+				line = append(line, '\t')
+			}
+			line = append(line, f...)
+		}
+		h.Write(append(line, '\n'))
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }

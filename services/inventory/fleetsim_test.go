@@ -1,0 +1,156 @@
+package inventory_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/patchfleet/patchfleet/events/eventstest"
+	"github.com/patchfleet/patchfleet/events/query"
+	"github.com/patchfleet/patchfleet/services/inventory"
+	"github.com/patchfleet/patchfleet/services/inventory/internal/scan"
+	"github.com/patchfleet/patchfleet/tools/fleetsim"
+)
+
+// simFleet starts n simulated hosts over real SSH and an inventory that scans them.
+//
+// The runner is plainSSH, not the sshx pool: fleetsim answers "sh -s" only, while sshx wraps
+// the script in "setsid -w sh -c '…; exec sh -s'" (see the report of this change); the
+// e2e test scans real hosts through sshx.
+func simFleet(t testing.TB, n int, concurrency int) (*sys, *fleetsim.Fleet) {
+	t.Helper()
+	f, err := fleetsim.Start(context.Background(), fleetsim.Options{N: n, Seed: "inventory"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	s := start(t, plainSSH{signer: f.ClientSigner()}, func(c *inventory.Config) { c.ScanConcurrency = concurrency })
+	return s, f
+}
+
+// plainSSH runs the script with "sh -s" on a fresh connection, verifying the pinned key.
+type plainSSH struct{ signer ssh.Signer }
+
+func (p plainSSH) Run(ctx context.Context, t scan.Target, script string) (scan.Result, error) {
+	pinned, _, _, _, err := ssh.ParseAuthorizedKey([]byte(t.SSH.HostKey))
+	if err != nil {
+		return scan.Result{}, fmt.Errorf("%s: pinned key: %w", t.ID, err)
+	}
+	var mismatch *scan.KeyMismatchError
+	cfg := &ssh.ClientConfig{User: t.SSH.User, Auth: []ssh.AuthMethod{ssh.PublicKeys(p.signer)}, Timeout: 30 * time.Second,
+		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			if !bytes.Equal(key.Marshal(), pinned.Marshal()) {
+				mismatch = &scan.KeyMismatchError{Expected: ssh.FingerprintSHA256(pinned), Presented: ssh.FingerprintSHA256(key)}
+				return mismatch
+			}
+			return nil
+		}}
+	c, err := ssh.Dial("tcp", net.JoinHostPort(t.SSH.Address, strconv.Itoa(t.SSH.Port)), cfg)
+	if mismatch != nil {
+		return scan.Result{}, mismatch
+	}
+	if err != nil {
+		return scan.Result{}, err
+	}
+	defer c.Close()
+	sess, err := c.NewSession()
+	if err != nil {
+		return scan.Result{}, err
+	}
+	defer sess.Close()
+	var out, stderr bytes.Buffer
+	sess.Stdin, sess.Stdout, sess.Stderr = strings.NewReader(script), &out, &stderr
+	err = sess.Run("sh -s")
+	var exit *ssh.ExitError
+	if errors.As(err, &exit) {
+		return scan.Result{Stdout: out.Bytes(), Stderr: stderr.Bytes(), ExitStatus: exit.ExitStatus()}, nil
+	}
+	return scan.Result{Stdout: out.Bytes(), Stderr: stderr.Bytes()}, err
+}
+
+// hostsFile writes the fleet as a hosts file, every key pinned.
+func hostsFile(t testing.TB, f *fleetsim.Fleet) string {
+	var b strings.Builder
+	b.WriteString("hosts:\n")
+	for i, h := range f.Hosts() {
+		host, port, _ := net.SplitHostPort(h.Addr())
+		fmt.Fprintf(&b, "  - id: sim-%05d\n    fleet: sim-%s\n    ssh: {address: %s, port: %s, user: patchfleet, host_key: %q}\n",
+			i, h.Image(), host, port, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(h.HostKey()))))
+	}
+	return b.String()
+}
+
+func TestScanFleetsim(t *testing.T) {
+	s, f := simFleet(t, 12, 4)
+	if code := s.do("POST", "/v1/hosts/import", hostsFile(t, f), nil); code != 200 {
+		t.Fatalf("import: %d", code)
+	}
+	eventstest.WaitFor(t, time.Minute, "every host scanned", func() bool {
+		var page query.HostsResponse
+		s.do("GET", "/v1/hosts?not_scanned_for=1h", nil, &page)
+		return len(page.Hosts) == 0
+	})
+	var page query.HostsResponse
+	s.do("GET", "/v1/hosts", nil, &page)
+	for _, h := range page.Hosts {
+		if h.PackageCount < 700 || h.OS.ID != "debian" || h.LastScanError != "" {
+			t.Errorf("%s: %d packages, os %+v, error %q", h.ID, h.PackageCount, h.OS, h.LastScanError)
+		}
+	}
+	// The lagging image's libc6 is one update behind the others.
+	s.do("GET", "/v1/hosts?package=libc6&below_version=2.36-9%2Bdeb12u14", nil, &page)
+	for _, h := range page.Hosts {
+		if h.Fleet != "sim-debian12-lagging" {
+			t.Errorf("%s (%s) has an old libc6", h.ID, h.Fleet)
+		}
+	}
+	if len(page.Hosts) != 3 {
+		t.Errorf("%d hosts with an old libc6, want 3", len(page.Hosts))
+	}
+}
+
+// BenchmarkScanRound1000 scans 1,000 simulated hosts over SSH through the service (sshx
+// pool, hostfacts.Parse, one transaction per host with its events) and reports hosts/s.
+func BenchmarkScanRound1000(b *testing.B) {
+	const n = 1000
+	s, f := simFleet(b, n, 64)
+	if code := s.do("POST", "/v1/hosts/import", hostsFile(b, f), nil); code != 200 {
+		b.Fatalf("import: %d", code)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, s.dbURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	scanned := func(since time.Time) int {
+		var c int
+		if err := conn.QueryRow(ctx, "select count(*) from inventory.hosts where last_scan >= $1", since).Scan(&c); err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}
+	eventstest.WaitFor(b, 5*time.Minute, "first round", func() bool { return scanned(time.Time{}) == n })
+	var total time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		s.do("POST", "/v1/scans", query.ScanRequest{Fleet: ""}, nil) // 400: needs ids or fleet
+		for _, img := range []string{"debian12", "debian12-lagging", "debian12-docker", "debian12-web"} {
+			s.do("POST", "/v1/scans", query.ScanRequest{Fleet: "sim-" + img}, nil)
+		}
+		for scanned(t0) < n {
+			time.Sleep(20 * time.Millisecond)
+		}
+		total += time.Since(t0)
+	}
+	b.ReportMetric(float64(n*b.N)/total.Seconds(), "hosts/s")
+}
