@@ -37,6 +37,7 @@ type simProxy struct {
 	closed  bool
 	wg      sync.WaitGroup
 	Started atomic.Int64 // scripts forwarded
+	Open    atomic.Int64 // scripts running now
 }
 
 var pidLine = regexp.MustCompile(`patchfleet-pid \$\$ ([0-9a-f]+)`)
@@ -189,7 +190,9 @@ func (p *simProxy) exec(up *ssh.Client, ch ssh.Channel, cmd string) {
 	script := strings.TrimSuffix(strings.TrimPrefix(string(body), "{\n"), "\n} </dev/null\n")
 	s.Stdin, s.Stdout, s.Stderr = strings.NewReader(script), ch, ch.Stderr()
 	p.Started.Add(1)
+	p.Open.Add(1)
 	err = s.Run(upCmd)
+	p.Open.Add(-1)
 	var ee *ssh.ExitError
 	switch {
 	case err == nil:
