@@ -28,7 +28,6 @@ import (
 	"github.com/patchfleet/patchfleet/services/executor/internal/lease"
 	"github.com/patchfleet/patchfleet/services/executor/internal/reboot"
 	"github.com/patchfleet/patchfleet/services/executor/internal/remote"
-	"github.com/patchfleet/patchfleet/services/executor/internal/replace"
 	"github.com/patchfleet/patchfleet/services/executor/internal/store"
 	"github.com/patchfleet/patchfleet/services/executor/internal/upgrade"
 )
@@ -75,13 +74,7 @@ type Config struct {
 	// MaxAttempts: attempts that gave up that way before the job fails unreachable (default 3).
 	TransportRetries int
 	MaxAttempts      int
-
-	// Replace is the provider for jobs of strategy replace; nil fails them.
-	Replace *ReplaceConfig
 }
-
-// ReplaceConfig is the provider of the replace strategy (see internal/replace).
-type ReplaceConfig = replace.Config
 
 func (c *Config) defaults() {
 	set := func(d *time.Duration, v time.Duration) {
@@ -143,11 +136,6 @@ func (c Config) Validate() error {
 	}
 	if c.MinFreeKB < 0 {
 		errs = append(errs, errors.New("PATCHFLEET_EXECUTOR_MIN_FREE_KB must not be negative"))
-	}
-	if c.Replace != nil {
-		if err := c.Replace.Validate(); err != nil {
-			errs = append(errs, err)
-		}
 	}
 	return errors.Join(append(errs, c.Common.Validate())...)
 }

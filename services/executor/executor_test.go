@@ -268,3 +268,23 @@ func publishRaw(t *testing.T, e *env, jobID, hostID, pkg string) {
 		t.Fatal(err)
 	}
 }
+
+func TestReplaceJobsFailClearlyWithoutProviderHooks(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 1})
+	e.run("a", nil)
+	req := e.job(0, func(r *events.UpgradeRequested) { r.Strategy = events.StrategyReplace; r.Kind = events.KindFull; r.Packages = nil })
+	e.mustFail(req.JobID, events.FailReplace, 60*time.Second)
+	if e.fleet.Hosts()[0].PackageVersion("openssl") == fixed {
+		t.Error("a replace job upgraded the old host in place")
+	}
+}
+
+func TestNoSSHCredentialsFailJobsWithAClearReason(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 1})
+	e.run("a", func(c *executor.Config) { c.SSHKeyFiles = nil })
+	req := e.job(0, nil)
+	f := e.mustFail(req.JobID, events.FailUnreachable, 60*time.Second)
+	if !strings.Contains(f.Message, "no SSH key") {
+		t.Errorf("message %q does not say that no key is configured", f.Message)
+	}
+}

@@ -34,13 +34,6 @@ func main() {
 		RebootDelay:    env.Duration("PATCHFLEET_EXECUTOR_REBOOT_DELAY", 0),
 		MinFreeKB:      int64(env.Int("PATCHFLEET_EXECUTOR_MIN_FREE_KB", 0)),
 	}
-	if p := env.String("PATCHFLEET_EXECUTOR_PROVISION_CMD", ""); p != "" {
-		cfg.Replace = &executor.ReplaceConfig{
-			Provision: strings.Fields(p),
-			Switch:    strings.Fields(env.String("PATCHFLEET_EXECUTOR_SWITCH_CMD", "")),
-			Retire:    strings.Fields(env.String("PATCHFLEET_EXECUTOR_RETIRE_CMD", "")),
-		}
-	}
 	if err := errors.Join(env.Err(), cfg.Validate()); err != nil {
 		fmt.Fprintf(os.Stderr, "executor: bad configuration:\n%v\n", err)
 		os.Exit(2)

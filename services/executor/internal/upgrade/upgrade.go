@@ -164,7 +164,7 @@ func (r *Runner) Handle(ctx context.Context, m events.Meta, req events.UpgradeRe
 
 	if j.Request.Strategy == events.StrategyReplace {
 		if r.Replace == nil {
-			return x.Fail(ctx, events.FailReplace, "strategy replace needs a provider, and none is configured", "")
+			return x.Fail(ctx, events.FailReplace, "strategy replace is not supported by this executor yet (no provider hooks)", "")
 		}
 		err = r.Replace.Replace(ctx, x)
 	} else {
