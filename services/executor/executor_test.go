@@ -272,7 +272,11 @@ func publishRaw(t *testing.T, e *env, jobID, hostID, pkg string) {
 func TestReplaceJobsFailClearlyWithoutProviderHooks(t *testing.T) {
 	e := newEnv(t, fleetsim.Options{N: 1})
 	e.run("a", nil)
-	req := e.job(0, func(r *events.UpgradeRequested) { r.Strategy = events.StrategyReplace; r.Kind = events.KindFull; r.Packages = nil })
+	req := e.job(0, func(r *events.UpgradeRequested) {
+		r.Strategy = events.StrategyReplace
+		r.Kind = events.KindFull
+		r.Packages = nil
+	})
 	e.mustFail(req.JobID, events.FailReplace, 60*time.Second)
 	if e.fleet.Hosts()[0].PackageVersion("openssl") == fixed {
 		t.Error("a replace job upgraded the old host in place")
