@@ -136,8 +136,12 @@ select host_id, state, reason, reboot_pending, rebooted from rollout_hosts
 where rollout_id = @rollout_id order by host_id;
 
 -- name: CoveredPackages :many
-select h.host_id, h.packages from rollout_hosts h join rollouts r on r.id = h.rollout_id
-where h.state in ('pending', 'dispatched') and h.host_id = any(@host_ids::text[])
+-- A join on the unnested ids, not "= any(array)": planning passes up to every host of a fleet.
+select h.host_id, h.packages
+from unnest(@host_ids::text[]) as u (id)
+join rollout_hosts h on h.host_id = u.id
+join rollouts r on r.id = h.rollout_id
+where h.state in ('pending', 'dispatched')
   and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted');
 
 -- name: OpenJobsOfHost :many
@@ -153,12 +157,8 @@ set exposed_since = case when exposures.patched_at is not null then excluded.exp
     patched_at = null
 where exposures.patched_at is not null;
 
--- name: AssignExposures :exec
-update exposures set rollout_id = @rollout_id
-where host_id = any(@host_ids::text[]) and advisory_id = any(@advisory_ids::text[]) and patched_at is null;
-
 -- name: PatchExposures :exec
-update exposures set patched_at = coalesce(patched_at, @now), reboot_pending = @reboot_pending
+update exposures set patched_at = coalesce(patched_at, @now), reboot_pending = @reboot_pending, rollout_id = @rollout_id
 where host_id = @host_id and advisory_id = any(@advisory_ids::text[]);
 
 -- name: PatchedOutside :exec

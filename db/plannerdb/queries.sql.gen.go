@@ -64,22 +64,6 @@ func (q *Queries) ApproveRollout(ctx context.Context, arg ApproveRolloutParams) 
 	return err
 }
 
-const assignExposures = `-- name: AssignExposures :exec
-update exposures set rollout_id = $1
-where host_id = any($2::text[]) and advisory_id = any($3::text[]) and patched_at is null
-`
-
-type AssignExposuresParams struct {
-	RolloutID   string
-	HostIds     []string
-	AdvisoryIds []string
-}
-
-func (q *Queries) AssignExposures(ctx context.Context, arg AssignExposuresParams) error {
-	_, err := q.db.Exec(ctx, assignExposures, arg.RolloutID, arg.HostIds, arg.AdvisoryIds)
-	return err
-}
-
 const clearRebootPending = `-- name: ClearRebootPending :exec
 update exposures set reboot_pending = false where host_id = $1 and reboot_pending
 `
@@ -163,8 +147,11 @@ func (q *Queries) Compliance(ctx context.Context, arg ComplianceParams) ([]Expos
 }
 
 const coveredPackages = `-- name: CoveredPackages :many
-select h.host_id, h.packages from rollout_hosts h join rollouts r on r.id = h.rollout_id
-where h.state in ('pending', 'dispatched') and h.host_id = any($1::text[])
+select h.host_id, h.packages
+from unnest($1::text[]) as u (id)
+join rollout_hosts h on h.host_id = u.id
+join rollouts r on r.id = h.rollout_id
+where h.state in ('pending', 'dispatched')
   and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted')
 `
 
@@ -173,6 +160,7 @@ type CoveredPackagesRow struct {
 	Packages []byte
 }
 
+// A join on the unnested ids, not "= any(array)": planning passes up to every host of a fleet.
 func (q *Queries) CoveredPackages(ctx context.Context, hostIds []string) ([]CoveredPackagesRow, error) {
 	rows, err := q.db.Query(ctx, coveredPackages, hostIds)
 	if err != nil {
@@ -775,13 +763,14 @@ func (q *Queries) OpenRolloutsOfAdvisory(ctx context.Context, advisoryID string)
 }
 
 const patchExposures = `-- name: PatchExposures :exec
-update exposures set patched_at = coalesce(patched_at, $1), reboot_pending = $2
-where host_id = $3 and advisory_id = any($4::text[])
+update exposures set patched_at = coalesce(patched_at, $1), reboot_pending = $2, rollout_id = $3
+where host_id = $4 and advisory_id = any($5::text[])
 `
 
 type PatchExposuresParams struct {
 	Now           *time.Time
 	RebootPending bool
+	RolloutID     string
 	HostID        string
 	AdvisoryIds   []string
 }
@@ -790,6 +779,7 @@ func (q *Queries) PatchExposures(ctx context.Context, arg PatchExposuresParams) 
 	_, err := q.db.Exec(ctx, patchExposures,
 		arg.Now,
 		arg.RebootPending,
+		arg.RolloutID,
 		arg.HostID,
 		arg.AdvisoryIds,
 	)

@@ -41,7 +41,7 @@ type clock struct {
 	t  time.Time
 }
 
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
 type env struct {
@@ -236,7 +236,7 @@ func (inv *inventory) expose(fleet string, tags map[string]string, n int, adv st
 			Packages: []query.ExposedPackage{{Name: "libssl3", Installed: "3.0.11-1~deb12u1", SourceName: "openssl", SourceVersion: "3.0.11-1~deb12u1", Fixed: "3.0.13-1~deb12u1", AdvisoryID: adv}},
 		})
 		inv.hosts[id] = query.HostDetail{
-			Host: query.Host{ID: id, Name: id, Fleet: fleet, Tags: tags, OS: events.OSRelease{ID: "debian", VersionID: "12"}},
+			Host:     query.Host{ID: id, Name: id, Fleet: fleet, Tags: tags, OS: events.OSRelease{ID: "debian", VersionID: "12"}},
 			Packages: []query.Package{{Name: "libssl3", Version: "3.0.11-1~deb12u1", SourceName: "openssl", SourceVersion: "3.0.11-1~deb12u1", Status: "install ok installed"}},
 		}
 	}

@@ -434,7 +434,7 @@ func (e *Engine) result(ctx context.Context, m events.Meta, jobID, hostID, statu
 		}
 		log.Info("job finished", "status", status, "reason", reason, "reboot_pending", rebootPending)
 		if status == events.ResultSucceeded {
-			if err := q.PatchExposures(ctx, plannerdb.PatchExposuresParams{HostID: job.HostID, AdvisoryIds: job.AdvisoryIds, RebootPending: rebootPending, Now: &now}); err != nil {
+			if err := q.PatchExposures(ctx, plannerdb.PatchExposuresParams{RolloutID: r.ID, HostID: job.HostID, AdvisoryIds: job.AdvisoryIds, RebootPending: rebootPending, Now: &now}); err != nil {
 				return fmt.Errorf("record patch of host %s in rollout %s: %w", job.HostID, r.ID, err)
 			}
 		}

@@ -86,16 +86,6 @@ func (e *Engine) persist(ctx context.Context, tx pgx.Tx, q *plannerdb.Queries, f
 	if _, err := q.InsertRolloutHosts(ctx, hostRows); err != nil {
 		return false, wrapRollout("insert hosts of", id, err)
 	}
-	if len(fp.Advisories) > 0 {
-		ids := make([]string, len(fp.Hosts))
-		for i, h := range fp.Hosts {
-			ids[i] = h.HostID
-		}
-		if err := q.AssignExposures(ctx, plannerdb.AssignExposuresParams{RolloutID: id, HostIds: ids, AdvisoryIds: advisories}); err != nil {
-			return false, wrapRollout("link exposures to", id, err)
-		}
-	}
-
 	planned := events.RolloutPlanned{
 		RolloutID: id, PlanHash: fp.Hash, Kind: fp.Kind, Fleet: fp.Policy.Name, AdvisoryIDs: fp.Advisories,
 		RequestID: fp.RequestID, Severity: fp.Severity, Strategy: fp.Strategy, Reboot: fp.Reboot,
