@@ -1,6 +1,7 @@
 package inventory_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/patchfleet/patchfleet/events"
 	"github.com/patchfleet/patchfleet/events/eventstest"
+	"github.com/patchfleet/patchfleet/events/query"
 )
 
 func decodeAll[E events.Event](t *testing.T, envs []events.Envelope) []E {
@@ -60,8 +62,10 @@ func TestScanDriftAndExplainedUpgrade(t *testing.T) {
 	if reboot[0].HostID != "web-1" {
 		t.Fatalf("reboot = %+v", reboot)
 	}
-	// Another scan with nothing new: no drift, no second RebootRequired.
-	s.do("POST", "/v1/hosts/web-1/scan", nil, nil)
+	// Another scan, asked over NATS, with nothing new: no drift, no second RebootRequired.
+	if r, err := s.query.Scan(context.Background(), query.ScanRequest{HostIDs: []string{"web-1"}}); err != nil || r.Queued != 1 {
+		t.Fatalf("scan over NATS: %+v %v", r, err)
+	}
 	s.waitEvents(events.StreamHosts, "HostInventoryReported", 4)
 	if n := len(s.events(events.StreamHosts, "HostDriftDetected")); n != 1 {
 		t.Errorf("%d drift events, want 1", n)
