@@ -143,7 +143,7 @@ func Roles() []Role {
 	}
 }
 
-// Role returns the role of a user.
+// RoleOf returns the role of a user.
 func RoleOf(user string) (Role, bool) {
 	for _, r := range Roles() {
 		if r.User == user {
