@@ -4,6 +4,13 @@ go 1.26.0
 
 require golang.org/x/crypto v0.58.0
 
+require github.com/spf13/cobra v1.10.2
+
+require (
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/spf13/pflag v1.0.9 // indirect
+)
+
 require (
 	github.com/patchfleet/patchfleet/db v0.0.0
 	github.com/patchfleet/patchfleet/events v0.0.0
