@@ -112,10 +112,10 @@ func (e *Engine) exposed(ctx context.Context, a events.SecurityAdvisoryPublished
 			return nil, fmt.Errorf("exposure to %s: %w", a.AdvisoryID, err)
 		}
 		for _, h := range page.Hosts {
+			// Asked with this advisory's affected list, every package is exposed to it,
+			// whatever id (if any) the inventory attributes it to.
 			for i := range h.Packages {
-				if h.Packages[i].AdvisoryID == "" {
-					h.Packages[i].AdvisoryID = a.AdvisoryID
-				}
+				h.Packages[i].AdvisoryID = a.AdvisoryID
 			}
 			hosts = append(hosts, plan.Host{ID: h.HostID, Fleet: h.Fleet, Packages: h.Packages})
 		}
