@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/patchfleet/patchfleet/events/eventstest"
@@ -33,7 +33,15 @@ func simFleet(t testing.TB, n int, concurrency int) (*sys, *fleetsim.Fleet) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = f.Close() })
-	s := start(t, plainSSH{signer: f.ClientSigner()}, func(c *inventory.Config) { c.ScanConcurrency = concurrency })
+	s := start(t, plainSSH{signer: f.ClientSigner()}, func(c *inventory.Config) {
+		c.ScanConcurrency = concurrency
+		// pgxpool's default of max(4, cores) connections would bound the scan workers.
+		sep := "?"
+		if strings.Contains(c.DatabaseURL, "?") {
+			sep = "&"
+		}
+		c.DatabaseURL += sep + "pool_max_conns=" + strconv.Itoa(min(concurrency, 32))
+	})
 	return s, f
 }
 
@@ -127,11 +135,11 @@ func BenchmarkScanRound1000(b *testing.B) {
 		b.Fatalf("import: %d", code)
 	}
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, s.dbURL)
+	conn, err := pgxpool.New(ctx, s.dbURL)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer conn.Close(ctx)
+	defer conn.Close()
 	scanned := func(since time.Time) int {
 		var c int
 		if err := conn.QueryRow(ctx, "select count(*) from inventory.hosts where last_scan >= $1", since).Scan(&c); err != nil {

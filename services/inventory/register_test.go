@@ -97,6 +97,10 @@ func TestRegisterByAPIEventAndFile(t *testing.T) {
 	if page.Hosts[0].ID != "db-2" || page.Hosts[1].ID != "web-2" {
 		t.Fatalf("active hosts = %+v", page.Hosts)
 	}
+	s.do("GET", "/v1/hosts?tag=env=prod&tag=role=web", nil, &page)
+	if len(page.Hosts) != 1 || page.Hosts[0].ID != "web-2" {
+		t.Fatalf("tag filter: %+v", page.Hosts)
+	}
 	s.do("GET", "/v1/hosts?include_retired=true", nil, &page)
 	if len(page.Hosts) != 4 || !page.Hosts[0].Retired {
 		t.Fatalf("with retired: %+v", page.Hosts)

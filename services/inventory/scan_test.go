@@ -10,6 +10,7 @@ import (
 	"github.com/patchfleet/patchfleet/events"
 	"github.com/patchfleet/patchfleet/events/eventstest"
 	"github.com/patchfleet/patchfleet/events/query"
+	"github.com/patchfleet/patchfleet/services/inventory"
 )
 
 func decodeAll[E events.Event](t *testing.T, envs []events.Envelope) []E {
@@ -109,4 +110,26 @@ func TestOfflineReport(t *testing.T) {
 		t.Errorf("unknown host: %d, want 404", code)
 	}
 	eventstest.WaitFor(t, 10*time.Second, "host packages", func() bool { return len(s.host("air-2").Packages) == 703 })
+}
+
+func TestScheduledScans(t *testing.T) {
+	f := newFleet()
+	s := start(t, f, func(c *inventory.Config) {
+		c.ScanInterval, c.ScanJitter = 200*time.Millisecond, 100*time.Millisecond
+	})
+	key := hostKey(t)
+	f.set("cron-1", key, report("debian", "12", "adduser\t3.134\tall\tadduser\t3.134\tii \n", false))
+	s.do("POST", "/v1/hosts", registration("cron-1", key, false), nil)
+	// Scanned again and again without being asked.
+	s.waitEvents(events.StreamHosts, "HostInventoryReported", 4)
+	// A retired host is not.
+	s.do("DELETE", "/v1/hosts/cron-1", nil, nil)
+	n := len(s.events(events.StreamHosts, "HostInventoryReported"))
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if got := len(s.events(events.StreamHosts, "HostInventoryReported")); got > n+1 {
+			t.Fatalf("retired host scanned: %d reports after %d", got, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
