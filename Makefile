@@ -62,5 +62,9 @@ build: ## build every binary into bin/
 	for s in $(SERVICES); do (cd services/$$s && go build -o ../../bin/$$s ./cmd/$$s) || exit 1; done
 	cd tools && go build -o ../bin/ ./cmd/...
 
+bench: ## measure every performance goal and compare with Ansible and parallel-ssh (root; BENCH_SHORT=1: under 10 minutes)
+	tools/scripts/bench-deps
+	cd tools && go run ./cmd/bench $(if $(BENCH_SHORT),-short) $(BENCH_FLAGS)
+
 fmt: ## gofmt every module
 	gofmt -w $(MODULES)
