@@ -22,6 +22,9 @@ type BusConfig struct {
 	CertFile  string // TLS: client certificate (mutual TLS)
 	KeyFile   string
 	Replicas  int // stream replicas: 1 on one machine, 3 on a cluster
+	// InboxPrefix replaces "_INBOX" for this connection's replies, so that NATS permissions can
+	// give each user replies of its own (deployments/nats uses "_INBOX_<user>").
+	InboxPrefix string
 }
 
 // Validate reports a missing URL or inconsistent TLS settings.
@@ -52,6 +55,9 @@ func Connect(ctx context.Context, cfg BusConfig, name string, logger *slog.Logge
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	if cfg.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(cfg.InboxPrefix))
 	}
 	if cfg.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))

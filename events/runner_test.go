@@ -218,7 +218,7 @@ func TestRunnerGivesUpAfterMaxDeliver(t *testing.T) {
 func TestRunnerHeartbeatsLongWork(t *testing.T) {
 	bus := eventstest.Start(t)
 	cfg := fastConsumer("long")
-	cfg.AckWait = 300 * time.Millisecond
+	cfg.AckWait = time.Second
 	var deliveries []uint64
 	var mu sync.Mutex
 	c := events.NewConsumer(bus.JS, cfg)
@@ -226,8 +226,8 @@ func TestRunnerHeartbeatsLongWork(t *testing.T) {
 		mu.Lock()
 		deliveries = append(deliveries, m.NumDelivered)
 		mu.Unlock()
-		select { // work for four ack waits; without in-progress heartbeats it would be redelivered
-		case <-time.After(4 * cfg.AckWait):
+		select { // work for three ack waits; without in-progress heartbeats it would be redelivered
+		case <-time.After(3 * cfg.AckWait):
 		case <-ctx.Done():
 		}
 		return nil
@@ -323,5 +323,35 @@ func TestWorkQueueDeliversEachJobOnce(t *testing.T) {
 		if n != 1 {
 			t.Errorf("job %s handled %d times", id, n)
 		}
+	}
+}
+
+func TestEnsureStreamsRestoresTheContract(t *testing.T) {
+	bus := eventstest.Start(t) // streams created once already
+	ctx := context.Background()
+	s, err := bus.JS.Stream(ctx, events.StreamHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxAge = time.Hour
+	if _, err := bus.JS.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.EnsureStreams(ctx, bus.JS, 1); err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := events.StreamConfigs(1)
+	for _, w := range want {
+		if w.Name == events.StreamHosts && info.Config.MaxAge != w.MaxAge {
+			t.Fatalf("max age %v after EnsureStreams, want %v", info.Config.MaxAge, w.MaxAge)
+		}
+	}
+	if err := events.EnsureStreams(ctx, bus.JS, 1); err != nil { // unchanged: read only
+		t.Fatal(err)
 	}
 }

@@ -2,7 +2,9 @@ package events
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -50,14 +52,30 @@ func StreamConfigs(replicas int) []jetstream.StreamConfig {
 	}
 }
 
-// EnsureStreams creates the streams or brings their configuration up to date.
+// EnsureStreams creates the streams or brings their configuration up to date. A stream that
+// already has the contract's configuration is only read, never updated, so a service whose
+// NATS user may read but not manage streams starts once an administrator has created them.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	for _, cfg := range StreamConfigs(replicas) {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+	for _, want := range StreamConfigs(replicas) {
+		s, err := js.Stream(ctx, want.Name)
+		if err == nil && sameStream(s.CachedInfo().Config, want) {
+			continue
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("ensure stream %s: %w", want.Name, err)
+		}
+		if _, err := js.CreateOrUpdateStream(ctx, want); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", want.Name, err)
 		}
 	}
 	return nil
+}
+
+// sameStream compares the fields the contract sets.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.Retention == want.Retention &&
+		have.Storage == want.Storage && have.Replicas == want.Replicas && have.MaxAge == want.MaxAge &&
+		have.Duplicates == want.Duplicates && have.Discard == want.Discard && have.Description == want.Description
 }
 
 // Publish puts a message on its stream, with its event id as Nats-Msg-Id so that a retried

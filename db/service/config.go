@@ -37,20 +37,22 @@ func (c Common) Validate() error {
 //	PATCHFLEET_NATS_USER, PATCHFLEET_NATS_PASSWORD[_FILE]
 //	PATCHFLEET_NATS_CA, PATCHFLEET_NATS_CERT, PATCHFLEET_NATS_KEY   TLS
 //	PATCHFLEET_NATS_REPLICAS   stream replicas (1, or 3 on a cluster)
+//	PATCHFLEET_NATS_INBOX      reply subject prefix (deployments/nats gives each user _INBOX_<user>)
 //	PATCHFLEET_DATABASE_URL[_FILE]  postgres://… (a secret: it may hold a password)
 //	PATCHFLEET_HTTP_ADDR       operations and API address
 func CommonFromEnv(e *ops.Env, defaultHTTPAddr string) Common {
 	return Common{
 		Bus: events.BusConfig{
-			URL:       e.String("PATCHFLEET_NATS_URL", "nats://127.0.0.1:4222"),
-			CredsFile: e.String("PATCHFLEET_NATS_CREDS", ""),
-			NKeyFile:  e.String("PATCHFLEET_NATS_NKEY", ""),
-			User:      e.String("PATCHFLEET_NATS_USER", ""),
-			Password:  e.Secret("PATCHFLEET_NATS_PASSWORD"),
-			CAFile:    e.String("PATCHFLEET_NATS_CA", ""),
-			CertFile:  e.String("PATCHFLEET_NATS_CERT", ""),
-			KeyFile:   e.String("PATCHFLEET_NATS_KEY", ""),
-			Replicas:  e.Int("PATCHFLEET_NATS_REPLICAS", 1),
+			URL:         e.String("PATCHFLEET_NATS_URL", "nats://127.0.0.1:4222"),
+			CredsFile:   e.String("PATCHFLEET_NATS_CREDS", ""),
+			NKeyFile:    e.String("PATCHFLEET_NATS_NKEY", ""),
+			User:        e.String("PATCHFLEET_NATS_USER", ""),
+			Password:    e.Secret("PATCHFLEET_NATS_PASSWORD"),
+			CAFile:      e.String("PATCHFLEET_NATS_CA", ""),
+			CertFile:    e.String("PATCHFLEET_NATS_CERT", ""),
+			KeyFile:     e.String("PATCHFLEET_NATS_KEY", ""),
+			Replicas:    e.Int("PATCHFLEET_NATS_REPLICAS", 1),
+			InboxPrefix: e.String("PATCHFLEET_NATS_INBOX", ""),
 		},
 		DatabaseURL: e.Secret("PATCHFLEET_DATABASE_URL"),
 		HTTPAddr:    e.String("PATCHFLEET_HTTP_ADDR", defaultHTTPAddr),
