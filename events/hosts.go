@@ -84,6 +84,21 @@ type HostInventoryReported struct {
 	RebootRequired bool            `json:"reboot_required,omitempty"`
 	RebootPackages []string        `json:"reboot_packages,omitempty"`
 	Components     []Component     `json:"components,omitempty"`
+	// Previous is the previous observation's host state, so a consumer sees an OS release,
+	// kernel, boot or reboot-required change; nil on a host's first observation.
+	Previous *PreviousObservation `json:"previous,omitempty"`
+}
+
+// PreviousObservation is the host state an observation replaced (its packages' changes are
+// in HostInventoryReported.Changes).
+type PreviousObservation struct {
+	ScanID         string    `json:"scan_id"`
+	ScannedAt      time.Time `json:"scanned_at"`
+	OS             OSRelease `json:"os"`
+	Kernel         string    `json:"kernel,omitempty"`
+	BootID         string    `json:"boot_id,omitempty"`
+	PackageSet     string    `json:"package_set,omitempty"`
+	RebootRequired bool      `json:"reboot_required,omitempty"`
 }
 
 func (HostInventoryReported) EventType() string  { return "HostInventoryReported" }
