@@ -186,3 +186,6 @@ select id from package_sets order by id;
 select set_id, name, arch, version, source_name, source_version
 from package_set_members
 where source_name = any(@sources::text[]) and installed and set_id = any(@set_ids::bigint[]);
+
+-- name: PackageSetHash :one
+select hash from package_sets where id = @id;

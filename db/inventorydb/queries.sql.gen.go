@@ -696,6 +696,17 @@ func (q *Queries) PackageSetByHash(ctx context.Context, hash string) (int64, err
 	return id, err
 }
 
+const packageSetHash = `-- name: PackageSetHash :one
+select hash from package_sets where id = $1
+`
+
+func (q *Queries) PackageSetHash(ctx context.Context, id int64) (string, error) {
+	row := q.db.QueryRow(ctx, packageSetHash, id)
+	var hash string
+	err := row.Scan(&hash)
+	return hash, err
+}
+
 const packageSetIDs = `-- name: PackageSetIDs :many
 select id from package_sets order by id
 `

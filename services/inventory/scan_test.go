@@ -59,6 +59,13 @@ func TestScanDriftAndExplainedUpgrade(t *testing.T) {
 	if len(last.Changes) != 1 || last.Changes[0].Name != "libc6" || !last.RebootRequired {
 		t.Fatalf("report after upgrade = %+v", last)
 	}
+	if p := last.Previous; p == nil || p.ScanID != reports[1].ScanID || p.RebootRequired || p.Kernel != "6.1.0-37-amd64" ||
+		p.PackageSet != reports[1].PackageSet || p.OS.VersionID != "12" {
+		t.Fatalf("previous of the report after upgrade = %+v", last.Previous)
+	}
+	if first.Previous != nil {
+		t.Errorf("first report has a previous observation: %+v", first.Previous)
+	}
 	reboot := decodeAll[events.RebootRequired](t, s.waitEvents(events.StreamHosts, "RebootRequired", 1))
 	if reboot[0].HostID != "web-1" {
 		t.Fatalf("reboot = %+v", reboot)

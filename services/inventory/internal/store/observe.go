@@ -181,6 +181,16 @@ func (s *Store) Observe(ctx context.Context, o Observation) (events.HostInventor
 			OS:     events.OSRelease{ID: f.OS.ID, VersionID: f.OS.VersionID, Codename: f.OS.VersionCodename},
 			Kernel: f.Kernel, BootID: f.BootID, PackageSet: hash, PackageCount: len(pkgs), Changes: changes,
 			Held: f.Held, RebootRequired: f.RebootRequired, RebootPackages: f.RebootPackages, Components: components}
+		if h.LastScan != nil {
+			report.Previous = &events.PreviousObservation{ScanID: h.LastScanID, ScannedAt: h.LastScan.UTC(),
+				OS: events.OSRelease{ID: h.OsID, VersionID: h.OsVersionID, Codename: h.OsCodename}, Kernel: h.Kernel,
+				BootID: h.BootID, RebootRequired: h.RebootRequired}
+			if h.PackageSetID.Valid {
+				if report.Previous.PackageSet, err = q.PackageSetHash(ctx, h.PackageSetID.Int64); err != nil {
+					return fmt.Errorf("previous package set of %s: %w", h.ID, err)
+				}
+			}
+		}
 		origin := events.Origin{Producer: Producer, CorrelationID: h.ID}
 		var msgs []events.Message
 		add := func(e events.Event) error {
