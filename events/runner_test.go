@@ -334,7 +334,7 @@ func TestEnsureStreamsRestoresTheContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := s.CachedInfo().Config
-	cfg.MaxAge = time.Hour
+	cfg.MaxAge = 48 * time.Hour
 	if _, err := bus.JS.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
