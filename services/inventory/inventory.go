@@ -170,6 +170,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	scanner := scan.New(st, runner, scan.Config{Interval: cfg.ScanInterval, Jitter: cfg.ScanJitter,
 		Concurrency: cfg.ScanConcurrency, Timeout: cfg.ScanTimeout, Poll: cfg.ScanPoll}, svc.Logger, svc.Ops.Registry)
 	if runner != nil {
+		if conns := int(svc.Pool.Config().MaxConns); conns < cfg.ScanConcurrency/4 {
+			svc.Logger.Warn("database pool smaller than the scans it serves; set pool_max_conns in the database URL",
+				"pool_max_conns", conns, "scan_concurrency", cfg.ScanConcurrency)
+		}
 		svc.Go("scanner", scanner.Run)
 	} else {
 		svc.Logger.Warn("no SSH keys configured: hosts are not scanned (offline reports still work)")

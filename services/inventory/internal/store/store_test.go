@@ -1,0 +1,79 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/patchfleet/patchfleet/db/inventorydb"
+	"github.com/patchfleet/patchfleet/db/pgtest"
+	"github.com/patchfleet/patchfleet/events"
+	"github.com/patchfleet/patchfleet/events/hostfacts"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// Hosts built from one image report the same new package set at the same moment: every
+// observation commits, and the set is stored once.
+func TestConcurrentObservationsShareOneSet(t *testing.T) {
+	pool := pgtest.New(t, inventorydb.Schema, inventorydb.Migrations)
+	st := New(pool)
+	ctx := context.Background()
+	const n = 8
+	for i := range n {
+		_, err := st.Register(ctx, events.HostRegistered{HostID: fmt.Sprintf("h%d", i), Name: "h", Fleet: "f",
+			SSH: events.SSHTarget{Address: "10.0.0.1", TOFU: true}}, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var pkgs []hostfacts.Package
+	for i := range 300 {
+		v := fmt.Sprintf("1.%d-1", i)
+		pkgs = append(pkgs, hostfacts.Package{Name: fmt.Sprintf("pkg%03d", i), Version: v, Arch: "amd64",
+			SourceName: fmt.Sprintf("src%03d", i/3), SourceVersion: v, Status: "ii", Installed: true})
+	}
+	facts := hostfacts.Facts{OS: hostfacts.OSRelease{ID: "debian", VersionID: "12"}, Packages: pkgs}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, err := st.Observe(ctx, Observation{HostID: fmt.Sprintf("h%d", i), ScanID: events.NewID(), At: time.Now(), Facts: facts})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var sets, members int
+	if err := pool.QueryRow(ctx, "select count(*), (select count(*) from package_set_members) from package_sets").Scan(&sets, &members); err != nil {
+		t.Fatal(err)
+	}
+	if sets != 1 || members != 300 {
+		t.Errorf("%d sets with %d members, want 1 with 300", sets, members)
+	}
+	var outbox int
+	if err := pool.QueryRow(ctx, "select count(*) from outbox").Scan(&outbox); err != nil {
+		t.Fatal(err)
+	}
+	if outbox != n {
+		t.Errorf("%d events in the outbox, want %d HostInventoryReported", outbox, n)
+	}
+}
+
+// An observation for an unknown host stores nothing.
+func TestObserveUnknownHost(t *testing.T) {
+	st := New(pgtest.New(t, inventorydb.Schema, inventorydb.Migrations))
+	_, err := st.Observe(context.Background(), Observation{HostID: "nope", ScanID: "s", At: time.Now(),
+		Facts: hostfacts.Facts{OS: hostfacts.OSRelease{ID: "debian"}}})
+	if err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("err = %v, want not found", err)
+	}
+}
