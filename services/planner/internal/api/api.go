@@ -45,6 +45,32 @@ func (a *API) Policies(_ context.Context, req query.PoliciesRequest) (query.Poli
 	return out, nil
 }
 
+// PolicyCheck validates a policy file without loading it; each problem names its fleet,
+// field and line.
+func (a *API) PolicyCheck(_ context.Context, req query.PolicyCheckRequest) (query.PolicyCheckResponse, error) {
+	p, err := policy.Parse([]byte(req.Content))
+	if err != nil {
+		out := query.PolicyCheckResponse{}
+		for _, e := range unjoin(err) {
+			out.Problems = append(out.Problems, e.Error())
+		}
+		return out, nil
+	}
+	out := query.PolicyCheckResponse{Valid: true, Fleets: []query.FleetPolicy{}}
+	for _, f := range p.Fleets {
+		out.Fleets = append(out.Fleets, f.Contract())
+	}
+	return out, nil
+}
+
+// unjoin lists the errors joined in err (errors.Join), or err itself.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
 func status(err error) int {
 	switch {
 	case errors.Is(err, rollout.ErrBadRequest):
@@ -87,6 +113,7 @@ func (a *API) endpoints() []endpoint {
 		{"preview", query.SubjectPlannerPreview, handle(a.Engine.Preview)},
 		{"compliance", query.SubjectPlannerCompliance, handle(a.Engine.Compliance)},
 		{"policies", query.SubjectPlannerPolicies, handle(a.Policies)},
+		{"policy-check", query.SubjectPlannerPolicyCheck, handle(a.PolicyCheck)},
 	}
 }
 
