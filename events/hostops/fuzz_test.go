@@ -68,6 +68,16 @@ func FuzzParsers(f *testing.F) {
 		if r, err := ParseRepair(out); err == nil {
 			checkApt(r.Configure)
 		}
+		if r, err := ParseSecurityUpgrade(out); err == nil {
+			checkPkgs(r.Before)
+			checkPkgs(r.After)
+			checkApt(r.Apt)
+			for _, u := range r.Selected {
+				if deb.ValidPackageName(u.Name) != nil || deb.ValidVersion(u.From) != nil || deb.ValidVersion(u.To) != nil {
+					t.Fatalf("kept selected %+v", u)
+				}
+			}
+		}
 		if r, err := ParseAptUpdate(out); err == nil {
 			checkApt(r.Update)
 		}

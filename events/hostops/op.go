@@ -48,7 +48,8 @@ import (
 // FormatVersion is the report format the scripts print and the parsers read.
 const FormatVersion = "1"
 
-// Op names, as in the script header and the report's first line.
+// Op names, as in the script header and the report's first line. The
+// security-upgrade op carries AptArgs.
 const (
 	OpScan        = "scan" // hostfacts.ScanScript; recognised by ParseOp only
 	OpState       = "state"
@@ -60,6 +61,9 @@ const (
 	OpReboot      = "reboot"
 	OpHealth      = "health"
 	OpDocker      = "docker"
+	// OpSecurityUpgrade upgrades every package whose candidate apt takes
+	// from a security origin, and nothing else.
+	OpSecurityUpgrade = "security-upgrade"
 )
 
 const (

@@ -551,6 +551,83 @@ func parseInstall(out []byte, op, step string) (InstallResult, error) {
 	return res, nil
 }
 
+// Upgrade is one package op security-upgrade selected: its installed and
+// candidate versions and the releases apt takes the candidate from, as apt
+// prints them ("Debian-Security:12/stable-security").
+type Upgrade struct {
+	Name     string
+	Arch     string // when apt printed a qualifier (a foreign architecture)
+	From, To string
+	Releases string
+}
+
+// SecurityUpgradeResult is what op security-upgrade did. Before, After and
+// Apt are about the selected packages only; Apt.Ran is true with no
+// Changes when nothing was selected.
+type SecurityUpgradeResult struct {
+	InstallResult
+	// List is the listing step (apt-get -s dist-upgrade, filtered); when it
+	// failed, nothing was installed.
+	List     AptOutcome
+	Selected []Upgrade
+}
+
+// ParseSecurityUpgrade reads the output of SecurityUpgradeScript.
+func ParseSecurityUpgrade(out []byte) (SecurityUpgradeResult, error) {
+	r, err := parseReport(out, OpSecurityUpgrade)
+	if err != nil {
+		return SecurityUpgradeResult{}, fmt.Errorf("parse security-upgrade: %w", err)
+	}
+	var res SecurityUpgradeResult
+	sec := r.get("security")
+	res.List = aptOutcome(sec)
+	if sec != nil {
+		res.Selected = parseUpgrades(&r.Report, sec.body)
+	}
+	if res.List.Ran && res.List.Status == 0 {
+		if sec := r.get("before"); sec != nil {
+			res.Before = parsePackages(&r.Report, "before", sec.body)
+		}
+		if sec := r.get("after"); sec != nil {
+			res.After = parsePackages(&r.Report, "after", sec.body)
+		}
+		res.Apt = aptOutcome(r.get("install"))
+	}
+	if sec, ok := r.ok("reboot-required"); ok {
+		res.RebootRequired, res.RebootPackages = parseRebootRequired(&r.Report, sec.body)
+	}
+	res.Report = r.Report
+	return res, nil
+}
+
+// parseUpgrades reads the security section: name[:arch] TAB from TAB to TAB releases.
+func parseUpgrades(r *Report, lines []string) []Upgrade {
+	var out []Upgrade
+	for i, l := range lines {
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		f := strings.Split(l, "\t")
+		if len(f) != 4 {
+			r.problem("section security line %d: want 4 tab-separated fields, got %d", i+1, len(f))
+			continue
+		}
+		name, arch, err := deb.SplitArchQualifier(f[0])
+		if err == nil {
+			err = deb.ValidVersion(f[1])
+		}
+		if err == nil {
+			err = deb.ValidVersion(f[2])
+		}
+		if err != nil {
+			r.problem("section security line %d: %v", i+1, err)
+			continue
+		}
+		out = append(out, Upgrade{Name: name, Arch: arch, From: f[1], To: f[2], Releases: clean(f[3])})
+	}
+	return out
+}
+
 // UnattendedResult is what op unattended did and read back.
 type UnattendedResult struct {
 	Report

@@ -217,6 +217,90 @@ func FullUpgradeScript(lockTimeout time.Duration) string {
 	return b.String()
 }
 
+// SecurityUpgradeScript returns the script of op security-upgrade ("apply
+// security upgrades"): list the upgrades apt would make (apt-get -s
+// dist-upgrade), keep those whose candidate version comes from a security
+// origin, and install exactly those, each pinned to that version, with
+// --only-upgrade and the options of Install. A package whose candidate comes
+// from elsewhere is left alone, even when a security origin also has a newer
+// version of it (see README.md). The report carries the selection, the
+// selected packages' dpkg state before and after, and reboot-required.
+// Exit status: the listing's when it failed, else apt-get install's.
+func SecurityUpgradeScript(lockTimeout time.Duration) string {
+	lock := seconds(lockTimeout, 0)
+	var b strings.Builder
+	header(&b, OpSecurityUpgrade, AptArgs{LockTimeoutS: lock})
+	b.WriteString(aptEnv)
+	b.WriteString(pkgFuncs)
+	fmt.Fprintf(&b, `pf_codename() { ( . /etc/os-release 2>/dev/null; echo "${VERSION_CODENAME:-${UBUNTU_CODENAME:-}}" ); }
+pf_list() {
+	pf_sim=$(apt-get -s -q -o Debug::NoLocking=1 dist-upgrade) || return $?
+	printf '%%s\n' "$pf_sim" | awk -v cn="$(pf_codename)" %s >"$1"
+	cat "$1"
+}
+pf_sel=$(mktemp) || exit 1
+pf_run security pf_list "$pf_sel"
+pf_main=$pf_rc
+if [ "$pf_main" -eq 0 ]; then
+	set -f
+	pf_names=$(cut -f1 "$pf_sel")
+	set --
+	while IFS='	' read -r pf_n pf_from pf_to pf_rel; do set -- "$@" "$pf_n=$pf_to"; done <"$pf_sel"
+	pf_run before pf_packages $pf_names
+	if [ $# -gt 0 ]; then
+		pf_run install %s "$@"
+		pf_main=$pf_rc
+	else
+		pf_run install echo 'no upgrades from the security origins'
+	fi
+	pf_run after pf_packages $pf_names
+	set +f
+fi
+rm -f "$pf_sel"
+pf_run reboot-required pf_reboot_required
+`, quote(securityAwk), aptGet("install", lock, "--only-upgrade"))
+	b.WriteString(footer)
+	return b.String()
+}
+
+// securityAwk selects, from apt-get -s output, the upgrades of installed
+// packages whose candidate comes from a security origin, one line each:
+// name[:arch] TAB installed TAB candidate TAB where apt takes it from.
+//
+//	Inst libssl3 [3.0.11-1~deb12u1] (3.0.11-1~deb12u2 Debian-Security:12/stable-security [amd64])
+//
+// The parenthesis names every release that has the candidate as
+// Label:Version/Archive, comma-separated: a release labelled
+// Debian-Security (Debian's archive is stable-security, oldstable-security…),
+// or an archive <codename>-security (Ubuntu, and Ubuntu Pro's
+// -infra-security and -apps-security) counts. These are the releases
+// SecurityOrigins lets unattended-upgrades use; apt prints no Origin here.
+const securityAwk = `$1 == "Inst" && $3 ~ /^\[/ {
+	i = index($0, "(")
+	if (i == 0) next
+	rest = substr($0, i + 1)
+	j = index(rest, ")")
+	if (j == 0) next
+	rest = substr(rest, 1, j - 1)
+	sp = index(rest, " ")
+	if (sp == 0) next
+	cand = substr(rest, 1, sp - 1)
+	rels = substr(rest, sp + 1)
+	sub(/ \[[a-z0-9-]*\]$/, "", rels)
+	n = split(rels, r, ", ")
+	sec = 0
+	for (k = 1; k <= n; k++) {
+		lab = ""
+		arc = r[k]
+		c = index(arc, ":")
+		if (c > 0) { lab = substr(arc, 1, c - 1); arc = substr(arc, c + 1) }
+		while ((s = index(arc, "/")) > 0) arc = substr(arc, s + 1)
+		if (lab == "Debian-Security") sec = 1
+		if (cn != "" && (arc == cn "-security" || arc == cn "-infra-security" || arc == cn "-apps-security")) sec = 1
+	}
+	if (sec) printf "%s\t%s\t%s\t%s\n", $2, substr($3, 2, length($3) - 2), cand, rels
+}`
+
 // Files the unattended op owns.
 const (
 	AutoUpgradesPath = "/etc/apt/apt.conf.d/20auto-upgrades"

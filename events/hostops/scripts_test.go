@@ -81,6 +81,7 @@ func TestParseOpReadsEveryScript(t *testing.T) {
 			&HealthArgs{Command: "curl -fsS 'http://127.0.0.1/healthz' \"$X\"\necho <done>", TimeoutS: 5}},
 		{must(DockerScript([]Target{{Name: "docker-ce", Version: "5:28.2.2-1~debian.12~bookworm"}}, "2.8.1", 0)), OpDocker, &DockerArgs{},
 			&DockerArgs{Packages: []Target{{Name: "docker-ce", Version: "5:28.2.2-1~debian.12~bookworm"}}, Weave: "2.8.1"}},
+		{SecurityUpgradeScript(time.Minute), OpSecurityUpgrade, &AptArgs{}, &AptArgs{LockTimeoutS: 60}},
 		{scan, OpScan, nil, nil},
 	} {
 		name, args, ok := ParseOp(tc.script)
@@ -191,6 +192,77 @@ func TestUnattendedConfIsSecurityOnly(t *testing.T) {
 	for _, o := range SecurityOrigins {
 		if !strings.Contains(o, "-security") {
 			t.Errorf("origin %q is not a security pocket", o)
+		}
+	}
+}
+
+// TestSecurityAwkSelectsSecurityCandidates runs the security-upgrade op's
+// filter here on apt-get -s output of Debian, Ubuntu and the test fleet.
+func TestSecurityAwkSelectsSecurityCandidates(t *testing.T) {
+	if _, err := exec.LookPath("awk"); err != nil {
+		t.Fatal(err)
+	}
+	const preamble = `NOTE: This is only a simulation!
+      apt-get needs root privileges for real execution.
+Reading package lists...
+Building dependency tree...
+Reading state information...
+Calculating upgrade...
+The following packages will be upgraded:
+  base-files libssl3 openssl
+`
+	for _, tc := range []struct {
+		name, codename, sim string
+		want                []string
+	}{
+		{"debian", "bookworm", preamble + `Inst base-files [12.4+deb12u5] (12.4+deb12u6 Debian:12.6/stable [amd64])
+Inst libssl3 [3.0.11-1~deb12u2] (3.0.13-1~deb12u1 Debian:12.6/stable, Debian-Security:12/stable-security [amd64])
+Inst openssl [3.0.11-1~deb12u2] (3.0.13-1~deb12u1 Debian-Security:12/stable-security [amd64])
+Inst linux-image-6.1.0-22-amd64 (6.1.94-1 Debian-Security:12/stable-security [amd64])
+Inst libc6:i386 [2.36-9+deb12u4] (2.36-9+deb12u7 Debian-Security:12/stable-security [i386])
+Inst docker-ce [5:28.2.1-1~debian.12~bookworm] (5:28.2.2-1~debian.12~bookworm Docker CE:bookworm [amd64])
+Conf base-files (12.4+deb12u6 Debian:12.6/stable [amd64])
+Conf openssl (3.0.13-1~deb12u1 Debian-Security:12/stable-security [amd64])
+`, []string{
+			"libssl3\t3.0.11-1~deb12u2\t3.0.13-1~deb12u1\tDebian:12.6/stable, Debian-Security:12/stable-security",
+			"openssl\t3.0.11-1~deb12u2\t3.0.13-1~deb12u1\tDebian-Security:12/stable-security",
+			"libc6:i386\t2.36-9+deb12u4\t2.36-9+deb12u7\tDebian-Security:12/stable-security",
+		}},
+		{"ubuntu", "jammy", `Inst libc6 [2.35-0ubuntu3.6] (2.35-0ubuntu3.7 Ubuntu:22.04/jammy-updates, Ubuntu:22.04/jammy-security [amd64]) []
+Inst tzdata [2024a-0ubuntu0.22.04] (2024a-0ubuntu0.22.04.1 Ubuntu:22.04/jammy-updates [all])
+Inst libpython3.10 [3.10.12-1~22.04.3] (3.10.12-1~22.04.4 UbuntuESM:22.04/jammy-infra-security [amd64])
+Inst vim [2:8.2.3995-1ubuntu2.15] (2:8.2.3995-1ubuntu2.16 UbuntuESMApps:22.04/jammy-apps-security [amd64])
+Inst curl [7.81.0-1ubuntu1.15] (7.81.0-1ubuntu1.16 Ubuntu:24.04/noble-security [amd64])
+`, []string{
+			"libc6\t2.35-0ubuntu3.6\t2.35-0ubuntu3.7\tUbuntu:22.04/jammy-updates, Ubuntu:22.04/jammy-security",
+			"libpython3.10\t3.10.12-1~22.04.3\t3.10.12-1~22.04.4\tUbuntuESM:22.04/jammy-infra-security",
+			"vim\t2:8.2.3995-1ubuntu2.15\t2:8.2.3995-1ubuntu2.16\tUbuntuESMApps:22.04/jammy-apps-security",
+		}},
+		{"testfleet", "bookworm", `Inst pf-demo [1.0] (1.1 Debian-Security:stable-security [all])
+Inst pf-ordinary [1.0] (1.1 Debian:stable [all])
+`, []string{"pf-demo\t1.0\t1.1\tDebian-Security:stable-security"}},
+		{"no codename", "", `Inst curl [7.81.0-1ubuntu1.15] (7.81.0-1ubuntu1.16 Ubuntu:22.04/-security [amd64])
+Inst openssl [3.0.11-1~deb12u2] (3.0.13-1~deb12u1 Debian-Security:13/testing-security [amd64])
+`, []string{"openssl\t3.0.11-1~deb12u2\t3.0.13-1~deb12u1\tDebian-Security:13/testing-security"}},
+		{"nothing", "bookworm", preamble + "0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n", nil},
+	} {
+		cmd := exec.Command("awk", "-v", "cn="+tc.codename, securityAwk)
+		cmd.Stdin = strings.NewReader(tc.sim)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: awk: %v", tc.name, err)
+		}
+		var got []string
+		if s := strings.TrimSuffix(string(out), "\n"); s != "" {
+			got = strings.Split(s, "\n")
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: selected\n%q\nwant\n%q", tc.name, got, tc.want)
+		}
+		// What the filter prints, the parser reads back without problems.
+		var r Report
+		if ups := parseUpgrades(&r, got); len(ups) != len(got) || len(r.Problems) > 0 {
+			t.Errorf("%s: parsed %+v, problems %q", tc.name, ups, r.Problems)
 		}
 	}
 }

@@ -155,6 +155,32 @@ func (p *Pool) Close() {
 	}
 }
 
+// Forget closes the target's shared connection, if there is one, and drops
+// it: the next Run dials again. Commands running on it fail. For a host that
+// was rebooted or replaced, whose old connection may look alive for a while.
+func (p *Pool) Forget(t Target) {
+	p.mu.Lock()
+	c := p.conns[t.key()]
+	if c != nil {
+		p.forgetLocked(c)
+	}
+	p.mu.Unlock()
+	if c == nil {
+		return
+	}
+	closeClient := func() {
+		if c.client != nil {
+			c.client.Close()
+		}
+	}
+	select {
+	case <-c.ready:
+		closeClient()
+	default:
+		go func() { <-c.ready; closeClient() }() // still dialling
+	}
+}
+
 // Dial returns a new client of its own to the target, verified like the
 // pool's; it takes one of the MaxConns slots until closed.
 func (p *Pool) Dial(ctx context.Context, t Target) (*ssh.Client, error) {

@@ -564,3 +564,62 @@ func TestLoadSigners(t *testing.T) {
 		t.Error("missing key file accepted")
 	}
 }
+
+func TestForgetDialsAgain(t *testing.T) {
+	client := newSigner(t)
+	s := newTestServer(t, client)
+	p := newPool(t, client, nil)
+	p.Forget(s.target()) // nothing to forget
+	run := func() error {
+		_, err := p.Run(t.Context(), s.target(), Command{Script: "true"})
+		return err
+	}
+	for range 2 {
+		if err := run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.accepted.Load(); n != 1 {
+		t.Fatalf("%d connections before Forget, want 1", n)
+	}
+
+	// A command running on the forgotten connection fails with it.
+	started := make(chan struct{})
+	var once sync.Once
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Run(t.Context(), s.target(), Command{Script: "echo go; sleep 30", Output: writerFunc(func() { once.Do(func() { close(started) }) })})
+		done <- err
+	}()
+	<-started
+	p.Forget(s.target())
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("a command on the forgotten connection succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a command on the forgotten connection still runs")
+	}
+	if err := run(); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.accepted.Load(); n != 2 {
+		t.Errorf("%d connections, want 2: Forget must make the next Run dial", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for p.open.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections open, want 1 (the forgotten one closed)", p.open.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// writerFunc calls f on every write.
+type writerFunc func()
+
+func (f writerFunc) Write(b []byte) (int, error) {
+	f()
+	return len(b), nil
+}

@@ -78,11 +78,7 @@ func benchExecutor(b *testing.B, aptLatency time.Duration) {
 			mu.Lock()
 			k := len(done)
 			mu.Unlock()
-			var open int64
-			for _, p := range e.proxies {
-				open += p.Open.Load()
-			}
-			peakSessions = max(peakSessions, open)
+			peakSessions = max(peakSessions, e.fleet.Running())
 			if k == n {
 				break
 			}

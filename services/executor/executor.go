@@ -172,7 +172,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Store:   &store.Store{Pool: svc.Pool},
 		Leases:  &lease.Leases{Pool: svc.Pool, Holder: cfg.InstanceID, TTL: cfg.LeaseTTL},
 		Targets: &remote.Targets{Inventory: query.Client{NC: svc.NC}, TTL: cfg.InventoryTTL},
-		Pool:    pool, SSH: sshCfg, DB: svc.Pool, NC: svc.NC, Logger: svc.Logger,
+		Pool:    pool, DB: svc.Pool, NC: svc.NC, Logger: svc.Logger,
 	}
 	c := svc.Consumer("", events.ConsumerConfig{
 		Concurrency: cfg.Concurrency, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,

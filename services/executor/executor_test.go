@@ -171,7 +171,7 @@ func TestFaultsFailJobsWithTheirReason(t *testing.T) {
 	hs[2].HoldLock(time.Hour)
 	hs[3].Hold("openssl")
 	hs[4].SetFaults(fleetsim.FaultHealthFail)
-	e.inv.pin(hs[5].Name, e.proxies[0].HostKey()) // as if the host's key had changed
+	e.inv.pin(hs[5].Name, hs[0].HostKey()) // as if the host's key had changed
 	e.run("a", func(c *executor.Config) { c.LockTimeout = time.Second; c.RebootTimeout = 3 * time.Second })
 
 	apt := e.job(0, nil)

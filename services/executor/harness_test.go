@@ -57,7 +57,6 @@ type env struct {
 	fleet   *fleetsim.Fleet
 	keyFile string
 	inv     *inventory
-	proxies []*simProxy // one per fleetsim host, see simproxy_test.go
 }
 
 func newEnv(t testing.TB, opts fleetsim.Options) *env {
@@ -80,10 +79,8 @@ func newEnv(t testing.TB, opts fleetsim.Options) *env {
 	e.keyFile = writeKey(t, fleet.ClientPrivateKey())
 	hosts := map[string]query.HostDetail{}
 	for _, h := range fleet.Hosts() {
-		p := newSimProxy(t, h, fleet.ClientSigner())
-		e.proxies = append(e.proxies, p)
 		hosts[h.Name] = query.HostDetail{Host: query.Host{ID: h.Name, Name: h.Name, Fleet: "sim",
-			SSH: events.SSHTarget{Address: "127.0.0.1", Port: p.Port(), User: "root", HostKey: authorizedKey(p.HostKey())}}}
+			SSH: events.SSHTarget{Address: "127.0.0.1", Port: h.Port(), User: "root", HostKey: authorizedKey(h.HostKey())}}}
 	}
 	e.inv = startInventory(t, e.bus.Conn, hosts)
 	return e

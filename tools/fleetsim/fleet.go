@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -122,6 +123,8 @@ type Fleet struct {
 	client  ssh.Signer
 	log     *slog.Logger
 
+	active, started atomic.Int64 // wrapped scripts running now, and ever
+
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -151,6 +154,8 @@ type Host struct {
 	lockUntil      time.Time
 	autoUpgrades   string
 	unattendedConf string
+	running        map[int]*running // wrapped scripts by process group id
+	lastPID        int
 }
 
 // Start starts the fleet's hosts and returns once every one listens.
@@ -451,16 +456,41 @@ func (f *Fleet) rebootLater(h *Host, delay time.Duration) {
 }
 
 // sleep waits d unless the fleet closes first.
-func (f *Fleet) sleep(d time.Duration) bool {
+func (f *Fleet) sleep(d time.Duration) bool { return f.wait(d, nil) == waitDone }
+
+const (
+	waitDone = iota
+	waitClosed
+	waitKilled
+)
+
+// wait waits d unless the fleet closes or killed closes first (a nil killed
+// never does). A command killed before its time is up says so even when d is 0.
+func (f *Fleet) wait(d time.Duration, killed <-chan struct{}) int {
+	select {
+	case <-killed:
+		return waitKilled
+	default:
+	}
+	if d <= 0 {
+		return waitDone
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return true
+		return waitDone
 	case <-f.closed:
-		return false
+		return waitClosed
+	case <-killed:
+		return waitKilled
 	}
 }
+
+// Running is how many scripts sent with the sshx wrapper are running now on
+// every host; Started how many have started since the fleet did.
+func (f *Fleet) Running() int64 { return f.active.Load() }
+func (f *Fleet) Started() int64 { return f.started.Load() }
 
 // ParseFaultPercents reads "drop=1,apt-fail=5,lock-held=2" (fault names as
 // Fault.Names prints them, percentages of hosts).

@@ -15,6 +15,7 @@ import (
 
 	"github.com/patchfleet/patchfleet/events/hostfacts"
 	"github.com/patchfleet/patchfleet/events/hostops"
+	"github.com/patchfleet/patchfleet/events/sshx"
 )
 
 type result struct {
@@ -243,6 +244,8 @@ func TestUnknownCommands(t *testing.T) {
 		{"uname -a", ""},
 		{"sh -s", "apt-get install -y openssl\n"},
 		{"sh -s", "# patchfleet:op format-disk v1\n"},
+		{"exec setsid -w sh -c 'exec sh -s'", "true\n"},
+		{"sh -c 'kill -s KILL -- -1'", ""},
 	} {
 		res, err := runOn(f, h, tc.command, tc.stdin)
 		if err != nil || res.status != 127 || len(res.stderr) == 0 {
@@ -386,5 +389,120 @@ func TestKnownHostsPinsEveryHost(t *testing.T) {
 			t.Fatalf("%s: %v", h.Name, err)
 		}
 		c.Close()
+	}
+}
+
+// The sshx pool's own command lines: the setsid wrapper with its pid line,
+// with and without sudo, and the guarded kill on cancellation.
+func TestSshxWrapperAndKill(t *testing.T) {
+	f := startFleet(t, Options{N: 1, AptLatency: time.Minute})
+	h := f.Hosts()[0]
+	pool := sshx.NewPool(sshx.Config{Signers: []ssh.Signer{f.ClientSigner()}, ConnectTimeout: 5 * time.Second})
+	defer pool.Close()
+	target := sshx.Target{Name: h.Name, Address: "127.0.0.1", Port: h.Port(), HostKey: h.HostKey()}
+	ctx := context.Background()
+
+	for _, sudo := range []bool{false, true} {
+		target.Sudo = sudo
+		script, _ := hostops.StateScript("openssl")
+		res, err := pool.Run(ctx, target, sshx.Command{Script: script})
+		if err != nil || res.ExitStatus != 0 {
+			t.Fatalf("sudo %t: state: %v exit %d %s", sudo, err, res.ExitStatus, res.Stderr)
+		}
+		st, err := hostops.ParseState(res.Stdout)
+		if err != nil || !st.Complete || len(st.Problems) > 0 || st.BootID != h.BootID() {
+			t.Fatalf("sudo %t: state parsed %+v, %v (the pid line must not be in stdout)", sudo, st, err)
+		}
+		res, err = pool.Run(ctx, target, sshx.Command{Script: "apt-get install -y openssl"})
+		if err != nil || res.ExitStatus != 127 {
+			t.Errorf("sudo %t: unknown script: %v exit %d, want 127", sudo, err, res.ExitStatus)
+		}
+	}
+
+	// Cancelled while apt "runs": sshx kills the process group, the simulated
+	// command ends at once.
+	ctx2, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := pool.Run(ctx2, target, sshx.Command{Script: hostops.AptUpdateScript(0)})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("cancelled apt-update: %v, want the deadline", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for f.Running() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d commands still running after the kill", f.Running())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("cancelled command took %s", d)
+	}
+	if f.Started() != 5 {
+		t.Errorf("%d wrapped commands started, want 5", f.Started())
+	}
+}
+
+func TestCommandLines(t *testing.T) {
+	tok := "0123456789abcdef01234567"
+	for _, tc := range []struct {
+		line string
+		want command
+	}{
+		{"sh -s", command{kind: cmdScript}},
+		{"sudo -n sh -s --", command{kind: cmdScript}},
+		{wrapperLine(false, tok), command{kind: cmdWrapped, token: tok}},
+		{wrapperLine(true, tok), command{kind: cmdWrapped, token: tok}},
+		{killLine(false, 1234, tok), command{kind: cmdKill, pid: 1234, token: tok}},
+		{killLine(true, 1234, tok), command{kind: cmdKill, pid: 1234, token: tok}},
+		{"", command{}},
+		{"sh", command{}},
+		{"reboot", command{}},
+		{wrapperLine(false, tok) + "; reboot", command{}},
+		{strings.Replace(wrapperLine(false, tok), tok, "abc", 1), command{}}, // tokens differ
+		{strings.Replace(wrapperLine(false, tok), "setsid -w ", "", 1), command{}},
+		{strings.Replace(killLine(false, 1234, tok), "-qx", "-q", 1), command{}},
+		{strings.Replace(killLine(false, 1234, tok), "KILL", "TERM", 1), command{}},
+	} {
+		if got := parseCommand(tc.line); got != tc.want {
+			t.Errorf("parseCommand(%q) = %+v, want %+v", tc.line, got, tc.want)
+		}
+	}
+}
+
+// The security-upgrade op takes the security updates and leaves the others
+// (docker-ce from Docker's repository, base-files from a point release).
+func TestSecurityUpgradeTakesOnlySecurityUpdates(t *testing.T) {
+	f := startFleet(t, Options{N: 4})
+	h := f.Hosts()[2] // debian12-docker
+	h.Hold("libc6-dbg")
+	res := mustRun(t, f, h, hostops.SecurityUpgradeScript(time.Second))
+	r, err := hostops.ParseSecurityUpgrade(res.stdout)
+	if err != nil || !r.Complete || len(r.Problems) > 0 || res.status != 0 {
+		t.Fatalf("security-upgrade: exit %d, %v, %+v\n%s", res.status, err, r, res.stdout)
+	}
+	var got []string
+	for _, u := range r.Selected {
+		got = append(got, u.Name+" "+u.To)
+		if r.BeforeVersion(u.Name) != u.From || r.AfterVersion(u.Name) != u.To {
+			t.Errorf("%s: before %s after %s, want %s -> %s", u.Name, r.BeforeVersion(u.Name), r.AfterVersion(u.Name), u.From, u.To)
+		}
+	}
+	want := []string{"openssl 3.0.19-1~deb12u3", "libssl3 3.0.19-1~deb12u3", "libc6 2.36-9+deb12u15", "libc6-dev 2.36-9+deb12u15"}
+	if !slices.Equal(got, want) {
+		t.Errorf("selected %q, want %q", got, want)
+	}
+	for name, v := range map[string]string{"docker-ce": "5:27.5.1-1~debian.12~bookworm", "base-files": "12.4+deb12u11", "libc6-dbg": "2.36-9+deb12u14"} {
+		if got := h.PackageVersion(name); got != v {
+			t.Errorf("%s is %s, want %s left alone", name, got, v)
+		}
+	}
+	if !r.RebootRequired || len(r.Apt.Changes) != 4 {
+		t.Errorf("reboot-required %t, changes %+v", r.RebootRequired, r.Apt.Changes)
+	}
+
+	res = mustRun(t, f, h, hostops.SecurityUpgradeScript(time.Second))
+	if r, err = hostops.ParseSecurityUpgrade(res.stdout); err != nil || len(r.Selected) != 0 || !r.Apt.Ran || r.Apt.Status != 0 || len(r.Problems) > 0 {
+		t.Errorf("second security-upgrade: %v %+v", err, r)
 	}
 }

@@ -144,22 +144,27 @@ type Update struct {
 	// Reboot: upgrading to it creates /var/run/reboot-required and names
 	// the package in .pkgs, as libc6 and linux-image postinsts do.
 	Reboot bool
+	// Security: it comes from the security archive (Debian-Security); the
+	// security-upgrade op takes only these.
+	Security bool
 }
 
-// DefaultUpdates are security fixes newer than every image has: a
-// synthetic OpenSSL update, a glibc update that asks for a reboot, nginx,
-// and the Docker release the docker op pins.
+// DefaultUpdates are security fixes newer than every image has — a
+// synthetic OpenSSL update, a glibc update that asks for a reboot, nginx —
+// and updates from other origins: the Docker release the docker op pins,
+// and a stable point-release base-files.
 func DefaultUpdates() []Update {
 	return []Update{
-		{Name: "openssl", Version: "3.0.19-1~deb12u3"},
-		{Name: "libssl3", Version: "3.0.19-1~deb12u3"},
-		{Name: "libc6", Version: "2.36-9+deb12u15", Reboot: true},
-		{Name: "libc6-dev", Version: "2.36-9+deb12u15"},
-		{Name: "libc6-dbg", Version: "2.36-9+deb12u15"},
-		{Name: "nginx", Version: "1.22.1-9+deb12u2"},
-		{Name: "nginx-common", Version: "1.22.1-9+deb12u2"},
+		{Name: "openssl", Version: "3.0.19-1~deb12u3", Security: true},
+		{Name: "libssl3", Version: "3.0.19-1~deb12u3", Security: true},
+		{Name: "libc6", Version: "2.36-9+deb12u15", Reboot: true, Security: true},
+		{Name: "libc6-dev", Version: "2.36-9+deb12u15", Security: true},
+		{Name: "libc6-dbg", Version: "2.36-9+deb12u15", Security: true},
+		{Name: "nginx", Version: "1.22.1-9+deb12u2", Security: true},
+		{Name: "nginx-common", Version: "1.22.1-9+deb12u2", Security: true},
 		{Name: "docker-ce", Version: "5:28.2.2-1~debian.12~bookworm"},
 		{Name: "docker-ce-cli", Version: "5:28.2.2-1~debian.12~bookworm"},
 		{Name: "containerd.io", Version: "1.7.27-1"},
+		{Name: "base-files", Version: "12.4+deb12u12"},
 	}
 }

@@ -81,6 +81,11 @@ func (h *Host) run(script string, now time.Time) outcome {
 		if decode(&a) {
 			return h.install(nil, true, time.Duration(a.LockTimeoutS)*time.Second, now)
 		}
+	case hostops.OpSecurityUpgrade:
+		var a hostops.AptArgs
+		if decode(&a) {
+			return h.securityUpgrade(time.Duration(a.LockTimeoutS)*time.Second, now)
+		}
 	case hostops.OpUnattended:
 		var a hostops.UnattendedArgs
 		if decode(&a) {
@@ -335,16 +340,57 @@ const lockWaitLine = "Waiting for cache lock: Could not get lock /var/lib/dpkg/l
 // install upgrades targets (or everything, for a full upgrade) from the
 // simulated repository, as apt-get install --only-upgrade / dist-upgrade.
 func (h *Host) install(targets []hostops.Target, full bool, timeout time.Duration, now time.Time) outcome {
-	op, step := hostops.OpInstall, "install"
+	op := hostops.OpInstall
 	if full {
-		op, step = hostops.OpFullUpgrade, "upgrade"
+		op = hostops.OpFullUpgrade
+	}
+	var r report
+	r.line("==> patchfleet:op " + op + " 1")
+	return h.upgrade(&r, targets, full, timeout, now)
+}
+
+// securityRelease is how apt-get -s names the simulated security archive.
+const securityRelease = "Debian-Security:12/stable-security"
+
+// securityUpgrade selects, as the real script does from apt-get -s, the
+// packages whose newest version is a security update, and installs exactly
+// those versions.
+func (h *Host) securityUpgrade(timeout time.Duration, now time.Time) outcome {
+	var r report
+	r.line("==> patchfleet:op " + hostops.OpSecurityUpgrade + " 1")
+	var sel strings.Builder
+	var targets []hostops.Target
+	for _, u := range h.fleet.updates {
+		p, ok := h.pkgLocked(u.Name)
+		if !ok || h.held[u.Name] || !u.Security || !newer(u.Version, p.Version) {
+			continue
+		}
+		fmt.Fprintf(&sel, "%s\t%s\t%s\t%s\n", u.Name, p.Version, u.Version, securityRelease)
+		targets = append(targets, hostops.Target{Name: u.Name, Version: u.Version})
+	}
+	r.section("security", sel.String(), "", 0)
+	if len(targets) == 0 {
+		r.section("before", "", "", 0)
+		r.section("install", "no upgrades from the security origins", "", 0)
+		r.section("after", "", "", 0)
+		h.rebootSection(&r)
+		r.end()
+		return outcome{stdout: r.b.String(), work: h.fleet.opts.AptLatency}
+	}
+	return h.upgrade(&r, targets, false, timeout, now)
+}
+
+// upgrade writes the sections of an install (targets) or a full upgrade
+// after r's header and changes the host as apt would.
+func (h *Host) upgrade(r *report, targets []hostops.Target, full bool, timeout time.Duration, now time.Time) outcome {
+	step := "install"
+	if full {
+		step = "upgrade"
 	}
 	var names []string
 	for _, t := range targets {
 		names = append(names, t.Name)
 	}
-	var r report
-	r.line("==> patchfleet:op " + op + " 1")
 	if !full {
 		r.section("before", h.pkgLines(names), "", 0)
 	}
@@ -463,7 +509,7 @@ func (h *Host) install(targets []hostops.Target, full bool, timeout time.Duratio
 	if !full {
 		r.section("after", h.pkgLines(names), "", 0)
 	}
-	h.rebootSection(&r)
+	h.rebootSection(r)
 	r.end()
 	return outcome{stdout: r.b.String(), status: status, work: wait + h.fleet.opts.AptLatency}
 }

@@ -4,9 +4,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/patchfleet/patchfleet/events/sshx"
 )
 
 // maxScript bounds a script read from stdin; ours are a few kilobytes.
@@ -67,8 +72,8 @@ func (h *Host) handleConn(c net.Conn) {
 	}
 }
 
-// session serves one exec. Accepted commands are the ones the scanner and
-// the executor send: "sh -s" and "sudo -n sh -s" with the script on stdin.
+// session serves one exec: the command lines in README.md, with the script
+// on stdin.
 func (h *Host) session(c net.Conn, ch ssh.Channel, reqs <-chan *ssh.Request) {
 	defer h.fleet.wg.Done()
 	defer ch.Close()
@@ -92,18 +97,159 @@ func (h *Host) session(c net.Conn, ch ssh.Channel, reqs <-chan *ssh.Request) {
 	}
 }
 
-func (h *Host) exec(c net.Conn, ch ssh.Channel, command string) {
-	var out outcome
-	switch command {
+// command is what an exec asked for.
+type command struct {
+	kind  int    // cmdUnknown, cmdScript, cmdWrapped or cmdKill
+	token string // cmdWrapped, cmdKill: the run's token
+	pid   int    // cmdKill: the process group to kill
+}
+
+const (
+	cmdUnknown = iota
+	cmdScript  // sh -s: the script on stdin as is
+	cmdWrapped // the sshx wrapper: pid line first, the script in a brace group on stdin
+	cmdKill    // the sshx kill of a wrapped script's process group
+)
+
+var (
+	tokenArg = regexp.MustCompile(`PATCHFLEET_RUN=([0-9a-f]{1,64});`)
+	pidArg   = regexp.MustCompile(`^(?:sudo -n )?sh -c 'p=([0-9]{1,9});`)
+)
+
+// wrapperLine and killLine are the command lines events/sshx sends (run.go
+// there): the wrapper that runs a script in a process group of its own and
+// prints the group id, and the kill of a cancelled script's group, guarded by
+// the run's token.
+func wrapperLine(sudo bool, token string) string {
+	inner := `echo "patchfleet-pid $$ ` + token + `"; PATCHFLEET_RUN=` + token + `; export PATCHFLEET_RUN; exec sh -s`
+	cmd := "exec "
+	if sudo {
+		cmd += "sudo -n "
+	}
+	return cmd + "setsid -w sh -c " + sshx.Quote(inner)
+}
+
+func killLine(sudo bool, pid int, token string) string {
+	s := `p=` + strconv.Itoa(pid) + `; if tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -qx PATCHFLEET_RUN=` + token + `; then kill -s KILL -- -$p; fi`
+	if sudo {
+		return "sudo -n sh -c " + sshx.Quote(s)
+	}
+	return "sh -c " + sshx.Quote(s)
+}
+
+// parseCommand recognises exactly the accepted command lines: the values are
+// picked out, then the whole line must be what sshx would have sent.
+func parseCommand(s string) command {
+	switch s {
 	case "sh -s", "sh -s --", "sudo -n sh -s", "sudo -n sh -s --":
-		script, err := io.ReadAll(io.LimitReader(ch, maxScript))
-		if err != nil {
+		return command{kind: cmdScript}
+	}
+	m := tokenArg.FindStringSubmatch(s)
+	if m == nil {
+		return command{}
+	}
+	token := m[1]
+	for _, sudo := range []bool{false, true} {
+		if s == wrapperLine(sudo, token) {
+			return command{kind: cmdWrapped, token: token}
+		}
+	}
+	if p := pidArg.FindStringSubmatch(s); p != nil {
+		pid, err := strconv.Atoi(p[1])
+		for _, sudo := range []bool{false, true} {
+			if err == nil && s == killLine(sudo, pid, token) {
+				return command{kind: cmdKill, pid: pid, token: token}
+			}
+		}
+	}
+	return command{}
+}
+
+// unwrap takes the script out of the brace group sshx sends it in.
+func unwrap(stdin string) string {
+	s, ok := strings.CutPrefix(stdin, "{\n")
+	if !ok {
+		return stdin
+	}
+	return strings.TrimSuffix(s, "\n} </dev/null\n")
+}
+
+// running is a wrapped script between its pid line and its exit.
+type running struct {
+	token  string
+	killed chan struct{}
+}
+
+func (h *Host) exec(c net.Conn, ch ssh.Channel, line string) {
+	cmd := parseCommand(line)
+	var killed chan struct{}
+	switch cmd.kind {
+	case cmdUnknown:
+		h.finish(c, ch, outcome{stderr: fmt.Sprintf("sh: 1: %.80s: not found\n", line), status: 127}, nil)
+		return
+	case cmdKill:
+		h.kill(cmd.pid, cmd.token)
+		_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
+		return
+	case cmdWrapped:
+		pid, k := h.startRunning(cmd.token)
+		defer h.stopRunning(pid)
+		killed = k
+		if _, err := fmt.Fprintf(ch, "patchfleet-pid %d %s\n", pid, cmd.token); err != nil {
 			return
 		}
-		out = h.run(string(script), time.Now())
-	default:
-		out = outcome{stderr: fmt.Sprintf("sh: 1: %.80s: not found\n", command), status: 127}
 	}
+	script, err := io.ReadAll(io.LimitReader(ch, maxScript))
+	if err != nil {
+		return
+	}
+	s := string(script)
+	if cmd.kind == cmdWrapped {
+		s = unwrap(s)
+	}
+	h.finish(c, ch, h.run(s, time.Now()), killed)
+}
+
+// startRunning gives a wrapped script a process group id.
+func (h *Host) startRunning(token string) (int, chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.running == nil {
+		h.running = map[int]*running{}
+	}
+	h.lastPID++
+	pid := 1000 + h.lastPID
+	r := &running{token: token, killed: make(chan struct{})}
+	h.running[pid] = r
+	h.fleet.active.Add(1)
+	h.fleet.started.Add(1)
+	return pid, r.killed
+}
+
+func (h *Host) stopRunning(pid int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.running, pid)
+	h.fleet.active.Add(-1)
+}
+
+// kill ends the script whose group is pid if it still carries token, as the
+// guarded kill does on a real host.
+func (h *Host) kill(pid int, token string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.running[pid]
+	if r == nil || r.token != token {
+		return
+	}
+	delete(h.running, pid)
+	close(r.killed)
+}
+
+// finish sends the first line of the command's output, waits out its
+// simulated time, then sends the rest and the exit status; a killed command
+// ends with signal KILL and nothing more.
+func (h *Host) finish(c net.Conn, ch ssh.Channel, out outcome, killed <-chan struct{}) {
 	h.mu.Lock()
 	faults := h.faults
 	h.mu.Unlock()
@@ -111,7 +257,26 @@ func (h *Host) exec(c net.Conn, ch ssh.Channel, command string) {
 	if faults&FaultSlow != 0 {
 		d = time.Duration(float64(d) * h.fleet.opts.Faults.SlowFactor)
 	}
-	if d > 0 && !h.fleet.sleep(d) {
+	stdout := out.stdout
+	if faults&FaultDrop == 0 {
+		// A real script prints its report's first line before apt starts.
+		if i := strings.IndexByte(stdout, '\n'); i >= 0 {
+			if _, err := io.WriteString(ch, stdout[:i+1]); err != nil {
+				return
+			}
+			stdout = stdout[i+1:]
+		}
+	}
+	switch h.fleet.wait(d, killed) {
+	case waitClosed:
+		return
+	case waitKilled:
+		_, _ = ch.SendRequest("exit-signal", false, ssh.Marshal(struct {
+			Signal     string
+			CoreDumped bool
+			Error      string
+			Lang       string
+		}{Signal: "KILL"}))
 		return
 	}
 	if faults&FaultDrop != 0 {
@@ -119,7 +284,7 @@ func (h *Host) exec(c net.Conn, ch ssh.Channel, command string) {
 		c.Close()
 		return
 	}
-	_, _ = io.WriteString(ch, out.stdout)
+	_, _ = io.WriteString(ch, stdout)
 	if out.stderr != "" {
 		_, _ = io.WriteString(ch.Stderr(), out.stderr)
 	}

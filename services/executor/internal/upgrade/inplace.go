@@ -60,10 +60,6 @@ func (x *Exec) InPlace(ctx context.Context, hostID string) error {
 		if done || err != nil {
 			return err
 		}
-		if x.Progress.RebootFrom != "" && h.Pool == x.r.Pool {
-			// The shared connection died with the reboot: go on over a pool of our own.
-			h.Pool = x.privatePool()
-		}
 	}
 	return x.Fail(ctx, events.FailAptError, fmt.Sprintf("job did not finish within %d steps", maxSteps), "")
 }
@@ -295,15 +291,15 @@ func (x *Exec) installed(ctx context.Context, res hostops.InstallResult, what st
 	return false, x.Save(ctx)
 }
 
-// waitReboot waits for the new boot id over the job's private pool.
+// waitReboot waits for the new boot id. Every probe dials afresh: the connection from before
+// the reboot died with the host, though it may not look dead yet.
 func (x *Exec) waitReboot(ctx context.Context, h *remote.Host) error {
 	p := &x.Progress
-	probeHost := *h
-	probeHost.Pool = x.privatePool()
 	deadline := p.RebootAt.Add(x.r.Cfg.Rules.RebootTimeout)
 	x.Out.Printf("waiting for host to come back with a boot id other than %s (until %s)", p.RebootFrom, deadline.UTC().Format(time.RFC3339))
 	probe := func(ctx context.Context) (string, error) {
-		st, err := probeHost.State(ctx, nil)
+		h.Pool.Forget(h.Target)
+		st, err := h.State(ctx, nil)
 		return st.BootID, err
 	}
 	isMismatch := func(err error) bool { _, ok := remote.KeyMismatch(err); return ok }

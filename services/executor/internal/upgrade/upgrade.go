@@ -54,8 +54,7 @@ type Runner struct {
 	Store   *store.Store
 	Leases  *lease.Leases
 	Targets *remote.Targets
-	Pool    *sshx.Pool  // shared connections, one per host
-	SSH     sshx.Config // for the private pool a job uses after a reboot
+	Pool    *sshx.Pool // shared connections, one per host
 	DB      *pgxpool.Pool
 	NC      *nats.Conn // live logs; nil for none
 	Replace Replacer   // nil: replace jobs fail
@@ -158,7 +157,6 @@ func (r *Runner) Handle(ctx context.Context, m events.Meta, req events.UpgradeRe
 		return err
 	}
 	defer x.Out.Close(ctx)
-	defer x.closePrivatePool()
 	x.Out.Printf("job %s attempt %d: %s upgrade of host %s (strategy %s, reboot %s) by %s", j.ID, x.Attempt, req.Kind, req.HostID, req.Strategy, req.Reboot, r.Cfg.Executor)
 	log.Info("job started", "attempt", x.Attempt, "kind", req.Kind, "strategy", req.Strategy, "step", j.Step)
 
@@ -187,14 +185,6 @@ type Exec struct {
 	Attempt  int
 	Started  time.Time
 	Progress job.Progress
-
-	private *sshx.Pool // used after a reboot: the shared pool's connection died with the host
-}
-
-func (x *Exec) closePrivatePool() {
-	if x.private != nil {
-		x.private.Close()
-	}
 }
 
 func (x *Exec) now() time.Time { return x.r.now() }
@@ -205,20 +195,11 @@ func (x *Exec) host(ctx context.Context, hostID string) (*remote.Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	pool := x.r.Pool
-	if x.Progress.RebootFrom != "" {
-		pool = x.privatePool()
+	if x.Progress.Rebooting() {
+		// A connection from before the reboot may still look alive.
+		x.r.Pool.Forget(t)
 	}
-	return &remote.Host{Pool: pool, Target: t, Log: x.Out, Timeouts: x.r.Cfg.Timeouts}, nil
-}
-
-func (x *Exec) privatePool() *sshx.Pool {
-	if x.private == nil {
-		cfg := x.r.SSH
-		cfg.MaxConns = 2
-		x.private = sshx.NewPool(cfg)
-	}
-	return x.private
+	return &remote.Host{Pool: x.r.Pool, Target: t, Log: x.Out, Timeouts: x.r.Cfg.Timeouts}, nil
 }
 
 // Save records progress (and events announcing it).
