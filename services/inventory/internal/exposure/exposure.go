@@ -142,6 +142,38 @@ func inRange(cmp func(x, y string) (int, error), r events.VersionRange, v string
 	return true, nil
 }
 
+// Affects reports whether any of pkgs is built from the entry's source package at an affected
+// version: Packages without building the list. memo is as for Packages.
+func Affects(a events.Affected, pkgs []query.Package, memo map[string]Verdict) (bool, error) {
+	for _, p := range pkgs {
+		if p.SourceName != a.Package {
+			continue
+		}
+		v, err := verdict(a, p.SourceVersion, memo)
+		if err != nil {
+			return false, err
+		}
+		if v.Affected {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func verdict(a events.Affected, sourceVersion string, memo map[string]Verdict) (Verdict, error) {
+	if v, ok := memo[sourceVersion]; ok {
+		return v, nil
+	}
+	v, err := Check(a, sourceVersion)
+	if err != nil {
+		return Verdict{}, fmt.Errorf("%s %s: %w", a.Package, sourceVersion, err)
+	}
+	if memo != nil {
+		memo[sourceVersion] = v
+	}
+	return v, nil
+}
+
 // Packages returns the installed binaries built from the entry's source package at an affected
 // source version, each with the version that fixes it: the binary's own fixed version when the
 // advisory lists it (binNMUs and epochs make them differ), else the source's. pkgs may hold
@@ -154,15 +186,9 @@ func Packages(a events.Affected, advisoryID string, pkgs []query.Package, memo m
 		if p.SourceName != a.Package {
 			continue
 		}
-		v, ok := memo[p.SourceVersion]
-		if !ok {
-			var err error
-			if v, err = Check(a, p.SourceVersion); err != nil {
-				return nil, fmt.Errorf("%s %s: %w", a.Package, p.SourceVersion, err)
-			}
-			if memo != nil {
-				memo[p.SourceVersion] = v
-			}
+		v, err := verdict(a, p.SourceVersion, memo)
+		if err != nil {
+			return nil, err
 		}
 		if !v.Affected {
 			continue

@@ -50,7 +50,7 @@ func (s *Store) exposure(ctx context.Context, q *inventorydb.Queries, f Exposure
 	if ids == nil {
 		ids = []string{}
 	}
-	byKey, err := s.exposedSets(ctx, q, f.Entries)
+	ex, err := s.exposedSets(ctx, q, f.Entries)
 	if err != nil {
 		return nil, "", err
 	}
@@ -58,7 +58,7 @@ func (s *Store) exposure(ctx context.Context, q *inventorydb.Queries, f Exposure
 	// One query per (os, release): most advisories name one release, so usually one query.
 	type release struct{ osID, release string }
 	groups := map[release][]int64{}
-	for k := range byKey {
+	for k := range ex.hits {
 		r := release{k.osID, k.release}
 		groups[r] = append(groups[r], k.set)
 	}
@@ -70,9 +70,12 @@ func (s *Store) exposure(ctx context.Context, q *inventorydb.Queries, f Exposure
 			return nil, "", fmt.Errorf("exposed hosts on %s %s: %w", r.osID, r.release, err)
 		}
 		for _, h := range rows {
+			pkgs, err := ex.packages(setKey{h.OsID, h.OsVersionID, h.PackageSetID.Int64})
+			if err != nil {
+				return nil, "", err
+			}
 			hosts[h.ID] = &query.ExposedHost{HostID: h.ID, Name: h.Name, Fleet: h.Fleet,
-				OS:       events.OSRelease{ID: h.OsID, VersionID: h.OsVersionID, Codename: h.OsCodename},
-				Packages: slices.Clone(byKey[setKey{h.OsID, h.OsVersionID, h.PackageSetID.Int64}])}
+				OS: events.OSRelease{ID: h.OsID, VersionID: h.OsVersionID, Codename: h.OsCodename}, Packages: pkgs}
 		}
 	}
 	if err := s.exposedGems(ctx, q, f, ids, hosts); err != nil {
@@ -89,7 +92,7 @@ func (s *Store) exposure(ctx context.Context, q *inventorydb.Queries, f Exposure
 }
 
 // exposedSets judges every stored package set that holds an affected source package.
-func (s *Store) exposedSets(ctx context.Context, q *inventorydb.Queries, entries []Entry) (map[setKey][]query.ExposedPackage, error) {
+func (s *Store) exposedSets(ctx context.Context, q *inventorydb.Queries, entries []Entry) (*exposed, error) {
 	var sources []string
 	for _, e := range entries {
 		if _, ok := exposure.HostOS(e.Ecosystem); ok && !slices.Contains(sources, e.Package) {
@@ -97,7 +100,7 @@ func (s *Store) exposedSets(ctx context.Context, q *inventorydb.Queries, entries
 		}
 	}
 	if len(sources) == 0 {
-		return nil, nil
+		return &exposed{}, nil
 	}
 	sets, err := q.PackageSetIDs(ctx)
 	if err != nil {
@@ -107,34 +110,56 @@ func (s *Store) exposedSets(ctx context.Context, q *inventorydb.Queries, entries
 	if err != nil {
 		return nil, err
 	}
-	out := map[setKey][]query.ExposedPackage{}
-	for _, e := range entries {
+	// Phase one only decides which sets are exposed (no allocation per package); the page's
+	// few sets get their package lists afterwards, in exposedPackages.
+	ex := &exposed{bySource: bySource, entries: entries, memos: make([]map[string]exposure.Verdict, len(entries)),
+		hits: map[setKey][]int{}}
+	for i, e := range entries {
 		osID, ok := exposure.HostOS(e.Ecosystem)
 		if !ok {
 			continue
 		}
-		memo := map[string]exposure.Verdict{}
+		ex.memos[i] = map[string]exposure.Verdict{}
 		for set, pkgs := range bySource[e.Package] {
-			exposed, err := exposure.Packages(e.Affected, e.AdvisoryID, pkgs, memo)
+			hit, err := exposure.Affects(e.Affected, pkgs, ex.memos[i])
 			if err != nil {
 				return nil, fmt.Errorf("exposure to %s: %w", e.AdvisoryID, err)
 			}
-			if len(exposed) > 0 {
+			if hit {
 				k := setKey{osID, e.Release, set}
-				out[k] = append(out[k], exposed...)
+				ex.hits[k] = append(ex.hits[k], i)
 			}
 		}
 	}
-	for k, ps := range out {
-		slices.SortFunc(ps, func(a, b query.ExposedPackage) int {
-			return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.Arch, b.Arch), strings.Compare(a.AdvisoryID, b.AdvisoryID))
-		})
-		out[k] = ps
+	return ex, nil
+}
+
+// exposed is what phase one found: for each exposed (os, release, set), the entries that
+// expose it.
+type exposed struct {
+	bySource map[string]map[int64][]query.Package
+	entries  []Entry
+	memos    []map[string]exposure.Verdict
+	hits     map[setKey][]int
+}
+
+// packages lists the exposed packages of one set, sorted.
+func (ex *exposed) packages(k setKey) ([]query.ExposedPackage, error) {
+	var out []query.ExposedPackage
+	for _, i := range ex.hits[k] {
+		e := ex.entries[i]
+		ps, err := exposure.Packages(e.Affected, e.AdvisoryID, ex.bySource[e.Package][k.set], ex.memos[i])
+		if err != nil {
+			return nil, fmt.Errorf("exposure to %s: %w", e.AdvisoryID, err)
+		}
+		out = append(out, ps...)
 	}
+	slices.SortFunc(out, func(a, b query.ExposedPackage) int {
+		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.Arch, b.Arch), strings.Compare(a.AdvisoryID, b.AdvisoryID))
+	})
 	return out, nil
 }
 
-// exposedGems adds hosts whose Rails version a rubygems entry affects, up to one page.
 func (s *Store) exposedGems(ctx context.Context, q *inventorydb.Queries, f ExposureFilter, ids []string, hosts map[string]*query.ExposedHost) error {
 	var gems []Entry
 	for _, e := range f.Entries {
