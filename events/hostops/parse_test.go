@@ -215,3 +215,44 @@ func TestParsePackageLine(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSecurityUpgradeCaptured(t *testing.T) {
+	r, err := ParseSecurityUpgrade(readTestdata(t, "security-upgrade.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, "security-upgrade.txt", r.Report)
+	var got []string
+	for _, u := range r.Selected {
+		got = append(got, u.Name+" "+u.From+" "+u.To+" "+u.Releases)
+	}
+	slices.Sort(got)
+	want := []string{"libpfdemo1 1.0 1.1 Debian-Security:stable-security", "pf-demo 1.0 1.1 Debian-Security:stable-security",
+		"pf-libdemo-bin 1.0 1.1 Debian-Security:stable-security"}
+	if !slices.Equal(got, want) {
+		t.Errorf("selected %q, want %q", got, want)
+	}
+	if r.List.Status != 0 || r.Apt.Status != 0 || len(r.Apt.Changes) != 3 || r.BeforeVersion("pf-demo") != "1.0" || r.AfterVersion("pf-demo") != "1.1" {
+		t.Errorf("list %+v apt %+v", r.List, r.Apt)
+	}
+	if !r.RebootRequired || !slices.Equal(r.RebootPackages, []string{"pf-demo"}) {
+		t.Errorf("reboot-required %t %q", r.RebootRequired, r.RebootPackages)
+	}
+
+	r, err = ParseSecurityUpgrade(readTestdata(t, "security-upgrade-none.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, "security-upgrade-none.txt", r.Report)
+	if len(r.Selected) != 0 || !r.Apt.Ran || r.Apt.Status != 0 || len(r.Apt.Changes) != 0 || len(r.Before) != 0 {
+		t.Errorf("nothing to do: %+v", r)
+	}
+
+	// A failed listing installs nothing and says why.
+	r, err = ParseSecurityUpgrade([]byte("==> patchfleet:op security-upgrade 1\n==> patchfleet:section security\n==> patchfleet:stderr\n" +
+		"E: The package lists or status file could not be parsed or opened.\n==> patchfleet:status 100\n" +
+		"==> patchfleet:section reboot-required\nno\n==> patchfleet:status 0\n==> patchfleet:end\n"))
+	if err != nil || r.List.Status != 100 || len(r.List.Errors) != 1 || r.Apt.Ran {
+		t.Errorf("failed listing: %v %+v", err, r)
+	}
+}

@@ -13,7 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -74,6 +77,13 @@ type Config struct {
 	// MaxAttempts: attempts that gave up that way before the job fails unreachable (default 3).
 	TransportRetries int
 	MaxAttempts      int
+
+	// DBMaxConns bounds the PostgreSQL pool (pgxpool MaxConns). Every job in flight saves its
+	// progress, renews its host lease and flushes its log, each briefly; the outbox relay
+	// holds one connection for LISTEN. Default: Concurrency/4 + 4, between 8 and 32. A
+	// pool_max_conns already in the database URL is kept unless this is set.
+	DBMaxConns    int
+	dbMaxConnsSet bool // DBMaxConns was given, not defaulted
 }
 
 func (c *Config) defaults() {
@@ -111,6 +121,10 @@ func (c *Config) defaults() {
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 3
 	}
+	c.dbMaxConnsSet = c.DBMaxConns != 0
+	if c.DBMaxConns == 0 {
+		c.DBMaxConns = DefaultDBMaxConns(c.Concurrency)
+	}
 	if c.InstanceID == "" {
 		host, _ := os.Hostname()
 		b := make([]byte, 4)
@@ -134,10 +148,47 @@ func (c Config) Validate() error {
 	if c.AckWait != 0 && c.AckWait < 3*time.Second {
 		errs = append(errs, errors.New("PATCHFLEET_EXECUTOR_ACK_WAIT must be at least 3s (heartbeats go every third of it)"))
 	}
+	if c.DBMaxConns < 0 || c.DBMaxConns > 1000 {
+		errs = append(errs, fmt.Errorf("PATCHFLEET_EXECUTOR_DB_MAX_CONNS %d: want 1 to 1000", c.DBMaxConns))
+	}
 	if c.MinFreeKB < 0 {
 		errs = append(errs, errors.New("PATCHFLEET_EXECUTOR_MIN_FREE_KB must not be negative"))
 	}
 	return errors.Join(append(errs, c.Common.Validate())...)
+}
+
+// DefaultDBMaxConns is the pool size for a concurrency: a quarter of the jobs holding a
+// connection at once is far more than they do (their queries take milliseconds between
+// SSH commands that take seconds), plus room for the outbox relay, consumer and API.
+func DefaultDBMaxConns(concurrency int) int {
+	return min(32, max(8, concurrency/4+4))
+}
+
+// withPoolMaxConns sets pgxpool's pool_max_conns in a database URL or keyword/value
+// connection string (service.Start hands it to pgxpool.ParseConfig). An existing setting is
+// kept unless override.
+func withPoolMaxConns(dsn string, n int, override bool) (string, error) {
+	if n <= 0 {
+		return dsn, nil
+	}
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return "", errors.New("database URL does not parse") // the URL may hold a password: not quoted
+		}
+		q := u.Query()
+		if q.Has("pool_max_conns") && !override {
+			return dsn, nil
+		}
+		q.Set("pool_max_conns", strconv.Itoa(n))
+		u.RawQuery = q.Encode()
+		return u.String(), nil
+	}
+	if strings.TrimSpace(dsn) == "" || strings.Contains(dsn, "pool_max_conns=") && !override {
+		return dsn, nil
+	}
+	// In a keyword/value string the last setting wins.
+	return dsn + " pool_max_conns=" + strconv.Itoa(n), nil
 }
 
 // Run runs the service until ctx ends.
@@ -146,7 +197,12 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("executor config: %w", err)
 	}
-	svc, err := service.Start(ctx, service.Config{Common: cfg.Common, Name: Name, Schema: executordb.Schema, Migrations: executordb.Migrations}, logger)
+	var err error
+	common := cfg.Common
+	if common.DatabaseURL, err = withPoolMaxConns(common.DatabaseURL, cfg.DBMaxConns, cfg.dbMaxConnsSet); err != nil {
+		return fmt.Errorf("executor config: %w", err)
+	}
+	svc, err := service.Start(ctx, service.Config{Common: common, Name: Name, Schema: executordb.Schema, Migrations: executordb.Migrations}, logger)
 	if err != nil {
 		return err
 	}
@@ -183,7 +239,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	events.On(c, r.Handle)
 	svc.Go("dead-letters", func(ctx context.Context) error { return deadLetters(ctx, svc.JS, r) })
 	(&api.API{Store: r.Store, DB: svc.Pool}).Mount(svc.Ops)
-	svc.Logger.Info("executor ready", "instance", cfg.InstanceID, "concurrency", cfg.Concurrency)
+	svc.Logger.Info("executor ready", "instance", cfg.InstanceID, "concurrency", cfg.Concurrency, "db_max_conns", svc.Pool.Config().MaxConns)
 	return svc.Run(ctx)
 }
 

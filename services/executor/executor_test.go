@@ -292,3 +292,40 @@ func TestNoSSHCredentialsFailJobsWithAClearReason(t *testing.T) {
 		t.Errorf("message %q does not say that no key is configured", f.Message)
 	}
 }
+
+func TestSecurityJobWithoutPackagesAppliesEverySecurityUpdateAndNothingElse(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 3})
+	host := e.fleet.Hosts()[2] // debian12-docker: docker-ce and base-files have non-security updates
+	docker, base := host.PackageVersion("docker-ce"), host.PackageVersion("base-files")
+	e.run("a", nil)
+	req := e.job(2, func(r *events.UpgradeRequested) { r.Packages = nil; r.ConfigureUnattended = true })
+	c := e.mustComplete(req.JobID, 60*time.Second)
+	got := map[string]string{}
+	for _, p := range c.Packages {
+		got[p.Name] = p.Before + " -> " + p.After
+	}
+	for _, n := range []string{"openssl", "libssl3", "libc6"} {
+		if !strings.HasSuffix(got[n], " -> "+host.PackageVersion(n)) || strings.HasPrefix(got[n], host.PackageVersion(n)) {
+			t.Errorf("%s: reported %q, host has %s: want a security upgrade", n, got[n], host.PackageVersion(n))
+		}
+	}
+	if host.PackageVersion("openssl") != fixed {
+		t.Errorf("openssl is %s, want %s", host.PackageVersion("openssl"), fixed)
+	}
+	if host.PackageVersion("docker-ce") != docker || host.PackageVersion("base-files") != base {
+		t.Errorf("non-security updates applied: docker-ce %s (was %s), base-files %s (was %s)",
+			host.PackageVersion("docker-ce"), docker, host.PackageVersion("base-files"), base)
+	}
+	if _, ok := got["docker-ce"]; ok {
+		t.Errorf("docker-ce reported as changed: %+v", c.Packages)
+	}
+	if !c.RebootPending {
+		t.Errorf("libc6 asked for a reboot; completed %+v", c)
+	}
+	log := e.jobLog(req.JobID)
+	for _, s := range []string{"==> patchfleet:op security-upgrade", "security upgrades selected", "==> patchfleet:op unattended"} {
+		if !strings.Contains(log, s) {
+			t.Errorf("job log lacks %q", s)
+		}
+	}
+}

@@ -13,6 +13,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -599,4 +601,115 @@ func findPkg(ps []hostops.PackageState, name string) (hostops.PackageState, bool
 		}
 	}
 	return hostops.PackageState{}, false
+}
+
+// TestHostopsSecurityUpgradeTakesOnlySecurityOrigins: besides the fleet's
+// repository (labelled like Debian's security archive), the host gets an
+// ordinary one (labelled like the main archive) with a newer pf-ordinary and
+// a pf-conf newer than the security fix. The op upgrades exactly the packages
+// whose candidate comes from the security repository.
+func TestHostopsSecurityUpgradeTakesOnlySecurityOrigins(t *testing.T) {
+	ctx := hostopsContext(t)
+	fleet := testfleet.New(t, 1)
+	h := fleet.Hosts()[0]
+	ordinary := []testfleet.Package{
+		{Name: "pf-ordinary", Version: "1.0", Description: "Patchfleet package from an ordinary origin",
+			Files: []testfleet.File{{Path: "/usr/share/pf-ordinary/version", Data: "1.0\n"}}},
+		{Name: "pf-ordinary", Version: "1.1", Description: "Patchfleet package from an ordinary origin",
+			Files: []testfleet.File{{Path: "/usr/share/pf-ordinary/version", Data: "1.1\n"}}},
+		{Name: "pf-conf", Version: "1.2", Description: "Patchfleet package with a conffile",
+			Files: []testfleet.File{{Path: "/etc/pf-conf.conf", Data: "setting = default-1.2\n"}}, Conffiles: []string{"/etc/pf-conf.conf"}},
+	}
+	writeOrdinaryRepo(ctx, t, filepath.Join(fleet.Repository().Dir(), "ordinary"), ordinary)
+	if _, err := h.MustRun(ctx, "echo 'deb [trusted=yes] file:"+testfleet.RepoPath+"/ordinary ./' >/etc/apt/sources.list.d/pf-ordinary.list"); err != nil {
+		t.Fatal(err)
+	}
+	hostopsAptUpdate(ctx, t, h)
+	if out, err := h.MustRun(ctx, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q pf-ordinary=1.0"); err != nil {
+		t.Fatalf("install pf-ordinary 1.0: %v\n%s", err, out)
+	}
+	// pf-broken's update fails by design; a held package is left alone.
+	if err := h.HoldPackage(ctx, "pf-broken"); err != nil {
+		t.Fatal(err)
+	}
+
+	res := hostopsRun(ctx, t, h, hostops.SecurityUpgradeScript(30*time.Second))
+	hostopsSave(t, "security-upgrade", res)
+	sr, err := hostops.ParseSecurityUpgrade(res.Stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitStatus != 0 || !sr.Complete || len(sr.Problems) > 0 || sr.List.Status != 0 || sr.Apt.Status != 0 {
+		t.Fatalf("security-upgrade: exit %d, problems %q\n%s%s", res.ExitStatus, sr.Problems, res.Stdout, res.Stderr)
+	}
+	var selected []string
+	for _, u := range sr.Selected {
+		selected = append(selected, u.Name+" "+u.From+" "+u.To)
+		if !strings.Contains(u.Releases, "Debian-Security") {
+			t.Errorf("%s selected from %q", u.Name, u.Releases)
+		}
+	}
+	slices.Sort(selected)
+	want := []string{"libpfdemo1 1.0 1.1", "pf-demo 1.0 1.1", "pf-libdemo-bin 1.0 1.1"}
+	if !slices.Equal(selected, want) {
+		t.Errorf("selected %q, want %q", selected, want)
+	}
+	for _, n := range []string{"libpfdemo1", "pf-demo", "pf-libdemo-bin"} {
+		if sr.BeforeVersion(n) != "1.0" || sr.AfterVersion(n) != "1.1" {
+			t.Errorf("%s: before %q after %q, want 1.0 -> 1.1", n, sr.BeforeVersion(n), sr.AfterVersion(n))
+		}
+	}
+	if !sr.RebootRequired || !slices.Contains(sr.RebootPackages, "pf-demo") {
+		t.Errorf("reboot-required %t %q, want pf-demo's", sr.RebootRequired, sr.RebootPackages)
+	}
+	st := hostopsState(ctx, t, h, "pf-ordinary", "pf-conf", "pf-broken", "pf-demo")
+	for name, v := range map[string]string{"pf-ordinary": "1.0", "pf-conf": "1.0", "pf-broken": "1.0", "pf-demo": "1.1"} {
+		if p, _ := st.Package(name); p.Version != v || !p.Installed {
+			t.Errorf("%s after the security upgrade: %+v, want %s", name, p, v)
+		}
+	}
+
+	// Nothing is left to take from the security origins.
+	res = hostopsRun(ctx, t, h, hostops.SecurityUpgradeScript(30*time.Second))
+	hostopsSave(t, "security-upgrade-none", res)
+	sr, err = hostops.ParseSecurityUpgrade(res.Stdout)
+	if err != nil || res.ExitStatus != 0 || len(sr.Selected) != 0 || len(sr.Apt.Changes) != 0 || len(sr.Problems) > 0 {
+		t.Errorf("second security-upgrade: exit %d, %v, %+v", res.ExitStatus, err, sr)
+	}
+}
+
+// writeOrdinaryRepo writes a flat repository whose Release is labelled like
+// Debian's main archive, not its security archive.
+func writeOrdinaryRepo(ctx context.Context, t *testing.T, dir string, pkgs []testfleet.Package) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, "pool"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var stanzas []string
+	for _, p := range pkgs {
+		path, err := testfleet.BuildDeb(ctx, p, filepath.Join(dir, "pool"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stanzas = append(stanzas, p.IndexStanza("pool/"+filepath.Base(path), data))
+	}
+	packages := []byte(strings.Join(stanzas, "\n"))
+	md, sh := md5.Sum(packages), sha256.Sum256(packages)
+	release := fmt.Sprintf("Origin: Debian\nLabel: Debian\nSuite: stable\nCodename: bookworm\nDate: %s\nArchitectures: all\n"+
+		"Description: ordinary (non-security) test repository\nMD5Sum:\n %x %d Packages\nSHA256:\n %x %d Packages\n",
+		time.Now().UTC().Format(time.RFC1123), md, len(packages), sh, len(packages))
+	for name, data := range map[string][]byte{"Packages": packages, "Release": []byte(release)} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "pool")} {
+		if err := os.Chmod(d, 0o755); err != nil { // apt reads as _apt
+			t.Fatal(err)
+		}
+	}
 }

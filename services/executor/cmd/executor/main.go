@@ -33,6 +33,7 @@ func main() {
 		RebootTimeout:  env.Duration("PATCHFLEET_EXECUTOR_REBOOT_TIMEOUT", 0),
 		RebootDelay:    env.Duration("PATCHFLEET_EXECUTOR_REBOOT_DELAY", 0),
 		MinFreeKB:      int64(env.Int("PATCHFLEET_EXECUTOR_MIN_FREE_KB", 0)),
+		DBMaxConns:     env.Int("PATCHFLEET_EXECUTOR_DB_MAX_CONNS", 0),
 	}
 	if err := errors.Join(env.Err(), cfg.Validate()); err != nil {
 		fmt.Fprintf(os.Stderr, "executor: bad configuration:\n%v\n", err)

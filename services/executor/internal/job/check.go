@@ -20,11 +20,9 @@ func Check(req events.UpgradeRequested) error {
 	var errs []error
 	switch req.Kind {
 	case events.KindSecurity:
-		if len(req.Packages) == 0 {
-			// Listing what apt would take from the security origins needs a hostops op that
-			// does not exist yet; refusing is better than guessing with a full upgrade.
-			errs = append(errs, errors.New("a security job must name its packages (on-demand security upgrades without a list are not supported yet)"))
-		}
+		// Without packages it is "apply security upgrades": every pending update from the
+		// host's security origins (op security-upgrade), nothing from the request reaches
+		// the script.
 		var targets []hostops.Target
 		for _, t := range req.Packages {
 			targets = append(targets, hostops.Target{Name: t.Name})

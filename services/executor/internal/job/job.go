@@ -111,6 +111,7 @@ const (
 	AptUpdate
 	Install
 	FullUpgrade
+	SecurityUpgrade // every pending update from the security origins (security job without packages)
 	Docker
 	Unattended
 	AlreadyFixed // every requested package is already at or above its minimum: nothing to install
@@ -120,7 +121,7 @@ const (
 	Complete
 )
 
-var actionNames = [...]string{"fail", "repair", "apt-update", "install", "full-upgrade", "docker",
+var actionNames = [...]string{"fail", "repair", "apt-update", "install", "full-upgrade", "security-upgrade", "docker",
 	"unattended", "already-fixed", "health", "reboot", "wait-reboot", "complete"}
 
 func (a Action) String() string {
@@ -182,6 +183,9 @@ func Next(req events.UpgradeRequested, p Progress, o Observation, r Rules, now t
 			return Decision{Action: Docker}
 		case events.KindUnattended:
 			return Decision{Action: Unattended}
+		}
+		if len(req.Packages) == 0 {
+			return Decision{Action: SecurityUpgrade}
 		}
 		return Decision{Action: Install}
 	}

@@ -66,6 +66,9 @@ func TestNext(t *testing.T) {
 		{"never reboots twice: rebooted and reboot-required again completes", sec, Progress{Installed: true, RebootFrom: "b1", RebootedTo: "b2"}, obs(func(o *Observation) { o.BootID = "b2"; o.Packages = fixedV; o.RebootRequired = true }), Complete, ""},
 		{"health check after the reboot", with(func(r *events.UpgradeRequested) { r.HealthCheck = "true" }), Progress{Installed: true, HealthUpgrade: true, RebootFrom: "b1", RebootedTo: "b2"}, obs(func(o *Observation) { o.BootID = "b2"; o.Packages = fixedV }), Health, ""},
 		{"configure unattended after a security upgrade", with(func(r *events.UpgradeRequested) { r.ConfigureUnattended = true }), installed, obs(func(o *Observation) { o.Packages = fixedV }), Unattended, ""},
+		{"security without packages upgrades from the security origins", with(func(r *events.UpgradeRequested) { r.Packages = nil }), Progress{Updated: true}, host, SecurityUpgrade, ""},
+		{"security without packages updates the lists first", with(func(r *events.UpgradeRequested) { r.Packages = nil }), Progress{BootID: "b1"}, host, AptUpdate, ""},
+		{"security without packages, installed, configures unattended", with(func(r *events.UpgradeRequested) { r.Packages = nil; r.ConfigureUnattended = true }), installed, host, Unattended, ""},
 		{"full upgrade", with(func(r *events.UpgradeRequested) { r.Kind = events.KindFull; r.Packages = nil }), Progress{Updated: true}, host, FullUpgrade, ""},
 		{"unattended needs no apt-get update", with(func(r *events.UpgradeRequested) { r.Kind = events.KindUnattended; r.Packages = nil }), Progress{}, host, Unattended, ""},
 		{"docker", with(func(r *events.UpgradeRequested) { r.Kind = events.KindDocker; r.Packages = nil }), Progress{Updated: true}, host, Docker, ""},
@@ -87,12 +90,16 @@ func TestCheckRejectsWhatMustNeverReachAHost(t *testing.T) {
 	if err := Check(ok); err != nil {
 		t.Fatalf("valid job refused: %v", err)
 	}
+	all := ok
+	all.Packages = nil
+	if err := Check(all); err != nil {
+		t.Fatalf("security job without packages (apply security upgrades) refused: %v", err)
+	}
 	bad := map[string]func(*events.UpgradeRequested){
-		"injection in a name":   func(r *events.UpgradeRequested) { r.Packages[0].Name = "openssl;reboot" },
-		"option as a name":      func(r *events.UpgradeRequested) { r.Packages[0].Name = "-oAPT::x" },
-		"bad version":           func(r *events.UpgradeRequested) { r.Packages[0].MinVersion = "1.0; rm -rf /" },
-		"security without list": func(r *events.UpgradeRequested) { r.Packages = nil },
-		"health with control":   func(r *events.UpgradeRequested) { r.HealthCheck = "true\x1b[2J" },
+		"injection in a name": func(r *events.UpgradeRequested) { r.Packages[0].Name = "openssl;reboot" },
+		"option as a name":    func(r *events.UpgradeRequested) { r.Packages[0].Name = "-oAPT::x" },
+		"bad version":         func(r *events.UpgradeRequested) { r.Packages[0].MinVersion = "1.0; rm -rf /" },
+		"health with control": func(r *events.UpgradeRequested) { r.HealthCheck = "true\x1b[2J" },
 		"docker non-docker pkg": func(r *events.UpgradeRequested) {
 			r.Kind = events.KindDocker
 			r.Components = []events.Component{{Name: "openssl", Version: "1"}}

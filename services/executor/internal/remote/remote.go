@@ -201,6 +201,19 @@ func (h *Host) FullUpgrade(ctx context.Context) (hostops.InstallResult, error) {
 	return r, incomplete(hostops.OpFullUpgrade, r.Report)
 }
 
+// SecurityUpgrade runs op security-upgrade.
+func (h *Host) SecurityUpgrade(ctx context.Context) (hostops.SecurityUpgradeResult, error) {
+	out, err := h.run(ctx, hostops.OpSecurityUpgrade, hostops.SecurityUpgradeScript(h.Timeouts.Lock), h.aptTimeout(), false)
+	if err != nil {
+		return hostops.SecurityUpgradeResult{}, err
+	}
+	r, err := hostops.ParseSecurityUpgrade(out)
+	if err != nil {
+		return r, &OpError{Op: hostops.OpSecurityUpgrade, Err: err}
+	}
+	return r, incomplete(hostops.OpSecurityUpgrade, r.Report)
+}
+
 // Unattended runs op unattended.
 func (h *Host) Unattended(ctx context.Context, autoReboot bool) (hostops.UnattendedResult, error) {
 	out, err := h.run(ctx, hostops.OpUnattended, hostops.UnattendedScript(autoReboot, h.Timeouts.Lock), h.aptTimeout(), false)

@@ -158,6 +158,24 @@ func (x *Exec) step(ctx context.Context, h *remote.Host, d job.Decision, o job.O
 		}
 		return x.installed(ctx, res, "apt-get dist-upgrade")
 
+	case job.SecurityUpgrade:
+		res, err := h.SecurityUpgrade(ctx)
+		if err != nil {
+			return opErr("security-upgrade", err)
+		}
+		if res.List.Status != 0 {
+			return true, x.Fail(ctx, events.FailAptError, "listing the upgrades from the security origins failed: "+aptSummary(res.List), res.List.Output())
+		}
+		var names []string
+		for _, u := range res.Selected {
+			names = append(names, u.Name+" "+u.To)
+		}
+		x.Out.Printf("security upgrades selected: %d %s", len(names), strings.Join(names, ", "))
+		for _, c := range res.Apt.Changes {
+			p.Changes = append(p.Changes, events.PackageResult{Name: c.Name, Before: c.From, After: c.To})
+		}
+		return x.installed(ctx, res.InstallResult, "apt-get install (security upgrades)")
+
 	case job.Docker:
 		pins, weave := job.DockerPins(x.Req)
 		start := x.now()
