@@ -87,7 +87,7 @@ func runRelay(b *testing.B, e *env) {
 func BenchmarkIngestDump50k(b *testing.B) {
 	path := syntheticDump(b)
 	var total int
-	var elapsed time.Duration
+	var elapsed, stored time.Duration
 	var peak float64
 	for range b.N {
 		b.StopTimer()
@@ -104,6 +104,7 @@ func BenchmarkIngestDump50k(b *testing.B) {
 		if st.Published != dumpRecords {
 			b.Fatalf("published %d, want %d (%+v)", st.Published, dumpRecords, st)
 		}
+		stored += time.Since(start)
 		for streamCount(b, e) < dumpRecords {
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -112,6 +113,9 @@ func BenchmarkIngestDump50k(b *testing.B) {
 		total += st.Read
 	}
 	b.ReportMetric(float64(total)/elapsed.Seconds(), "records/s")
+	// Stored: read, parsed and committed (with the outbox rows); the rest of the time is
+	// the relay catching up.
+	b.ReportMetric(float64(total)/stored.Seconds(), "stored-records/s")
 	b.ReportMetric(peak, "peak-heap-MiB")
 }
 

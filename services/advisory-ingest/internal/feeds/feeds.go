@@ -68,13 +68,12 @@ func (r *Reader) ReadPath(ctx context.Context, f Feed) (pipeline.Stats, error) {
 	}
 	b := r.Pipeline.Batch(f.Location)
 	yield, bad := collect(ctx, b)
-	if err := source.ReadPath(ctx, f.Location, opts, yield, bad); err != nil {
-		return b.Stats, err
+	err = source.ReadPath(ctx, f.Location, opts, yield, bad)
+	// What was read before a failure is kept.
+	if ferr := b.Flush(ctx); err == nil {
+		err = ferr
 	}
-	if err := b.Flush(ctx); err != nil {
-		return b.Stats, err
-	}
-	return b.Stats, nil
+	return b.Stats, err
 }
 
 // Poll makes one conditional request for a URL feed, from the stored validators, and
@@ -92,8 +91,8 @@ func (r *Reader) Poll(ctx context.Context, p *source.Poller, f Feed) (changed bo
 	b := r.Pipeline.Batch(f.Location)
 	yield, bad := collect(ctx, b)
 	changed, err = p.Poll(ctx, yield, bad)
-	if err == nil {
-		err = b.Flush(ctx)
+	if ferr := b.Flush(ctx); err == nil {
+		err = ferr
 	}
 	if err != nil {
 		p.SetState(st0.ETag, st0.LastModified)

@@ -6,9 +6,10 @@
 package osv
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"regexp"
 	"strings"
 	"time"
@@ -17,20 +18,30 @@ import (
 	"github.com/patchfleet/patchfleet/services/advisory-ingest/internal/advisory"
 )
 
+// decodeOptions keep encoding/json's leniency where real feeds need it (duplicate keys,
+// invalid UTF-8 replaced, keys matched case-insensitively); the decoder is
+// github.com/go-json-experiment/json, the reference implementation of encoding/json/v2, which
+// decodes in one pass where encoding/json validates the whole record first.
+var decodeOptions = json.JoinOptions(
+	jsontext.AllowDuplicateNames(true),
+	jsontext.AllowInvalidUTF8(true),
+	json.MatchCaseInsensitiveNames(true),
+)
+
 type record struct {
-	ID               string          `json:"id"`
-	Modified         string          `json:"modified"`
-	Published        string          `json:"published"`
-	Withdrawn        string          `json:"withdrawn"`
-	Aliases          []string        `json:"aliases"`
-	Related          []string        `json:"related"`
-	Upstream         []string        `json:"upstream"`
-	Summary          string          `json:"summary"`
-	Details          string          `json:"details"`
-	Severity         []severity      `json:"severity"`
-	Affected         []affected      `json:"affected"`
-	References       []reference     `json:"references"`
-	DatabaseSpecific json.RawMessage `json:"database_specific"`
+	ID               string         `json:"id"`
+	Modified         string         `json:"modified"`
+	Published        string         `json:"published"`
+	Withdrawn        string         `json:"withdrawn"`
+	Aliases          []string       `json:"aliases"`
+	Related          []string       `json:"related"`
+	Upstream         []string       `json:"upstream"`
+	Summary          string         `json:"summary"`
+	Details          string         `json:"details"`
+	Severity         []severity     `json:"severity"`
+	Affected         []affected     `json:"affected"`
+	References       []reference    `json:"references"`
+	DatabaseSpecific jsontext.Value `json:"database_specific"`
 }
 
 type severity struct {
@@ -50,11 +61,11 @@ type affected struct {
 		// purl is not used: real feeds carry malformed ones
 		// ("?arch=src?distro=jammy"), and package.name says the same.
 	} `json:"package"`
-	Severity          []severity      `json:"severity"`
-	Ranges            []rangeJSON     `json:"ranges"`
-	Versions          []string        `json:"versions"`
-	EcosystemSpecific json.RawMessage `json:"ecosystem_specific"`
-	DatabaseSpecific  json.RawMessage `json:"database_specific"`
+	Severity          []severity     `json:"severity"`
+	Ranges            []rangeJSON    `json:"ranges"`
+	Versions          []string       `json:"versions"`
+	EcosystemSpecific jsontext.Value `json:"ecosystem_specific"`
+	DatabaseSpecific  jsontext.Value `json:"database_specific"`
 }
 
 type rangeJSON struct {
@@ -64,35 +75,30 @@ type rangeJSON struct {
 
 // ecosystemSpecific is Ubuntu's per-package block.
 type ecosystemSpecific struct {
-	Binaries       []binaries `json:"binaries"`
-	UbuntuPriority string     `json:"ubuntu_priority"`
+	Binaries       []map[string]string `json:"binaries"`
+	UbuntuPriority string              `json:"ubuntu_priority"`
 }
 
-// binaries is one element of Ubuntu's binaries list, which comes in two
-// shapes: {"binary_name": n, "binary_version": v} (current) and
-// {"name1": v1, "name2": v2} (older records).
-type binaries []events.BinaryPackage
-
-func (b *binaries) UnmarshalJSON(data []byte) error {
-	// Both shapes are string maps: one decode, then look at the keys.
-	var m map[string]string
-	if err := json.Unmarshal(data, &m); err != nil {
-		return err
+// binaries lists Ubuntu's binary packages. Each element comes in one of two shapes,
+// {"binary_name": n, "binary_version": v} (current) and {"name1": v1, "name2": v2} (older
+// records); both are string maps, decoded as such in the record's own pass.
+func binaries(list []map[string]string) []events.BinaryPackage {
+	var out []events.BinaryPackage
+	for _, m := range list {
+		if name, ok := m["binary_name"]; ok {
+			out = append(out, events.BinaryPackage{Name: name, Version: m["binary_version"]})
+			continue
+		}
+		for name, version := range m {
+			out = append(out, events.BinaryPackage{Name: name, Version: version})
+		}
 	}
-	if name, ok := m["binary_name"]; ok {
-		*b = binaries{{Name: name, Version: m["binary_version"]}}
-		return nil
-	}
-	*b = make(binaries, 0, len(m))
-	for name, version := range m {
-		*b = append(*b, events.BinaryPackage{Name: name, Version: version})
-	}
-	return nil
+	return out
 }
 
 // databaseSpecific holds GitHub's severity and Ubuntu's per-CVE severities.
 type databaseSpecific struct {
-	Severity json.RawMessage `json:"severity"`
+	Severity jsontext.Value `json:"severity"`
 	CVEsMap  struct {
 		CVEs []struct {
 			ID       string     `json:"id"`
@@ -107,7 +113,7 @@ type databaseSpecific struct {
 func Parse(data []byte) (advisory.Advisory, error) {
 	var r record
 	// Unmarshal, not a Decoder: it refuses anything after the record.
-	if err := json.Unmarshal(data, &r); err != nil {
+	if err := json.Unmarshal(data, &r, decodeOptions); err != nil {
 		return advisory.Advisory{}, fmt.Errorf("osv record %s: decode: %w", idHint(data), err)
 	}
 	a, err := normalise(r)
@@ -252,12 +258,10 @@ func convert(af affected) (out events.Affected, priority, note string, err error
 	out.FixedVersion = advisory.HighestFixed(eco, out.Ranges)
 	if len(af.EcosystemSpecific) > 0 && eco == events.EcosystemUbuntu {
 		var es ecosystemSpecific
-		if err := json.Unmarshal(af.EcosystemSpecific, &es); err != nil {
+		if err := json.Unmarshal(af.EcosystemSpecific, &es, decodeOptions); err != nil {
 			return events.Affected{}, "", "", fmt.Errorf("ecosystem_specific: %w", err)
 		}
-		for _, b := range es.Binaries {
-			out.Binaries = append(out.Binaries, b...)
-		}
+		out.Binaries = binaries(es.Binaries)
 		priority = es.UbuntuPriority
 	}
 	return out, priority, "", nil
@@ -391,18 +395,18 @@ func (s *severities) priority(p string) {
 
 // database reads severities from database_specific, which is free-form: a
 // shape we do not expect is noted, never a reason to drop the record.
-func (s *severities) database(raw json.RawMessage, notes *[]string) {
+func (s *severities) database(raw jsontext.Value, notes *[]string) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return
 	}
 	var db databaseSpecific
-	if err := json.Unmarshal(raw, &db); err != nil {
+	if err := json.Unmarshal(raw, &db, decodeOptions); err != nil {
 		*notes = append(*notes, fmt.Sprintf("database_specific ignored: %v", err))
 		return
 	}
 	if len(db.Severity) > 0 {
 		var label string
-		if json.Unmarshal(db.Severity, &label) == nil && label != "" {
+		if json.Unmarshal(db.Severity, &label, decodeOptions) == nil && label != "" {
 			if got := advisory.FromGitHub(label); got != events.SeverityUnknown {
 				s.github, s.githubRaw = got, label
 			}

@@ -231,13 +231,13 @@ func TestBadRecords(t *testing.T) {
 	}{
 		{"semicolon version", strings.Replace(good, "%s", `"1.0;reboot"`, 1), `osv record USN-1-1: advisory USN-1-1: affected[0] ubuntu 22.04 bash: fixed version: invalid version "1.0;reboot"`},
 		{"command substitution", strings.Replace(good, "%s", `"1.0$(id)"`, 1), `invalid version "1.0$(id)"`},
-		{"wrong type", strings.Replace(good, "%s", `12`, 1), `osv record USN-1-1: decode: json: cannot unmarshal number`},
+		{"wrong type", strings.Replace(good, "%s", `12`, 1), `osv record USN-1-1: decode: json: cannot unmarshal JSON number into Go string`},
 		{"missing id", `{"modified":"2024-01-01T00:00:00Z","affected":[]}`, `osv record (no id): id is missing`},
 		{"missing modified", `{"id":"X-1","affected":[]}`, `osv record X-1: modified is missing`},
 		{"bad time", `{"id":"X-1","modified":"yesterday"}`, `modified "yesterday" is not an RFC 3339 time`},
 		{"bad package", `{"id":"X-1","modified":"2024-01-01T00:00:00Z","affected":[{"package":{"ecosystem":"Debian:12","name":"Bash;rm"}}]}`, `invalid package name "Bash;rm"`},
 		{"bad gem version", `{"id":"G-1","modified":"2024-01-01T00:00:00Z","affected":[{"package":{"ecosystem":"RubyGems","name":"rack"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"2.0 ; x"}]}]}]}`, `invalid gem version "2.0 ; x"`},
-		{"not json", `{"id":"X-2",`, `osv record X-2: decode: unexpected end of JSON input`},
+		{"not json", `{"id":"X-2",`, `osv record X-2: decode: jsontext: unexpected EOF`},
 		{"two documents", `{"id":"X-1","modified":"2024-01-01T00:00:00Z"} }`, `after top-level value`},
 		{"unknown event", strings.Replace(good, `{"fixed":%s}`, `{"fixd":"1"}`, 1), `unknown kind "fixd"`},
 	}

@@ -101,13 +101,21 @@ func (s *Stats) add(o Stats) {
 }
 
 // Batch collects the records of one read of a source and writes them BatchSize at a time.
-// Not safe for concurrent use.
+// One write runs in the background while the next batch is read and parsed; writes happen
+// in order, one at a time. Not safe for concurrent use.
 type Batch struct {
 	p      *Pipeline
 	source string
 	items  []Item
 	errs   []store.IngestError
 	Stats  Stats
+
+	inflight chan written // the background write, if any
+}
+
+type written struct {
+	st  Stats
+	err error
 }
 
 // Batch starts a read of source (a path, URL or stream name: what errors are recorded under).
@@ -115,15 +123,38 @@ func (p *Pipeline) Batch(source string) *Batch {
 	return &Batch{p: p, source: source}
 }
 
-// Add queues an item, writing the batch when it is full.
+// Add queues an item. When the batch is full it waits for the previous write, if one is
+// still running, and starts writing this one; the error is a write's that failed.
 func (b *Batch) Add(ctx context.Context, it Item) error {
 	it.hash = it.Advisory.ContentHash()
 	b.items = append(b.items, it)
 	b.Stats.Read++
-	if len(b.items)+len(b.errs) >= b.p.cfg.BatchSize {
-		return b.Flush(ctx)
+	if len(b.items)+len(b.errs) < b.p.cfg.BatchSize {
+		return nil
 	}
+	if err := b.wait(); err != nil {
+		return err
+	}
+	items, errs := b.items, b.errs
+	b.items, b.errs = make([]Item, 0, b.p.cfg.BatchSize), nil
+	done := make(chan written, 1)
+	b.inflight = done
+	go func() {
+		st, err := b.p.writeRetrying(ctx, b.source, items, errs)
+		done <- written{st, err}
+	}()
 	return nil
+}
+
+// wait waits for the background write, if any.
+func (b *Batch) wait() error {
+	if b.inflight == nil {
+		return nil
+	}
+	w := <-b.inflight
+	b.inflight = nil
+	b.Stats.add(w.st)
+	return w.err
 }
 
 // Bad reports a record that could not be used: logged, counted and recorded with the next
@@ -148,38 +179,48 @@ func (b *Batch) Bad(origin string, err error, skipped bool) {
 // maxQueuedErrors bounds the bad records kept between two writes.
 const maxQueuedErrors = 10_000
 
-// Flush writes what is queued, retrying the transaction with backoff if the database
-// fails; the error is ctx's or the last failure.
+// Flush waits for the background write and writes what is still queued. Call it at the end
+// of a read, also after a failed one: what was read is kept.
 func (b *Batch) Flush(ctx context.Context) error {
+	if err := b.wait(); err != nil {
+		return err
+	}
 	if len(b.items) == 0 && len(b.errs) == 0 {
 		return nil
 	}
-	var err error
-	backoff := b.p.cfg.MinBackoff
-	for attempt := 1; ; attempt++ {
-		var st Stats
-		st, err = b.p.write(ctx, b.items, b.errs)
-		if err == nil {
-			b.Stats.add(st)
-			break
-		}
-		if ctx.Err() != nil || attempt == b.p.cfg.Attempts || events.IsPermanent(err) {
-			return fmt.Errorf("ingest batch of %d records from %s: %w", len(b.items), b.source, err)
-		}
-		b.p.logger.Warn("ingest batch failed; retrying", "source", b.source, "records", len(b.items), "attempt", attempt, "retry_in", backoff, "err", err)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-		backoff *= 2
+	st, err := b.p.writeRetrying(ctx, b.source, b.items, b.errs)
+	if err != nil {
+		return err
 	}
+	b.Stats.add(st)
 	clear(b.items)
 	b.items = b.items[:0]
 	b.errs = b.errs[:0]
 	return nil
+}
+
+// writeRetrying writes a batch, retrying the transaction with backoff if the database
+// fails; the error is ctx's, a permanent one, or the last failure.
+func (p *Pipeline) writeRetrying(ctx context.Context, source string, items []Item, errs []store.IngestError) (Stats, error) {
+	backoff := p.cfg.MinBackoff
+	for attempt := 1; ; attempt++ {
+		st, err := p.write(ctx, items, errs)
+		if err == nil {
+			return st, nil
+		}
+		if ctx.Err() != nil || attempt == p.cfg.Attempts || events.IsPermanent(err) {
+			return Stats{}, fmt.Errorf("ingest batch of %d records from %s: %w", len(items), source, err)
+		}
+		p.logger.Warn("ingest batch failed; retrying", "source", source, "records", len(items), "attempt", attempt, "retry_in", backoff, "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Stats{}, ctx.Err()
+		case <-t.C:
+		}
+		backoff *= 2
+	}
 }
 
 func incoming(items []Item) []revision.Incoming {
@@ -282,26 +323,34 @@ func (p *Pipeline) count(st Stats) {
 }
 
 // revision builds the stored revision and the event announcing it. The event id is derived
-// from the advisory, the revision and its content, so a batch retried after a failure
-// publishes each revision once.
+// from the advisory, the revision and its content hash, so a batch retried after a failure
+// publishes each revision once (and a revision number reused after the database was
+// restored from an old backup does not collide with the event it had before).
 func (p *Pipeline) revision(it Item, d revision.Decision) (store.Revision, events.Message, error) {
 	a := it.Advisory
-	e := a.Event(d.Revision)
-	record, err := store.Record(e)
-	if err != nil {
-		return store.Revision{}, events.Message{}, err
-	}
 	origin := events.Origin{Producer: p.cfg.Producer, CorrelationID: a.ID, CausationID: it.CausationID}
-	var msg events.Message
+	var e events.Event = a.Event(d.Revision)
 	if d.Kind == revision.Withdraw {
-		msg, err = events.NewDerived(a.WithdrawnEvent(d.Revision), origin, p.cfg.Now(), a.ID, strconv.Itoa(d.Revision), it.hash)
-	} else {
-		msg, err = events.NewDerived(e, origin, p.cfg.Now(), a.ID, strconv.Itoa(d.Revision), it.hash)
+		e = a.WithdrawnEvent(d.Revision)
 	}
+	// events.NewDerived's id, built here with Wrap so the envelope's data doubles as the
+	// stored record instead of being encoded twice.
+	id := events.DerivedID(e.EventType(), a.ID, strconv.Itoa(d.Revision), it.hash)
+	env, err := events.Wrap(id, e, origin, p.cfg.Now())
 	if err != nil {
 		// The advisory was validated when read: an event that does not validate is a bug
 		// or a contract mismatch, which no retry fixes.
 		return store.Revision{}, events.Message{}, events.Permanent(fmt.Errorf("advisory %s from %s: %w", a.ID, it.Origin, err))
+	}
+	msg, err := events.Encode(env)
+	if err != nil {
+		return store.Revision{}, events.Message{}, err
+	}
+	record := []byte(env.Data)
+	if d.Kind == revision.Withdraw {
+		if record, err = store.Record(a.Event(d.Revision)); err != nil {
+			return store.Revision{}, events.Message{}, err
+		}
 	}
 	return store.Revision{
 		ID: a.ID, Revision: d.Revision, Hash: it.hash, Source: a.Source, Origin: it.Origin,

@@ -20,8 +20,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/patchfleet/patchfleet/services/advisory-ingest/internal/advisory"
@@ -138,34 +140,111 @@ func readFile(ctx context.Context, path string, opts Options, yield Yield, bad B
 	return ReadDocument(ctx, f, path, info.ModTime(), opts, yield, bad)
 }
 
-// ReadZip reads an OSV dump: every *.json entry is a document, read and
-// handed over one at a time.
+// ReadZip reads an OSV dump: every *.json entry is a document. Entries are read and parsed
+// on several goroutines (one per CPU, at most 4) but handed over in the order of the dump,
+// from the caller's goroutine, as a sequential read would; at most a few entries per
+// goroutine are held at a time. opts.Unchanged may be called concurrently.
 func ReadZip(ctx context.Context, r io.ReaderAt, size int64, origin string, opts Options, yield Yield, bad Bad) error {
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
 		bad(BadRecord{Origin: origin, Err: fmt.Errorf("open zip: %w", err)})
 		return nil
 	}
+	var files []*zip.File
 	for _, zf := range zr.File {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if zf.FileInfo().IsDir() || !strings.EqualFold(filepath.Ext(zf.Name), ".json") {
-			continue
-		}
-		entry := origin + "!" + zf.Name
-		rc, err := zf.Open()
-		if err != nil {
-			bad(BadRecord{Origin: entry, Err: err})
-			continue
-		}
-		err = ReadDocument(ctx, rc, entry, zf.Modified, opts, yield, bad)
-		rc.Close()
-		if err != nil {
-			return err
+		if !zf.FileInfo().IsDir() && strings.EqualFold(filepath.Ext(zf.Name), ".json") {
+			files = append(files, zf)
 		}
 	}
-	return nil
+	workers := min(runtime.GOMAXPROCS(0), 4)
+	if workers < 2 || len(files) < 2 {
+		for _, zf := range files {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := readEntry(ctx, zf, origin, opts, yield, bad); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait() // no worker reads r once ReadZip has returned
+	}()
+	slots := make(chan *entrySlot, 4*workers) // in dump order, bounding what is held
+	jobs := make(chan *entrySlot, 4*workers)
+	wg.Go(func() {
+		defer close(slots)
+		defer close(jobs)
+		for _, zf := range files {
+			s := &entrySlot{file: zf, done: make(chan struct{})}
+			select {
+			case slots <- s:
+			case <-ctx.Done():
+				return
+			}
+			jobs <- s // never blocks for long: jobs is as large as slots
+		}
+	})
+	for range workers {
+		wg.Go(func() {
+			for s := range jobs {
+				s.err = readEntry(ctx, s.file, origin, opts, func(rec Record) error {
+					s.out = append(s.out, entryItem{rec: &rec})
+					return nil
+				}, func(b BadRecord) { s.out = append(s.out, entryItem{bad: &b}) })
+				close(s.done)
+			}
+		})
+	}
+	for s := range slots {
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if s.err != nil {
+			return s.err
+		}
+		for _, it := range s.out {
+			if it.bad != nil {
+				bad(*it.bad)
+				continue
+			}
+			if err := yield(*it.rec); err != nil {
+				return err
+			}
+		}
+	}
+	return ctx.Err()
+}
+
+// entrySlot is one zip entry's outcome, filled by a worker and handed over in order.
+type entrySlot struct {
+	file *zip.File
+	done chan struct{}
+	out  []entryItem
+	err  error
+}
+
+type entryItem struct {
+	rec *Record
+	bad *BadRecord
+}
+
+func readEntry(ctx context.Context, zf *zip.File, origin string, opts Options, yield Yield, bad Bad) error {
+	entry := origin + "!" + zf.Name
+	rc, err := zf.Open()
+	if err != nil {
+		bad(BadRecord{Origin: entry, Err: err})
+		return nil
+	}
+	defer rc.Close()
+	return ReadDocument(ctx, rc, entry, zf.Modified, opts, yield, bad)
 }
 
 // ReadDocument reads one JSON document in any supported format. modified

@@ -270,3 +270,40 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// A dump is read on several goroutines but handed over in its own order, and a yield error
+// stops the read.
+func TestZipEntriesInDumpOrder(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteSyntheticDump(&buf, 300); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "all.zip")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, bads := collect(t, path, Options{})
+	if len(recs) != len(zr.File) || len(bads) != 0 {
+		t.Fatalf("%d records, %d bad; want %d, 0", len(recs), len(bads), len(zr.File))
+	}
+	for i, r := range recs {
+		if want := path + "!" + zr.File[i].Name; r.Origin != want {
+			t.Fatalf("record %d from %s, want %s", i, r.Origin, want)
+		}
+	}
+	stop := errors.New("stop")
+	n := 0
+	err = ReadPath(context.Background(), path, Options{}, func(Record) error {
+		if n++; n == 10 {
+			return stop
+		}
+		return nil
+	}, func(BadRecord) {})
+	if !errors.Is(err, stop) || n != 10 {
+		t.Errorf("read after a yield error: %d records, %v", n, err)
+	}
+}
