@@ -84,4 +84,15 @@ func TestE2EInventory(t *testing.T) {
 	if got := s.host("real-1"); got.PackageCount != 0 {
 		t.Errorf("a refused host has %d packages", got.PackageCount)
 	}
+
+	// Trust on first use through sshx: the key host 1 presents is pinned.
+	reg := events.HostRegistered{HostID: "real-tofu", Name: hosts[1].Name(), Fleet: "e2e",
+		SSH: events.SSHTarget{Address: "127.0.0.1", Port: hosts[1].Port(), TOFU: true}}
+	if code := s.do("POST", "/v1/hosts", reg, nil); code != http.StatusCreated {
+		t.Fatalf("register real-tofu: %d", code)
+	}
+	eventstest.WaitFor(t, 2*time.Minute, "real-tofu scanned", func() bool { return s.host("real-tofu").PackageCount > 0 })
+	if got := s.host("real-tofu").SSH.HostKey; got != authorized(hosts[1].HostKey()) {
+		t.Errorf("pinned %q, want host 1's key", got)
+	}
 }
