@@ -69,6 +69,7 @@ type GoRunner struct {
 
 type runOutcome struct {
 	results []Result
+	output  []byte
 	err     error
 }
 
@@ -155,6 +156,24 @@ func (g *GoRunner) Measure(ctx context.Context, s Spec) Row {
 		row.Note = o.err.Error()
 		return row
 	}
+	scale := s.Scale
+	if scale == 0 {
+		scale = 1
+	}
+	if s.Pattern != "" {
+		m := regexp.MustCompile(s.Pattern).FindSubmatch(o.output)
+		if m == nil {
+			row.Note = fmt.Sprintf("%s logged nothing matching %q", top, s.Pattern)
+			return row
+		}
+		v, err := strconv.ParseFloat(string(m[1]), 64)
+		if err != nil {
+			row.Note = fmt.Sprintf("%s logged %q: %v", top, m[1], err)
+			return row
+		}
+		row.Value, row.Has = v*scale, true
+		return row
+	}
 	for _, r := range o.results {
 		if r.Name != s.Bench {
 			continue
@@ -163,10 +182,6 @@ func (g *GoRunner) Measure(ctx context.Context, s Spec) Row {
 		if !ok {
 			row.Note = fmt.Sprintf("%s reports no %s", s.Bench, s.Unit)
 			return row
-		}
-		scale := s.Scale
-		if scale == 0 {
-			scale = 1
 		}
 		row.Value, row.Has = v*scale, true
 		return row
@@ -180,7 +195,8 @@ func (g *GoRunner) run(ctx context.Context, s Spec, top string, n int) runOutcom
 	if timeout == 0 {
 		timeout = 20 * time.Minute
 	}
-	args := []string{"test", "-run", "^$", "-bench", "^" + top + "$", "-benchtime", fmt.Sprintf("%dx", n),
+	// -v: benchmarks' logs are printed too (figures some benchmarks log, see Spec.Pattern).
+	args := []string{"test", "-v", "-run", "^$", "-bench", "^" + top + "$", "-benchtime", fmt.Sprintf("%dx", n),
 		"-count", "1", "-timeout", timeout.String()}
 	if s.Tags != "" {
 		args = append(args, "-tags", s.Tags)
@@ -205,7 +221,7 @@ func (g *GoRunner) run(ctx context.Context, s Spec, top string, n int) runOutcom
 	if err != nil && len(rs) == 0 {
 		return runOutcome{err: fmt.Errorf("failed after %s: %s", took, firstFailure(out, err))}
 	}
-	return runOutcome{results: rs}
+	return runOutcome{results: rs, output: out}
 }
 
 // firstFailure picks the line that explains a failed run.
