@@ -494,44 +494,42 @@ func (p *Pool) acquireBastion(ctx context.Context, t Target) (*bastion, error) {
 	if err != nil {
 		return nil, err
 	}
-	for {
-		p.mu.Lock()
-		b := p.bastions[spec]
-		if b == nil {
-			b = &bastion{spec: spec, ready: make(chan struct{}), users: 1}
-			p.bastions[spec] = b
-			p.mu.Unlock()
-			b.client, b.err = p.dialBastion(ctx, user, addr, spec)
-			if b.err != nil {
-				p.mu.Lock()
-				if p.bastions[spec] == b {
-					delete(p.bastions, spec)
-				}
-				p.mu.Unlock()
-			}
-			close(b.ready)
-			if b.err != nil {
-				return nil, b.err
-			}
-			return b, nil
-		}
-		b.users++
+	p.mu.Lock()
+	b := p.bastions[spec]
+	if b == nil {
+		b = &bastion{spec: spec, ready: make(chan struct{}), users: 1}
+		p.bastions[spec] = b
 		p.mu.Unlock()
-		select {
-		case <-b.ready:
-		case <-ctx.Done():
-			p.releaseBastion(b)
-			return nil, ctx.Err()
+		b.client, b.err = p.dialBastion(ctx, user, addr, spec)
+		if b.err != nil {
+			p.mu.Lock()
+			if p.bastions[spec] == b {
+				delete(p.bastions, spec)
+			}
+			p.mu.Unlock()
 		}
-		if b.err == nil {
-			return b, nil
+		close(b.ready)
+		if b.err != nil {
+			return nil, b.err
 		}
-		p.releaseBastion(b)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, b.err
+		return b, nil
 	}
+	b.users++
+	p.mu.Unlock()
+	select {
+	case <-b.ready:
+	case <-ctx.Done():
+		p.releaseBastion(b)
+		return nil, ctx.Err()
+	}
+	if b.err == nil {
+		return b, nil
+	}
+	p.releaseBastion(b)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return nil, b.err
 }
 
 func (p *Pool) dialBastion(ctx context.Context, user, addr, spec string) (*ssh.Client, error) {
