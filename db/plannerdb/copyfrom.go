@@ -33,8 +33,7 @@ func (r iteratorForInsertRolloutHosts) Values() ([]interface{}, error) {
 		r.rows[0].HostID,
 		r.rows[0].Wave,
 		r.rows[0].State,
-		r.rows[0].Packages,
-		r.rows[0].AdvisoryIds,
+		r.rows[0].Target,
 		r.rows[0].Reason,
 	}, nil
 }
@@ -44,7 +43,43 @@ func (r iteratorForInsertRolloutHosts) Err() error {
 }
 
 func (q *Queries) InsertRolloutHosts(ctx context.Context, arg []InsertRolloutHostsParams) (int64, error) {
-	return q.db.CopyFrom(ctx, []string{"rollout_hosts"}, []string{"rollout_id", "host_id", "wave", "state", "packages", "advisory_ids", "reason"}, &iteratorForInsertRolloutHosts{rows: arg})
+	return q.db.CopyFrom(ctx, []string{"rollout_hosts"}, []string{"rollout_id", "host_id", "wave", "state", "target", "reason"}, &iteratorForInsertRolloutHosts{rows: arg})
+}
+
+// iteratorForInsertRolloutTargets implements pgx.CopyFromSource.
+type iteratorForInsertRolloutTargets struct {
+	rows                 []InsertRolloutTargetsParams
+	skippedFirstNextCall bool
+}
+
+func (r *iteratorForInsertRolloutTargets) Next() bool {
+	if len(r.rows) == 0 {
+		return false
+	}
+	if !r.skippedFirstNextCall {
+		r.skippedFirstNextCall = true
+		return true
+	}
+	r.rows = r.rows[1:]
+	return len(r.rows) > 0
+}
+
+func (r iteratorForInsertRolloutTargets) Values() ([]interface{}, error) {
+	return []interface{}{
+		r.rows[0].RolloutID,
+		r.rows[0].Idx,
+		r.rows[0].Packages,
+		r.rows[0].AdvisoryIds,
+		r.rows[0].Components,
+	}, nil
+}
+
+func (r iteratorForInsertRolloutTargets) Err() error {
+	return nil
+}
+
+func (q *Queries) InsertRolloutTargets(ctx context.Context, arg []InsertRolloutTargetsParams) (int64, error) {
+	return q.db.CopyFrom(ctx, []string{"rollout_targets"}, []string{"rollout_id", "idx", "packages", "advisory_ids", "components"}, &iteratorForInsertRolloutTargets{rows: arg})
 }
 
 // iteratorForInsertWaves implements pgx.CopyFromSource.

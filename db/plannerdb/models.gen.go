@@ -68,8 +68,6 @@ type RolloutHost struct {
 	HostID        string
 	Wave          int32
 	State         string
-	Packages      []byte
-	AdvisoryIds   []string
 	JobID         string
 	Attempt       int32
 	Reason        string
@@ -77,6 +75,15 @@ type RolloutHost struct {
 	Rebooted      bool
 	DispatchedAt  *time.Time
 	FinishedAt    *time.Time
+	Target        int32
+}
+
+type RolloutTarget struct {
+	RolloutID   string
+	Idx         int32
+	Packages    []byte
+	AdvisoryIds []string
+	Components  []byte
 }
 
 type ServiceInfo struct {

@@ -33,9 +33,13 @@ on conflict do nothing;
 -- name: InsertWaves :copyfrom
 insert into waves (rollout_id, idx, hosts) values (@rollout_id, @idx, @hosts);
 
+-- name: InsertRolloutTargets :copyfrom
+insert into rollout_targets (rollout_id, idx, packages, advisory_ids, components)
+values (@rollout_id, @idx, @packages, @advisory_ids, @components);
+
 -- name: InsertRolloutHosts :copyfrom
-insert into rollout_hosts (rollout_id, host_id, wave, state, packages, advisory_ids, reason)
-values (@rollout_id, @host_id, @wave, @state, @packages, @advisory_ids, @reason);
+insert into rollout_hosts (rollout_id, host_id, wave, state, target, reason)
+values (@rollout_id, @host_id, @wave, @state, @target, @reason);
 
 -- name: LockRollout :one
 select * from rollouts where id = @id for update;
@@ -91,7 +95,8 @@ where r.fleet = @fleet and h.state = 'dispatched';
 -- name: PendingHosts :many
 -- Pending hosts of a wave that have no job in flight elsewhere (the executor never runs two
 -- jobs on a host, and the planner does not queue one behind another).
-select h.host_id, h.packages, h.attempt from rollout_hosts h
+select h.host_id, t.packages, t.components, h.attempt from rollout_hosts h
+join rollout_targets t on t.rollout_id = h.rollout_id and t.idx = h.target
 where h.rollout_id = @rollout_id and h.wave = @wave and h.state = 'pending'
   and not exists (select 1 from rollout_hosts o where o.host_id = h.host_id and o.state = 'dispatched')
 order by h.host_id
@@ -120,7 +125,9 @@ select count(*) filter (where state = 'pending')::int as pending,
 from rollout_hosts where rollout_id = @rollout_id;
 
 -- name: HostByJob :one
-select rollout_id, host_id, wave, state, advisory_ids from rollout_hosts where job_id = @job_id;
+select h.rollout_id, h.host_id, h.wave, h.state, t.advisory_ids from rollout_hosts h
+join rollout_targets t on t.rollout_id = h.rollout_id and t.idx = h.target
+where h.job_id = @job_id;
 
 -- name: FinishHost :execrows
 update rollout_hosts
@@ -137,15 +144,18 @@ where rollout_id = @rollout_id order by host_id;
 
 -- name: CoveredPackages :many
 -- A join on the unnested ids, not "= any(array)": planning passes up to every host of a fleet.
-select h.host_id, h.packages
+select h.host_id, t.packages
 from unnest(@host_ids::text[]) as u (id)
 join rollout_hosts h on h.host_id = u.id
 join rollouts r on r.id = h.rollout_id
+join rollout_targets t on t.rollout_id = h.rollout_id and t.idx = h.target
 where h.state in ('pending', 'dispatched')
   and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted');
 
 -- name: OpenJobsOfHost :many
-select h.rollout_id, h.packages, h.state, r.kind from rollout_hosts h join rollouts r on r.id = h.rollout_id
+select h.rollout_id, t.packages, h.state, r.kind from rollout_hosts h
+join rollouts r on r.id = h.rollout_id
+join rollout_targets t on t.rollout_id = h.rollout_id and t.idx = h.target
 where h.host_id = @host_id and h.state in ('pending', 'dispatched')
   and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted');
 
@@ -195,7 +205,11 @@ limit @max;
 select * from waves where rollout_id = @rollout_id order by idx;
 
 -- name: ListRolloutHosts :many
-select * from rollout_hosts where rollout_id = @rollout_id order by wave, host_id;
+select h.host_id, h.wave, h.state, h.job_id, h.reason, h.reboot_pending, h.rebooted, h.dispatched_at, h.finished_at,
+       t.packages, t.components
+from rollout_hosts h
+join rollout_targets t on t.rollout_id = h.rollout_id and t.idx = h.target
+where h.rollout_id = @rollout_id order by h.wave, h.host_id;
 
 -- name: Compliance :many
 select * from exposures
@@ -211,3 +225,14 @@ limit @max;
 select id from rollouts
 where advisory_ids = array[@advisory_id::text] and state in ('awaiting_approval', 'scheduled')
 for update;
+
+-- name: PendingRolloutsOfHost :many
+-- Open rollouts that have not dispatched the host yet.
+select distinct h.rollout_id from rollout_hosts h join rollouts r on r.id = h.rollout_id
+where h.host_id = @host_id and h.state = 'pending'
+  and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted')
+order by h.rollout_id;
+
+-- name: SkipHost :execrows
+update rollout_hosts set state = 'skipped', reason = @reason, finished_at = @now
+where rollout_id = @rollout_id and host_id = @host_id and state = 'pending';

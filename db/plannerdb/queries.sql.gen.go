@@ -147,10 +147,11 @@ func (q *Queries) Compliance(ctx context.Context, arg ComplianceParams) ([]Expos
 }
 
 const coveredPackages = `-- name: CoveredPackages :many
-select h.host_id, h.packages
+select h.host_id, t.packages
 from unnest($1::text[]) as u (id)
 join rollout_hosts h on h.host_id = u.id
 join rollouts r on r.id = h.rollout_id
+join rollout_targets t on t.rollout_id = h.rollout_id and t.idx = h.target
 where h.state in ('pending', 'dispatched')
   and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted')
 `
@@ -316,7 +317,9 @@ func (q *Queries) GetWave(ctx context.Context, arg GetWaveParams) (Wave, error) 
 }
 
 const hostByJob = `-- name: HostByJob :one
-select rollout_id, host_id, wave, state, advisory_ids from rollout_hosts where job_id = $1
+select h.rollout_id, h.host_id, h.wave, h.state, t.advisory_ids from rollout_hosts h
+join rollout_targets t on t.rollout_id = h.rollout_id and t.idx = h.target
+where h.job_id = $1
 `
 
 type HostByJobRow struct {
@@ -413,13 +416,20 @@ func (q *Queries) InsertRollout(ctx context.Context, arg InsertRolloutParams) (i
 }
 
 type InsertRolloutHostsParams struct {
+	RolloutID string
+	HostID    string
+	Wave      int32
+	State     string
+	Target    int32
+	Reason    string
+}
+
+type InsertRolloutTargetsParams struct {
 	RolloutID   string
-	HostID      string
-	Wave        int32
-	State       string
+	Idx         int32
 	Packages    []byte
 	AdvisoryIds []string
-	Reason      string
+	Components  []byte
 }
 
 type InsertWavesParams struct {
@@ -429,32 +439,48 @@ type InsertWavesParams struct {
 }
 
 const listRolloutHosts = `-- name: ListRolloutHosts :many
-select rollout_id, host_id, wave, state, packages, advisory_ids, job_id, attempt, reason, reboot_pending, rebooted, dispatched_at, finished_at from rollout_hosts where rollout_id = $1 order by wave, host_id
+select h.host_id, h.wave, h.state, h.job_id, h.reason, h.reboot_pending, h.rebooted, h.dispatched_at, h.finished_at,
+       t.packages, t.components
+from rollout_hosts h
+join rollout_targets t on t.rollout_id = h.rollout_id and t.idx = h.target
+where h.rollout_id = $1 order by h.wave, h.host_id
 `
 
-func (q *Queries) ListRolloutHosts(ctx context.Context, rolloutID string) ([]RolloutHost, error) {
+type ListRolloutHostsRow struct {
+	HostID        string
+	Wave          int32
+	State         string
+	JobID         string
+	Reason        string
+	RebootPending bool
+	Rebooted      bool
+	DispatchedAt  *time.Time
+	FinishedAt    *time.Time
+	Packages      []byte
+	Components    []byte
+}
+
+func (q *Queries) ListRolloutHosts(ctx context.Context, rolloutID string) ([]ListRolloutHostsRow, error) {
 	rows, err := q.db.Query(ctx, listRolloutHosts, rolloutID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	items := []RolloutHost{}
+	items := []ListRolloutHostsRow{}
 	for rows.Next() {
-		var i RolloutHost
+		var i ListRolloutHostsRow
 		if err := rows.Scan(
-			&i.RolloutID,
 			&i.HostID,
 			&i.Wave,
 			&i.State,
-			&i.Packages,
-			&i.AdvisoryIds,
 			&i.JobID,
-			&i.Attempt,
 			&i.Reason,
 			&i.RebootPending,
 			&i.Rebooted,
 			&i.DispatchedAt,
 			&i.FinishedAt,
+			&i.Packages,
+			&i.Components,
 		); err != nil {
 			return nil, err
 		}
@@ -699,7 +725,9 @@ func (q *Queries) MarkRebooted(ctx context.Context, arg MarkRebootedParams) erro
 }
 
 const openJobsOfHost = `-- name: OpenJobsOfHost :many
-select h.rollout_id, h.packages, h.state, r.kind from rollout_hosts h join rollouts r on r.id = h.rollout_id
+select h.rollout_id, t.packages, h.state, r.kind from rollout_hosts h
+join rollouts r on r.id = h.rollout_id
+join rollout_targets t on t.rollout_id = h.rollout_id and t.idx = h.target
 where h.host_id = $1 and h.state in ('pending', 'dispatched')
   and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted')
 `
@@ -804,7 +832,8 @@ func (q *Queries) PatchedOutside(ctx context.Context, arg PatchedOutsideParams) 
 }
 
 const pendingHosts = `-- name: PendingHosts :many
-select h.host_id, h.packages, h.attempt from rollout_hosts h
+select h.host_id, t.packages, t.components, h.attempt from rollout_hosts h
+join rollout_targets t on t.rollout_id = h.rollout_id and t.idx = h.target
 where h.rollout_id = $1 and h.wave = $2 and h.state = 'pending'
   and not exists (select 1 from rollout_hosts o where o.host_id = h.host_id and o.state = 'dispatched')
 order by h.host_id
@@ -818,9 +847,10 @@ type PendingHostsParams struct {
 }
 
 type PendingHostsRow struct {
-	HostID   string
-	Packages []byte
-	Attempt  int32
+	HostID     string
+	Packages   []byte
+	Components []byte
+	Attempt    int32
 }
 
 // Pending hosts of a wave that have no job in flight elsewhere (the executor never runs two
@@ -834,10 +864,43 @@ func (q *Queries) PendingHosts(ctx context.Context, arg PendingHostsParams) ([]P
 	items := []PendingHostsRow{}
 	for rows.Next() {
 		var i PendingHostsRow
-		if err := rows.Scan(&i.HostID, &i.Packages, &i.Attempt); err != nil {
+		if err := rows.Scan(
+			&i.HostID,
+			&i.Packages,
+			&i.Components,
+			&i.Attempt,
+		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const pendingRolloutsOfHost = `-- name: PendingRolloutsOfHost :many
+select distinct h.rollout_id from rollout_hosts h join rollouts r on r.id = h.rollout_id
+where h.host_id = $1 and h.state = 'pending'
+  and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted')
+order by h.rollout_id
+`
+
+// Open rollouts that have not dispatched the host yet.
+func (q *Queries) PendingRolloutsOfHost(ctx context.Context, hostID string) ([]string, error) {
+	rows, err := q.db.Query(ctx, pendingRolloutsOfHost, hostID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var rollout_id string
+		if err := rows.Scan(&rollout_id); err != nil {
+			return nil, err
+		}
+		items = append(items, rollout_id)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -1023,6 +1086,31 @@ type SetServiceInfoParams struct {
 func (q *Queries) SetServiceInfo(ctx context.Context, arg SetServiceInfoParams) error {
 	_, err := q.db.Exec(ctx, setServiceInfo, arg.Key, arg.Value)
 	return err
+}
+
+const skipHost = `-- name: SkipHost :execrows
+update rollout_hosts set state = 'skipped', reason = $1, finished_at = $2
+where rollout_id = $3 and host_id = $4 and state = 'pending'
+`
+
+type SkipHostParams struct {
+	Reason    string
+	Now       *time.Time
+	RolloutID string
+	HostID    string
+}
+
+func (q *Queries) SkipHost(ctx context.Context, arg SkipHostParams) (int64, error) {
+	result, err := q.db.Exec(ctx, skipHost,
+		arg.Reason,
+		arg.Now,
+		arg.RolloutID,
+		arg.HostID,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const skipPendingHosts = `-- name: SkipPendingHosts :exec

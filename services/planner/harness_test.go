@@ -50,6 +50,7 @@ type env struct {
 	url    string
 	dbURL  string
 	policy string
+	docker string // Docker manifest file
 	clock  *clock
 	inv    *inventory
 	exec   *executor
@@ -108,7 +109,7 @@ func (e *env) run(name string) (stop func()) {
 	}
 	cfg := planner.Config{
 		Common:     service.Common{Bus: events.BusConfig{URL: e.url}, DatabaseURL: e.dbURL, HTTPAddr: "127.0.0.1:0"},
-		PolicyFile: e.policy, Tick: 20 * time.Millisecond, Now: e.clock.Now,
+		PolicyFile: e.policy, Tick: 20 * time.Millisecond, Now: e.clock.Now, DockerManifest: e.docker,
 	}
 	go func() { done <- planner.Run(ctx, cfg, logger) }()
 	var once sync.Once
@@ -243,6 +244,15 @@ func (inv *inventory) expose(fleet string, tags map[string]string, n int, adv st
 	return ids
 }
 
+// setComponents sets the Docker/Weave versions the inventory reports for a host.
+func (inv *inventory) setComponents(id string, c ...events.Component) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	h := inv.hosts[id]
+	h.Components = c
+	inv.hosts[id] = h
+}
+
 func advisory(id string, sev events.Severity) events.SecurityAdvisoryPublished {
 	return events.SecurityAdvisoryPublished{
 		AdvisoryID: id, Revision: 1, Source: "test", Severity: sev, Published: time.Now().UTC(), Modified: time.Now().UTC(),
@@ -301,6 +311,13 @@ func (x *executor) snapshot() []events.UpgradeRequested {
 }
 
 func (x *executor) count() int { return len(x.snapshot()) }
+
+// maxInFlight is the most hosts that had a job at once.
+func (x *executor) maxInFlight() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.maxSeen
+}
 
 // open returns the jobs not yet reported on.
 func (x *executor) open() []events.UpgradeRequested {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/patchfleet/patchfleet/db/plannerdb"
@@ -14,6 +15,7 @@ import (
 	"github.com/patchfleet/patchfleet/events"
 	"github.com/patchfleet/patchfleet/events/query"
 	"github.com/patchfleet/patchfleet/services/planner/internal/api"
+	"github.com/patchfleet/patchfleet/services/planner/internal/manifest"
 	"github.com/patchfleet/patchfleet/services/planner/internal/policy"
 	"github.com/patchfleet/patchfleet/services/planner/internal/rollout"
 )
@@ -38,6 +40,14 @@ type Config struct {
 	Tick time.Duration
 	// Now is the clock; nil means time.Now. Tests move it to open and close windows.
 	Now func() time.Time
+	// DockerManifest is the YAML of pinned Docker and Weave versions docker rollouts upgrade
+	// to; empty refuses docker requests.
+	DockerManifest string
+	// Tokens are the HTTP API's bearer tokens, each "name:secret" (or a bare secret). With
+	// none, from here or TokensFile, every /v1 request is refused.
+	Tokens []string
+	// TokensFile holds more tokens, one per line; blank lines and # comments are skipped.
+	TokensFile string
 }
 
 // Validate names each missing or wrong setting.
@@ -51,7 +61,42 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("PATCHFLEET_POLICY_FILE: %w", err))
 		}
 	}
+	if _, err := LoadManifest(c.DockerManifest); err != nil {
+		errs = append(errs, fmt.Errorf("PATCHFLEET_DOCKER_MANIFEST: %w", err))
+	}
+	if _, err := c.tokens(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(append(errs, c.Common.Validate())...)
+}
+
+// LoadManifest reads the Docker manifest, or returns nil for an empty name.
+func LoadManifest(file string) (*manifest.Manifest, error) {
+	if file == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read docker manifest: %w", err)
+	}
+	m, err := manifest.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("docker manifest %s: %w", file, err)
+	}
+	return m, nil
+}
+
+func (c Config) tokens() ([]api.Token, error) {
+	toks, err := api.ParseTokens(strings.Join(c.Tokens, "\n"), "PATCHFLEET_PLANNER_TOKENS")
+	if err != nil || c.TokensFile == "" {
+		return toks, err
+	}
+	b, err := os.ReadFile(c.TokensFile)
+	if err != nil {
+		return nil, fmt.Errorf("PATCHFLEET_PLANNER_TOKENS_FILE: read tokens file: %w", err)
+	}
+	more, err := api.ParseTokens(string(b), c.TokensFile)
+	return append(toks, more...), err
 }
 
 // LoadPolicy reads the policy file, or returns the built-in default for an empty name.
@@ -76,6 +121,14 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	docker, err := LoadManifest(cfg.DockerManifest)
+	if err != nil {
+		return err
+	}
+	tokens, err := cfg.tokens()
+	if err != nil {
+		return err
+	}
 	tick := cfg.Tick
 	if tick == 0 {
 		tick = DefaultTick
@@ -84,15 +137,18 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	svc.Logger.Info("fleet policy loaded", "source", source, "fleets", len(pol.Fleets))
+	svc.Logger.Info("fleet policy loaded", "source", source, "fleets", len(pol.Fleets), "docker_manifest", cfg.DockerManifest != "")
+	if len(tokens) == 0 {
+		svc.Logger.Warn("no API tokens configured: the HTTP API refuses every request (NATS queries still work)")
+	}
 	eng := &rollout.Engine{
 		Pool: svc.Pool, Policy: pol, Inventory: query.Client{NC: svc.NC}, Now: cfg.Now,
-		Logger: svc.Logger, Producer: Name,
+		Logger: svc.Logger, Producer: Name, Docker: docker,
 	}
 	// Handlers lock the rollout they touch, so events of different rollouts run in parallel.
 	eng.Register(svc.Consumer("", events.ConsumerConfig{Concurrency: 4}))
 	svc.Go("ticker", func(ctx context.Context) error { return eng.RunTicker(ctx, tick) })
-	queries := &api.API{Engine: eng, Policy: pol, PolicySource: source, Logger: svc.Logger}
+	queries := &api.API{Engine: eng, Policy: pol, PolicySource: source, Logger: svc.Logger, Tokens: tokens}
 	queries.Mount(svc.Ops)
 	svc.Go("queries", func(ctx context.Context) error { return queries.ServeNATS(ctx, svc.NC) })
 	return svc.Run(ctx)

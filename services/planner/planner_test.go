@@ -3,6 +3,9 @@ package planner_test
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -48,8 +51,8 @@ func TestAdvisoryRollsOutWaveByWave(t *testing.T) {
 	if len(jobs) != len(hosts) || len(e.exec.duplicates()) > 0 {
 		t.Fatalf("%d jobs (duplicates %v) for %d hosts", len(jobs), e.exec.duplicates(), len(hosts))
 	}
-	if e.exec.maxSeen > 2 {
-		t.Errorf("%d hosts in flight at once, max_unavailable is 2", e.exec.maxSeen)
+	if e.exec.maxInFlight() > 2 {
+		t.Errorf("%d hosts in flight at once, max_unavailable is 2", e.exec.maxInFlight())
 	}
 	// The canary goes first and alone.
 	if jobs[0].Wave != 0 || jobs[0].HostID != hosts[0] {
@@ -286,8 +289,8 @@ func TestTwoInstancesPlanOnce(t *testing.T) {
 	if done.Succeeded != 4 || e.exec.count() != 4 || len(e.exec.duplicates()) > 0 {
 		t.Fatalf("completed %+v, %d jobs, duplicates %v", done, e.exec.count(), e.exec.duplicates())
 	}
-	if e.exec.maxSeen > 2 {
-		t.Errorf("%d in flight with two instances, max_unavailable 2", e.exec.maxSeen)
+	if e.exec.maxInFlight() > 2 {
+		t.Errorf("%d in flight with two instances, max_unavailable 2", e.exec.maxInFlight())
 	}
 }
 
@@ -331,5 +334,79 @@ func TestOnDemandRequestPreviewAndPolicies(t *testing.T) {
 	b, _ := json.Marshal(pol)
 	if !strings.Contains(string(b), `"approvers":["alice"]`) {
 		t.Errorf("policies JSON lacks approvers: %s", b)
+	}
+}
+
+func TestDecommissionedHostIsDropped(t *testing.T) {
+	e := newEnv(t, autoPolicy)
+	hosts := e.inv.expose("web", nil, 4, "DSA-10")
+	e.run("a")
+	e.bus.Publish(t, advisory("DSA-10", events.SeverityHigh), "DSA-10")
+	canary := e.waitJobs(1)[0]
+	// While the canary runs, the last host (in the last wave) and the canary are retired:
+	// the pending one is dropped, the dispatched one finishes and is recorded.
+	retired := hosts[3]
+	e.bus.Publish(t, events.HostDecommissioned{HostID: retired, Reason: "replaced"}, retired)
+	e.bus.Publish(t, events.HostDecommissioned{HostID: canary.HostID}, canary.HostID)
+	eventstest.WaitFor(t, 30*time.Second, "host dropped", func() bool {
+		for _, h := range e.rollout(canary.RolloutID).Hosts {
+			if h.HostID == retired {
+				return h.State == events.ResultSkipped
+			}
+		}
+		return false
+	})
+	if d := e.rollout(canary.RolloutID); d.InFlight != 1 || d.Skipped != 1 {
+		t.Fatalf("after decommissioning: %+v", d.RolloutSummary)
+	}
+	done := e.drive(nil)
+	if done.Succeeded != 3 || done.Skipped != 1 {
+		t.Fatalf("completed = %+v", done)
+	}
+	for _, r := range done.Results {
+		if r.HostID == retired && (r.Status != events.ResultSkipped || !strings.Contains(r.Reason, "decommissioned: replaced")) {
+			t.Errorf("result of the retired host = %+v", r)
+		}
+	}
+	for _, j := range e.exec.snapshot() {
+		if j.HostID == retired {
+			t.Errorf("job for the decommissioned host: %+v", j)
+		}
+	}
+}
+
+func TestDockerRolloutUpgradesHostsOffTheManifest(t *testing.T) {
+	e := newEnv(t, autoPolicy)
+	e.docker = filepath.Join(t.TempDir(), "docker.yaml")
+	manifest := "components:\n  docker: \"27.3.1\"\n  weave: \"2.8.1\"\npackages:\n  docker-ce: \"5:27.3.1-1~debian.12~bookworm\"\n  docker-ce-cli: \"5:27.3.1-1~debian.12~bookworm\"\n"
+	if err := os.WriteFile(e.docker, []byte(manifest), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hosts := e.inv.expose("web", nil, 3, "DSA-11")
+	e.inv.setComponents(hosts[0], events.Component{Name: "docker", Version: "27.3.1"}, events.Component{Name: "weave", Version: "2.8.1"})
+	e.inv.setComponents(hosts[1], events.Component{Name: "docker", Version: "24.0.7"}, events.Component{Name: "weave", Version: "2.8.1"})
+	e.inv.setComponents(hosts[2], events.Component{Name: "docker", Version: "27.3.1"}, events.Component{Name: "weave", Version: "2.6.0"})
+	e.run("a")
+	req := events.RolloutRequested{RequestID: "docker-1", RequestedBy: "alice", Kind: events.KindDocker, Selector: events.HostSelector{Fleet: "web"}}
+	e.bus.Publish(t, req, req.RequestID)
+	planned := decode[events.RolloutPlanned](t, e.waitEvent("RolloutPlanned", 1)[0])
+	if planned.Kind != events.KindDocker || planned.HostCount != 2 {
+		t.Fatalf("planned %+v", planned)
+	}
+	if done := e.drive(nil); done.Succeeded != 2 {
+		t.Fatalf("completed = %+v", done)
+	}
+	want := map[string][]events.Component{
+		hosts[1]: {{Name: "docker-ce", Version: "5:27.3.1-1~debian.12~bookworm"}, {Name: "docker-ce-cli", Version: "5:27.3.1-1~debian.12~bookworm"}},
+		hosts[2]: {{Name: "weave", Version: "2.8.1"}},
+	}
+	jobs := e.exec.snapshot()
+	if len(jobs) != 2 {
+		t.Fatalf("%d jobs: %+v", len(jobs), jobs)
+	}
+	for _, j := range jobs {
+		if j.Kind != events.KindDocker || !reflect.DeepEqual(j.Components, want[j.HostID]) {
+			t.Errorf("job of %s = %+v, want components %+v", j.HostID, j, want[j.HostID])
+		}
 	}
 }

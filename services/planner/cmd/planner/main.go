@@ -3,6 +3,9 @@
 //
 //	PATCHFLEET_POLICY_FILE     fleet policy YAML (default: the built-in policy)
 //	PATCHFLEET_PLANNER_TICK    how often due rollouts are re-evaluated (default 1s)
+//	PATCHFLEET_DOCKER_MANIFEST pinned Docker/Weave versions for docker rollouts (YAML)
+//	PATCHFLEET_PLANNER_TOKENS       HTTP API bearer tokens, comma-separated "name:secret"
+//	PATCHFLEET_PLANNER_TOKENS_FILE  more tokens, one per line
 package main
 
 import (
@@ -11,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/patchfleet/patchfleet/db/service"
@@ -25,6 +29,10 @@ func main() {
 		Common:     service.CommonFromEnv(env, planner.DefaultHTTPAddr),
 		PolicyFile: env.String("PATCHFLEET_POLICY_FILE", ""),
 		Tick:       env.Duration("PATCHFLEET_PLANNER_TICK", planner.DefaultTick),
+
+		DockerManifest: env.String("PATCHFLEET_DOCKER_MANIFEST", ""),
+		Tokens:         list(env.Secret("PATCHFLEET_PLANNER_TOKENS")),
+		TokensFile:     env.String("PATCHFLEET_PLANNER_TOKENS_FILE", ""),
 	}
 	if err := errors.Join(env.Err(), cfg.Validate()); err != nil {
 		fmt.Fprintf(os.Stderr, "planner: bad configuration:\n%v\n", err)
@@ -36,4 +44,14 @@ func main() {
 		logger.Error("planner failed", "err", err)
 		os.Exit(1)
 	}
+}
+
+func list(s string) []string {
+	var out []string
+	for p := range strings.SplitSeq(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

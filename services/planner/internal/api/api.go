@@ -29,6 +29,9 @@ type API struct {
 	PolicySource string
 	Logger       *slog.Logger
 	Timeout      time.Duration // per request; default 30s
+	// Tokens are the HTTP API's bearer tokens; with none every /v1 request is refused. NATS
+	// queries are authorised by the NATS account instead.
+	Tokens []Token
 }
 
 // Policies answers the fleet policies in force.
@@ -151,10 +154,16 @@ func (a *API) ServeNATS(ctx context.Context, nc *nats.Conn) error {
 	return svc.Stop()
 }
 
-// Mount puts the HTTP API on the service's server: GET /v1/rollouts?fleet=&state=&advisory_id=&open=&cursor=&limit=,
-// GET /v1/rollouts/{id}, POST /v1/preview (a query.PreviewRequest), GET
+// Mount puts the HTTP API on the service's server behind bearer tokens (/healthz, /readyz
+// and /metrics stay open).
+func (a *API) Mount(s *ops.Server) { s.Handle("/v1/", a.Handler()) }
+
+// Handler is the /v1/ API behind bearer-token authentication: GET
+// /v1/rollouts?fleet=&state=&advisory_id=&open=&cursor=&limit=, GET /v1/rollouts/{id}, POST
+// /v1/preview (a query.PreviewRequest), GET
 // /v1/compliance?advisory_id=&host_id=&fleet=&open=&cursor=&limit=, GET /v1/policies?fleet=.
-func (a *API) Mount(s *ops.Server) {
+func (a *API) Handler() http.Handler {
+	s := http.NewServeMux()
 	s.Handle("GET /v1/rollouts", a.http(func(r *http.Request) (any, error) {
 		v := r.URL.Query()
 		return a.Engine.Rollouts(r.Context(), query.RolloutsRequest{
@@ -182,6 +191,10 @@ func (a *API) Mount(s *ops.Server) {
 	s.Handle("GET /v1/policies", a.http(func(r *http.Request) (any, error) {
 		return a.Policies(r.Context(), query.PoliciesRequest{Fleet: r.URL.Query().Get("fleet")})
 	}))
+	s.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		ops.WriteJSON(w, http.StatusNotFound, query.Error{Code: http.StatusNotFound, Message: "no route " + r.Method + " " + r.URL.Path})
+	})
+	return a.authenticate(s)
 }
 
 func atoi(s string) int {

@@ -18,6 +18,7 @@ import (
 	"github.com/patchfleet/patchfleet/events/deb"
 	"github.com/patchfleet/patchfleet/events/query"
 	"github.com/patchfleet/patchfleet/services/planner/internal/budget"
+	"github.com/patchfleet/patchfleet/services/planner/internal/manifest"
 	"github.com/patchfleet/patchfleet/services/planner/internal/policy"
 	"github.com/patchfleet/patchfleet/services/planner/internal/waves"
 )
@@ -44,6 +45,7 @@ type HostPlan struct {
 	HostID     string
 	Packages   []events.PackageTarget // empty: what the kind implies (all security updates, full…)
 	Advisories []string
+	Components []events.Component // docker: the pins the host needs
 }
 
 // Fleet is the plan of one fleet.
@@ -91,6 +93,7 @@ type Covered map[string][]events.PackageTarget
 // nothing to do.
 func Security(p *policy.Policy, advisories map[string]Advisory, hosts []Host, covered Covered, now time.Time) Result {
 	var res Result
+	vc := versionCache{}
 	byFleet := map[string][]Host{}
 	for _, h := range hosts {
 		f := p.For(h.Fleet, h.Tags)
@@ -118,7 +121,7 @@ func Security(p *policy.Policy, advisories map[string]Advisory, hosts []Host, co
 		}
 		used := map[string]bool{}
 		for _, h := range hs {
-			hp := merge(h, eligible, covered[h.ID])
+			hp := merge(h, eligible, covered[h.ID], vc)
 			if len(hp.Packages) == 0 {
 				continue
 			}
@@ -152,9 +155,9 @@ func Security(p *policy.Policy, advisories map[string]Advisory, hosts []Host, co
 
 // merge computes one host's job: per binary package the highest fixed version any eligible
 // advisory asks for.
-func merge(h Host, eligible map[string]Advisory, covered []events.PackageTarget) HostPlan {
-	targets := map[string]string{}
-	advs := map[string]bool{}
+func merge(h Host, eligible map[string]Advisory, covered []events.PackageTarget, vc versionCache) HostPlan {
+	targets := make(map[string]string, len(h.Packages))
+	advs := make(map[string]bool, 1)
 	for _, p := range h.Packages {
 		if _, ok := eligible[p.AdvisoryID]; !ok {
 			continue // below the fleet's min_severity (callers attribute every package)
@@ -162,16 +165,16 @@ func merge(h Host, eligible map[string]Advisory, covered []events.PackageTarget)
 		if p.Fixed == "" {
 			continue // no fix yet: nothing to install
 		}
-		if c, err := deb.Compare(p.Installed, p.Fixed); err == nil && c >= 0 {
+		if c, ok := vc.compare(p.Installed, p.Fixed); ok && c >= 0 {
 			continue // already satisfied
 		}
-		if cur, ok := targets[p.Name]; !ok || newer(p.Fixed, cur) {
+		if cur, ok := targets[p.Name]; !ok || vc.newer(p.Fixed, cur) {
 			targets[p.Name] = p.Fixed
 		}
 		advs[p.AdvisoryID] = true
 	}
 	for _, c := range covered {
-		if want, ok := targets[c.Name]; ok && (c.MinVersion == "" || !newer(want, c.MinVersion)) {
+		if want, ok := targets[c.Name]; ok && (c.MinVersion == "" || !vc.newer(want, c.MinVersion)) {
 			delete(targets, c.Name)
 		}
 	}
@@ -185,9 +188,28 @@ func merge(h Host, eligible map[string]Advisory, covered []events.PackageTarget)
 	return hp
 }
 
-func newer(a, b string) bool {
-	c, err := deb.Compare(a, b)
-	return err == nil && c > 0
+// versionCache remembers Debian version comparisons: across a fleet the same installed and
+// fixed versions recur on almost every host.
+type versionCache map[[2]string]int
+
+const invalidVersion = 2 // no comparison: a version does not parse
+
+func (vc versionCache) compare(a, b string) (int, bool) {
+	k := [2]string{a, b}
+	c, ok := vc[k]
+	if !ok {
+		var err error
+		if c, err = deb.Compare(a, b); err != nil {
+			c = invalidVersion
+		}
+		vc[k] = c
+	}
+	return c, c != invalidVersion
+}
+
+func (vc versionCache) newer(a, b string) bool {
+	c, ok := vc.compare(a, b)
+	return ok && c > 0
 }
 
 // notBefore applies the approval delay: the soak after publication, skipped by critical and
@@ -213,35 +235,47 @@ func notBefore(f *policy.Fleet, eligible map[string]Advisory, used map[string]bo
 
 // Selected is a host picked by an on-demand request or registered as new.
 type Selected struct {
-	ID    string
-	Fleet string
-	Tags  map[string]string
+	ID         string
+	Fleet      string
+	Tags       map[string]string
+	Components []events.Component // detected versions (docker, weave…)
 }
 
 // OnDemand plans a person's request (apply security upgrades now, a full upgrade, Docker
 // upgrades) for the selected hosts. Packages are left empty: the executor upgrades what apt
 // lists (from the security origins for kind security). Approval follows the fleet's policy
 // for the kind: security_updates for security, docker and unattended, other_updates for full.
-func OnDemand(p *policy.Policy, req events.RolloutRequested, hosts []Selected) Result {
+// A docker request takes only the hosts whose detected Docker or Weave differs from the
+// manifest, each job carrying the pins its host needs.
+func OnDemand(p *policy.Policy, req events.RolloutRequested, hosts []Selected, m *manifest.Manifest) Result {
 	var res Result
-	byFleet := map[string][]string{}
+	byFleet := map[string][]Selected{}
 	for _, h := range hosts {
 		f := p.For(h.Fleet, h.Tags)
 		if f == nil {
 			res.Unmatched = append(res.Unmatched, h.ID)
 			continue
 		}
-		byFleet[f.Name] = append(byFleet[f.Name], h.ID)
+		byFleet[f.Name] = append(byFleet[f.Name], h)
 	}
 	for _, f := range p.Fleets {
-		ids, ok := byFleet[f.Name]
+		sel, ok := byFleet[f.Name]
 		if !ok {
 			continue
 		}
 		fp := &Fleet{Policy: f, Kind: req.Kind, RequestID: req.RequestID}
-		slices.Sort(ids)
-		for _, id := range slices.Compact(ids) {
-			fp.Hosts = append(fp.Hosts, HostPlan{HostID: id})
+		slices.SortFunc(sel, func(a, b Selected) int { return cmp.Compare(a.ID, b.ID) })
+		for _, h := range slices.CompactFunc(sel, func(a, b Selected) bool { return a.ID == b.ID }) {
+			hp := HostPlan{HostID: h.ID}
+			if req.Kind == events.KindDocker {
+				if hp.Components = m.Pins(h.Components); len(hp.Components) == 0 {
+					continue // already at the manifest's versions
+				}
+			}
+			fp.Hosts = append(fp.Hosts, hp)
+		}
+		if len(fp.Hosts) == 0 {
+			fp.Skipped = "every selected host runs the manifest's Docker and Weave versions"
 		}
 		if req.Kind == events.KindFull {
 			fp.NeedsApproval = f.OtherUpdates == policy.Approve
@@ -326,6 +360,13 @@ func Hash(fp *Fleet) string {
 			for _, p := range hp.Packages {
 				w(p.Name)
 				w(p.MinVersion)
+			}
+			if fp.Kind == events.KindDocker {
+				w(strconv.Itoa(len(hp.Components)))
+				for _, c := range hp.Components {
+					w(c.Name)
+					w(c.Version)
+				}
 			}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/patchfleet/patchfleet/events"
 	"github.com/patchfleet/patchfleet/events/query"
+	"github.com/patchfleet/patchfleet/services/planner/internal/manifest"
 	"github.com/patchfleet/patchfleet/services/planner/internal/policy"
 )
 
@@ -162,7 +163,7 @@ func TestSecurityPolicies(t *testing.T) {
 func TestOnDemandAndNewHost(t *testing.T) {
 	p := mustPolicy(t)
 	req := events.RolloutRequested{RequestID: "r1", RequestedBy: "alice", Kind: events.KindFull, Selector: events.HostSelector{Fleet: "db"}, Reboot: events.RebootAlways}
-	res := OnDemand(p, req, []Selected{{ID: "d2", Fleet: "db"}, {ID: "d1", Fleet: "db"}, {ID: "z", Fleet: "nowhere"}})
+	res := OnDemand(p, req, []Selected{{ID: "d2", Fleet: "db"}, {ID: "d1", Fleet: "db"}, {ID: "z", Fleet: "nowhere"}}, nil)
 	if len(res.Fleets) != 1 || !reflect.DeepEqual(res.Unmatched, []string{"z"}) {
 		t.Fatalf("res = %+v", res)
 	}
@@ -174,6 +175,56 @@ func TestOnDemandAndNewHost(t *testing.T) {
 	g := nh.Fleets[0]
 	if g.Kind != events.KindFull || g.NeedsApproval || !g.IgnoreWindows || len(g.Waves) != 1 || !g.NotBefore.IsZero() {
 		t.Errorf("new host plan = %+v", g)
+	}
+}
+
+func TestOnDemandDocker(t *testing.T) {
+	p := mustPolicy(t)
+	m, err := manifest.Parse([]byte("components: {docker: 27.3.1, weave: 2.8.1}\npackages: {docker-ce: '5:27.3.1-1~debian.12~bookworm'}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := events.RolloutRequested{RequestID: "r2", RequestedBy: "alice", Kind: events.KindDocker, Selector: events.HostSelector{Fleet: "lab"}}
+	comps := func(docker, weave string) []events.Component {
+		return []events.Component{{Name: "docker", Version: docker}, {Name: "weave", Version: weave}}
+	}
+	ce := events.Component{Name: "docker-ce", Version: "5:27.3.1-1~debian.12~bookworm"}
+	wv := events.Component{Name: "weave", Version: "2.8.1"}
+	for _, tt := range []struct {
+		name    string
+		hosts   []Selected
+		want    map[string][]events.Component
+		skipped bool
+	}{
+		{"only hosts that differ", []Selected{
+			{ID: "l1", Fleet: "lab", Components: comps("27.3.1", "2.8.1")},
+			{ID: "l2", Fleet: "lab", Components: comps("24.0.7", "2.8.1")},
+			{ID: "l3", Fleet: "lab", Components: comps("27.3.1", "2.6.0")},
+			{ID: "l4", Fleet: "lab", Components: comps("24.0.7", "2.6.0")},
+			{ID: "l5", Fleet: "lab"},
+		}, map[string][]events.Component{"l2": {ce}, "l3": {wv}, "l4": {ce, wv}}, false},
+		{"every host up to date", []Selected{{ID: "l1", Fleet: "lab", Components: comps("27.3.1", "2.8.1")}}, map[string][]events.Component{}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res := OnDemand(p, req, tt.hosts, m)
+			if len(res.Fleets) != 1 {
+				t.Fatalf("res = %+v", res)
+			}
+			f := res.Fleets[0]
+			got := map[string][]events.Component{}
+			for _, h := range f.Hosts {
+				got[h.HostID] = h.Components
+			}
+			if !reflect.DeepEqual(got, tt.want) || (f.Skipped != "") != tt.skipped || f.Kind != events.KindDocker {
+				t.Errorf("hosts %+v skipped %q, want %+v skipped %v", got, f.Skipped, tt.want, tt.skipped)
+			}
+		})
+	}
+	// The pins are part of what an approval names.
+	a := OnDemand(p, req, []Selected{{ID: "l2", Fleet: "lab", Components: comps("24.0.7", "2.8.1")}}, m).Fleets[0]
+	b := OnDemand(p, req, []Selected{{ID: "l2", Fleet: "lab", Components: comps("24.0.7", "2.6.0")}}, m).Fleets[0]
+	if a.Hash == b.Hash {
+		t.Error("plans with different pins have the same hash")
 	}
 }
 

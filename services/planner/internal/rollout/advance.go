@@ -118,8 +118,12 @@ func (e *Engine) dispatch(ctx context.Context, tx pgx.Tx, q *plannerdb.Queries, 
 		attempt := h.Attempt + 1
 		jobID := events.DerivedID("job", r.ID, h.HostID, strconv.Itoa(int(attempt)))
 		var pkgs []events.PackageTarget
+		var comps []events.Component
 		if err := json.Unmarshal(h.Packages, &pkgs); err != nil {
 			return fmt.Errorf("decode packages of host %s in rollout %s: %w", h.HostID, r.ID, err)
+		}
+		if err := json.Unmarshal(h.Components, &comps); err != nil {
+			return fmt.Errorf("decode components of host %s in rollout %s: %w", h.HostID, r.ID, err)
 		}
 		if err := q.DispatchHost(ctx, plannerdb.DispatchHostParams{RolloutID: r.ID, HostID: h.HostID, JobID: jobID, Attempt: attempt, Now: &now}); err != nil {
 			return fmt.Errorf("dispatch host %s in rollout %s: %w", h.HostID, r.ID, err)
@@ -127,7 +131,7 @@ func (e *Engine) dispatch(ctx context.Context, tx pgx.Tx, q *plannerdb.Queries, 
 		job := events.UpgradeRequested{
 			JobID: jobID, RolloutID: r.ID, Wave: int(r.CurrentWave), HostID: h.HostID, Kind: r.Kind,
 			Strategy: r.Strategy, Reboot: r.Reboot, Packages: pkgs, HealthCheck: r.HealthCheck,
-			ConfigureUnattended: r.ConfigureUnattended,
+			ConfigureUnattended: r.ConfigureUnattended, Components: comps,
 		}
 		if err := e.emit(ctx, tx, r.ID, causation, now, job, h.HostID, strconv.Itoa(int(attempt))); err != nil {
 			return err

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 
@@ -19,6 +20,9 @@ import (
 func (e *Engine) OnRequested(ctx context.Context, m events.Meta, req events.RolloutRequested) error {
 	now := e.now()
 	res, err := e.planRequest(ctx, req)
+	if errors.Is(err, ErrBadRequest) {
+		return events.Permanent(err)
+	}
 	if err != nil {
 		return err
 	}
@@ -31,6 +35,10 @@ func (e *Engine) OnRequested(ctx context.Context, m events.Meta, req events.Roll
 			return nil
 		}
 		for _, fp := range res.Fleets {
+			if fp.Skipped != "" {
+				e.Logger.Info("request not rolled out", "request_id", req.RequestID, "fleet", fp.Policy.Name, "why", fp.Skipped)
+				continue
+			}
 			id := events.DerivedID("rollout", "request", req.RequestID, fp.Policy.Name)
 			if _, err := e.persist(ctx, tx, q, fp, id, "request:"+req.RequestID+":"+fp.Policy.Name, now, m.ID); err != nil {
 				return err
@@ -44,6 +52,9 @@ func (e *Engine) OnRequested(ctx context.Context, m events.Meta, req events.Roll
 // fleet that names a fleet policy selects that policy's hosts; otherwise it is an inventory
 // fleet.
 func (e *Engine) planRequest(ctx context.Context, req events.RolloutRequested) (plan.Result, error) {
+	if req.Kind == events.KindDocker && e.Docker == nil {
+		return plan.Result{}, fmt.Errorf("%w: docker request %s: no Docker manifest configured (PATCHFLEET_DOCKER_MANIFEST)", ErrBadRequest, req.RequestID)
+	}
 	hq := query.HostsRequest{Fleet: req.Selector.Fleet, Tags: req.Selector.Tags, IDs: req.Selector.Hosts}
 	var only *policy.Fleet
 	if f := e.Policy.Fleet(req.Selector.Fleet); f != nil {
@@ -66,12 +77,12 @@ func (e *Engine) planRequest(ctx context.Context, req events.RolloutRequested) (
 		if h.Retired || only != nil && e.Policy.For(h.Fleet, h.Tags) != only {
 			return
 		}
-		sel = append(sel, plan.Selected{ID: h.ID, Fleet: h.Fleet, Tags: h.Tags})
+		sel = append(sel, plan.Selected{ID: h.ID, Fleet: h.Fleet, Tags: h.Tags, Components: h.Components})
 	})
 	if err != nil {
 		return plan.Result{}, fmt.Errorf("select hosts for request %s: %w", req.RequestID, err)
 	}
-	return plan.OnDemand(e.Policy, req, sel), nil
+	return plan.OnDemand(e.Policy, req, sel, e.Docker), nil
 }
 
 // decide runs a person's decision on a locked rollout.

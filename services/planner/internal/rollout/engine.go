@@ -30,6 +30,7 @@ import (
 	"github.com/patchfleet/patchfleet/db/plannerdb"
 	"github.com/patchfleet/patchfleet/events"
 	"github.com/patchfleet/patchfleet/events/query"
+	"github.com/patchfleet/patchfleet/services/planner/internal/manifest"
 	"github.com/patchfleet/patchfleet/services/planner/internal/policy"
 	"github.com/patchfleet/patchfleet/services/planner/internal/window"
 )
@@ -50,6 +51,8 @@ type Engine struct {
 	Logger    *slog.Logger
 	Producer  string // the producer of the events it emits
 	PageSize  int    // inventory page size; default 1000
+	// Docker is the Docker manifest docker rollouts upgrade to; nil refuses them.
+	Docker *manifest.Manifest
 }
 
 // Consumer names recorded in the inbox, one per kind of input.

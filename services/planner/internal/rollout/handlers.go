@@ -25,6 +25,7 @@ func (e *Engine) Register(c *events.Consumer) {
 	events.On(c, e.OnAdvisory)
 	events.On(c, e.OnWithdrawn)
 	events.On(c, e.OnHostRegistered)
+	events.On(c, e.OnDecommissioned)
 	events.On(c, e.OnInventory)
 	events.On(c, e.OnDrift)
 	events.On(c, e.OnHostRebooted)
@@ -256,6 +257,46 @@ func (e *Engine) OnHostRegistered(ctx context.Context, m events.Meta, h events.H
 		fp := res.Fleets[0]
 		_, err := e.persist(ctx, tx, q, fp, events.DerivedID("rollout", "new-host", h.HostID, m.ID), "new-host:"+h.HostID, now, m.ID)
 		return err
+	})
+}
+
+// OnDecommissioned drops a retired host from the open rollouts that have not dispatched it:
+// it is skipped there (and so reported in the rollout's results), and a wave left with
+// nothing else to wait for completes. A job already dispatched finishes and is recorded.
+func (e *Engine) OnDecommissioned(ctx context.Context, m events.Meta, d events.HostDecommissioned) error {
+	now := e.now()
+	reason := "host decommissioned"
+	if d.Reason != "" {
+		reason += ": " + d.Reason
+	}
+	return e.inTx(ctx, func(tx pgx.Tx, q *plannerdb.Queries) error {
+		if seen, err := inbox.Seen(ctx, tx, inboxHosts, m.ID); err != nil || seen {
+			return err
+		}
+		ids, err := q.PendingRolloutsOfHost(ctx, d.HostID)
+		if err != nil {
+			return fmt.Errorf("open rollouts of decommissioned host %s: %w", d.HostID, err)
+		}
+		for _, id := range ids { // in id order, so concurrent handlers lock alike
+			r, err := q.LockRollout(ctx, id)
+			if err != nil {
+				return wrapRollout("lock", id, err)
+			}
+			n, err := q.SkipHost(ctx, plannerdb.SkipHostParams{RolloutID: id, HostID: d.HostID, Reason: reason, Now: &now})
+			if err != nil {
+				return fmt.Errorf("drop decommissioned host %s from rollout %s: %w", d.HostID, id, err)
+			}
+			if n == 0 {
+				continue // dispatched meanwhile
+			}
+			e.log(id).Info("decommissioned host dropped", "host_id", d.HostID)
+			if r.State == query.RolloutRunning {
+				if err := e.advance(ctx, tx, q, r, now, m.ID); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	})
 }
 

@@ -76,12 +76,9 @@ func (e *Engine) persist(ctx context.Context, tx pgx.Tx, q *plannerdb.Queries, f
 	if fp.NotifyOnly() {
 		hostState, reason = "skipped", "notify-only fleet"
 	}
-	hostRows := make([]plannerdb.InsertRolloutHostsParams, len(fp.Hosts))
-	for i, h := range fp.Hosts {
-		hostRows[i] = plannerdb.InsertRolloutHostsParams{
-			RolloutID: id, HostID: h.HostID, Wave: waveOf[h.HostID], State: hostState,
-			Packages: packagesJSON(h.Packages), AdvisoryIds: nonNil(h.Advisories), Reason: reason,
-		}
+	targets, hostRows := jobRows(id, fp, waveOf, hostState, reason)
+	if _, err := q.InsertRolloutTargets(ctx, targets); err != nil {
+		return false, wrapRollout("insert job targets of", id, err)
 	}
 	if _, err := q.InsertRolloutHosts(ctx, hostRows); err != nil {
 		return false, wrapRollout("insert hosts of", id, err)
@@ -125,6 +122,36 @@ func summary(fp *plan.Fleet) string {
 		s += " for " + strings.Join(fp.Advisories, ", ")
 	}
 	return s
+}
+
+// jobRows lays out a plan's jobs: each distinct target (packages, advisories, pins) once,
+// and per host its wave and target.
+func jobRows(id string, fp *plan.Fleet, waveOf map[string]int32, state, reason string) ([]plannerdb.InsertRolloutTargetsParams, []plannerdb.InsertRolloutHostsParams) {
+	var targets []plannerdb.InsertRolloutTargetsParams
+	index := map[string]int32{}
+	hosts := make([]plannerdb.InsertRolloutHostsParams, len(fp.Hosts))
+	for i, h := range fp.Hosts {
+		pkgs, comps := packagesJSON(h.Packages), componentsJSON(h.Components)
+		key := string(pkgs) + "\x00" + strings.Join(h.Advisories, ",") + "\x00" + string(comps)
+		idx, ok := index[key]
+		if !ok {
+			idx = int32(len(targets))
+			index[key] = idx
+			targets = append(targets, plannerdb.InsertRolloutTargetsParams{
+				RolloutID: id, Idx: idx, Packages: pkgs, AdvisoryIds: nonNil(h.Advisories), Components: comps,
+			})
+		}
+		hosts[i] = plannerdb.InsertRolloutHostsParams{RolloutID: id, HostID: h.HostID, Wave: waveOf[h.HostID], State: state, Target: idx, Reason: reason}
+	}
+	return targets, hosts
+}
+
+func componentsJSON(c []events.Component) []byte {
+	if len(c) == 0 {
+		return []byte("[]")
+	}
+	b, _ := json.Marshal(c) // plain strings: cannot fail
+	return b
 }
 
 func packagesJSON(p []events.PackageTarget) []byte {
