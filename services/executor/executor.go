@@ -29,6 +29,7 @@ import (
 	"github.com/patchfleet/patchfleet/services/executor/internal/api"
 	"github.com/patchfleet/patchfleet/services/executor/internal/job"
 	"github.com/patchfleet/patchfleet/services/executor/internal/lease"
+	"github.com/patchfleet/patchfleet/services/executor/internal/provider"
 	"github.com/patchfleet/patchfleet/services/executor/internal/reboot"
 	"github.com/patchfleet/patchfleet/services/executor/internal/remote"
 	"github.com/patchfleet/patchfleet/services/executor/internal/store"
@@ -84,6 +85,11 @@ type Config struct {
 	// pool_max_conns already in the database URL is kept unless this is set.
 	DBMaxConns    int
 	dbMaxConnsSet bool // DBMaxConns was given, not defaulted
+
+	// Provider hooks of strategy replace, each a command as argv (see internal/provider):
+	// all three or none; without them replace jobs fail replace_failed.
+	ProviderProvision, ProviderSwitch, ProviderRetire []string
+	ProviderTimeout                                   time.Duration // per hook run; default 15m
 }
 
 func (c *Config) defaults() {
@@ -109,6 +115,7 @@ func (c *Config) defaults() {
 	set(&c.RebootTimeout, 10*time.Minute)
 	set(&c.RebootDelay, 2*time.Second)
 	set(&c.InventoryTTL, 30*time.Second)
+	set(&c.ProviderTimeout, 15*time.Minute)
 	if c.MinFreeKB == 0 {
 		c.MinFreeKB = 512 << 10
 	}
@@ -148,6 +155,9 @@ func (c Config) Validate() error {
 	if c.AckWait != 0 && c.AckWait < 3*time.Second {
 		errs = append(errs, errors.New("PATCHFLEET_EXECUTOR_ACK_WAIT must be at least 3s (heartbeats go every third of it)"))
 	}
+	if n := countSet(c.ProviderProvision, c.ProviderSwitch, c.ProviderRetire); n != 0 && n != 3 {
+		errs = append(errs, errors.New("PATCHFLEET_EXECUTOR_PROVIDER_PROVISION, _SWITCH and _RETIRE: set all three or none"))
+	}
 	if c.DBMaxConns < 0 || c.DBMaxConns > 1000 {
 		errs = append(errs, fmt.Errorf("PATCHFLEET_EXECUTOR_DB_MAX_CONNS %d: want 1 to 1000", c.DBMaxConns))
 	}
@@ -155,6 +165,16 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("PATCHFLEET_EXECUTOR_MIN_FREE_KB must not be negative"))
 	}
 	return errors.Join(append(errs, c.Common.Validate())...)
+}
+
+func countSet(cmds ...[]string) int {
+	n := 0
+	for _, c := range cmds {
+		if len(c) > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // DefaultDBMaxConns is the pool size for a concurrency: a quarter of the jobs holding a
@@ -229,6 +249,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Leases:  &lease.Leases{Pool: svc.Pool, Holder: cfg.InstanceID, TTL: cfg.LeaseTTL},
 		Targets: &remote.Targets{Inventory: query.Client{NC: svc.NC}, TTL: cfg.InventoryTTL},
 		Pool:    pool, DB: svc.Pool, NC: svc.NC, Logger: svc.Logger,
+	}
+	if hooks := (provider.Hooks{Provision: cfg.ProviderProvision, Switch: cfg.ProviderSwitch, Retire: cfg.ProviderRetire,
+		Timeout: cfg.ProviderTimeout}); hooks.Configured() {
+		r.Replace = &upgrade.Replace{Hooks: hooks}
 	}
 	c := svc.Consumer("", events.ConsumerConfig{
 		Concurrency: cfg.Concurrency, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,

@@ -34,6 +34,11 @@ func main() {
 		RebootDelay:    env.Duration("PATCHFLEET_EXECUTOR_REBOOT_DELAY", 0),
 		MinFreeKB:      int64(env.Int("PATCHFLEET_EXECUTOR_MIN_FREE_KB", 0)),
 		DBMaxConns:     env.Int("PATCHFLEET_EXECUTOR_DB_MAX_CONNS", 0),
+		// Hook commands are split on white space into argv; no shell, no quoting.
+		ProviderProvision: strings.Fields(env.String("PATCHFLEET_EXECUTOR_PROVIDER_PROVISION", "")),
+		ProviderSwitch:    strings.Fields(env.String("PATCHFLEET_EXECUTOR_PROVIDER_SWITCH", "")),
+		ProviderRetire:    strings.Fields(env.String("PATCHFLEET_EXECUTOR_PROVIDER_RETIRE", "")),
+		ProviderTimeout:   env.Duration("PATCHFLEET_EXECUTOR_PROVIDER_TIMEOUT", 0),
 	}
 	if err := errors.Join(env.Err(), cfg.Validate()); err != nil {
 		fmt.Fprintf(os.Stderr, "executor: bad configuration:\n%v\n", err)

@@ -46,6 +46,8 @@ type Progress struct {
 	RebootAt       time.Time `json:"reboot_at,omitempty"`
 	RebootedTo     string    `json:"rebooted_to,omitempty"` // the new boot id
 	HealthReboot   bool      `json:"health_reboot,omitempty"`
+
+	Replace ReplaceProgress `json:"replace,omitzero"` // strategy replace
 }
 
 // Rebooting reports whether a reboot was issued and not yet seen to finish.

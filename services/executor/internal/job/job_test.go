@@ -133,3 +133,29 @@ func TestStepNamesFollowProgress(t *testing.T) {
 		}
 	}
 }
+
+func TestNextReplaceResumesAtTheRecordedStage(t *testing.T) {
+	n := &NewHost{ID: "new", Name: "new", Address: "10.0.0.2", Port: 22, HostKey: "ssh-ed25519 AAAA"}
+	for _, tt := range []struct {
+		name string
+		p    ReplaceProgress
+		want ReplaceStep
+	}{
+		{"fresh job provisions", ReplaceProgress{}, ProvisionNew},
+		{"hook started, no host recorded: never provision twice", ReplaceProgress{Provisioning: true}, ProvisionInterrupted},
+		{"host recorded registers it", ReplaceProgress{Provisioning: true, New: n}, RegisterNew},
+		{"registered upgrades", ReplaceProgress{New: n, Registered: true}, UpgradeNew},
+		{"upgraded checks health", ReplaceProgress{New: n, Registered: true, Upgraded: true}, CheckNew},
+		{"healthy switches", ReplaceProgress{New: n, Registered: true, Upgraded: true, Healthy: true}, SwitchToNew},
+		{"switched decommissions the old host", ReplaceProgress{New: n, Registered: true, Upgraded: true, Healthy: true, Switched: true}, DecommissionOld},
+		{"decommissioned retires the old host", ReplaceProgress{New: n, Registered: true, Upgraded: true, Healthy: true, Switched: true, Decommissioned: true}, RetireOld},
+		{"all done", ReplaceProgress{New: n, Registered: true, Upgraded: true, Healthy: true, Switched: true, Decommissioned: true, Retired: true}, ReplaceDone},
+		{"new host failed is retired", ReplaceProgress{New: n, Registered: true, FailedStage: "health"}, RetireNew},
+		{"new host retired fails the job", ReplaceProgress{New: n, Registered: true, FailedStage: "health", NewRetired: true}, FailReplaced},
+		{"provision failed fails the job", ReplaceProgress{Provisioning: true, FailedStage: "provision"}, FailReplaced},
+	} {
+		if got := NextReplace(tt.p); got != tt.want {
+			t.Errorf("%s: NextReplace = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,267 @@
+package upgrade
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/patchfleet/patchfleet/events"
+	"github.com/patchfleet/patchfleet/events/query"
+	"github.com/patchfleet/patchfleet/events/sshx"
+	"github.com/patchfleet/patchfleet/services/executor/internal/job"
+	"github.com/patchfleet/patchfleet/services/executor/internal/provider"
+	"github.com/patchfleet/patchfleet/services/executor/internal/remote"
+)
+
+// Replace performs strategy replace with provider hooks: provision a new host, register it,
+// give it a full upgrade, check its health, switch the failover address to it, decommission
+// and retire the old one. A new host that fails is retired and the old one keeps serving.
+type Replace struct {
+	Hooks provider.Hooks
+}
+
+// Replace runs the job's next stages until it has its outcome (see job.NextReplace).
+func (rp *Replace) Replace(ctx context.Context, x *Exec) error {
+	p := &x.Progress.Replace
+	oldID := x.Job.HostID
+	for range maxSteps {
+		if err := context.Cause(ctx); err != nil {
+			return fmt.Errorf("job %s replace: %w", x.Job.ID, err)
+		}
+		step := job.NextReplace(*p)
+		x.Out.Printf("replace stage %s", step)
+		x.Log.Info("replace stage", "stage", step.String(), "attempt", x.Attempt)
+		switch step {
+		case job.ProvisionNew:
+			p.Provisioning = true
+			if err := x.Save(ctx); err != nil {
+				return err
+			}
+			n, err := rp.Hooks.ProvisionHost(ctx, oldID, x.Out)
+			if err != nil {
+				if cause := context.Cause(ctx); cause != nil {
+					return fmt.Errorf("job %s provision: %w", x.Job.ID, cause)
+				}
+				return x.Fail(ctx, events.FailReplace, "stage provision: "+err.Error(), "")
+			}
+			p.New = &n
+			x.Out.Printf("provisioned %s (%s:%d)", n.ID, n.Address, n.Port)
+			if err := x.Save(ctx); err != nil {
+				return err
+			}
+
+		case job.ProvisionInterrupted:
+			return x.Fail(ctx, events.FailReplace, "stage provision: a provision hook run was interrupted before it reported its host; "+
+				"not provisioning again: check the provider for a host made for "+oldID, "")
+
+		case job.RegisterNew:
+			old, err := x.r.Targets.Inventory.Host(ctx, query.HostRequest{ID: oldID})
+			if err != nil {
+				return x.transport(ctx, "look up old host", err, "")
+			}
+			n := p.New
+			reg := events.HostRegistered{HostID: n.ID, Name: n.Name, Fleet: old.Fleet, Tags: old.Tags, New: true,
+				SSH: events.SSHTarget{Address: n.Address, Port: n.Port, User: cmpOr(n.User, old.SSH.User), Bastion: old.SSH.Bastion,
+					Sudo: old.SSH.Sudo, HostKey: n.HostKey}}
+			msg, err := events.NewDerived(reg, x.Origin, x.now(), x.Job.ID, n.ID)
+			if err != nil {
+				if err := x.newHostFailed(ctx, "register", err); err != nil {
+					return err
+				}
+				continue
+			}
+			p.Registered = true
+			if err := x.Save(ctx, msg); err != nil {
+				return err
+			}
+
+		case job.UpgradeNew, job.CheckNew:
+			h, err := x.newHost(ctx)
+			if err != nil {
+				if err := x.newHostFailed(ctx, "upgrade", err); err != nil {
+					return err
+				}
+				continue
+			}
+			if step == job.UpgradeNew {
+				err = x.upgradeNew(ctx, h)
+			} else {
+				err = x.checkNew(ctx, h)
+			}
+			if err != nil {
+				var oe *remote.OpError
+				if errors.As(err, &oe) && x.Attempt < x.r.Cfg.MaxAttempts && context.Cause(ctx) == nil {
+					return fmt.Errorf("job %s replace %s (attempt %d): %w", x.Job.ID, step, x.Attempt, err)
+				}
+				if cause := context.Cause(ctx); cause != nil {
+					return fmt.Errorf("job %s replace %s: %w", x.Job.ID, step, cause)
+				}
+				if err := x.newHostFailed(ctx, step.String(), err); err != nil {
+					return err
+				}
+				continue
+			}
+
+		case job.SwitchToNew:
+			if err := rp.Hooks.SwitchTo(ctx, oldID, p.New.ID, x.Out); err != nil {
+				if cause := context.Cause(ctx); cause != nil {
+					return fmt.Errorf("job %s switch: %w", x.Job.ID, cause)
+				}
+				if err := x.newHostFailed(ctx, "switch", err); err != nil {
+					return err
+				}
+				continue
+			}
+			p.Switched = true
+			if err := x.Save(ctx); err != nil {
+				return err
+			}
+
+		case job.DecommissionOld:
+			msg, err := events.NewDerived(events.HostDecommissioned{HostID: oldID, Reason: "replaced by " + p.New.ID},
+				x.Origin, x.now(), x.Job.ID, oldID)
+			if err != nil {
+				return fmt.Errorf("job %s: %w", x.Job.ID, err)
+			}
+			p.Decommissioned = true
+			if err := x.Save(ctx, msg); err != nil {
+				return err
+			}
+
+		case job.RetireOld:
+			if err := rp.Hooks.RetireHost(ctx, oldID, x.Out); err != nil {
+				if cause := context.Cause(ctx); cause != nil {
+					return fmt.Errorf("job %s retire: %w", x.Job.ID, cause)
+				}
+				return x.Fail(ctx, events.FailReplace, fmt.Sprintf("stage retire: %s serves, but the old host was not retired: %v", p.New.ID, err), "")
+			}
+			p.Retired = true
+			x.r.Targets.Forget(oldID)
+			if err := x.Save(ctx); err != nil {
+				return err
+			}
+
+		case job.RetireNew:
+			var more []events.Message
+			if err := rp.Hooks.RetireHost(ctx, p.New.ID, x.Out); err != nil {
+				if cause := context.Cause(ctx); cause != nil {
+					return fmt.Errorf("job %s retire new host: %w", x.Job.ID, cause)
+				}
+				p.FailedMessage += fmt.Sprintf("; retiring the new host %s failed too: %v", p.New.ID, err)
+			} else if p.Registered {
+				msg, err := events.NewDerived(events.HostDecommissioned{HostID: p.New.ID, Reason: "replace failed at stage " + p.FailedStage},
+					x.Origin, x.now(), x.Job.ID, p.New.ID)
+				if err != nil {
+					return fmt.Errorf("job %s: %w", x.Job.ID, err)
+				}
+				more = append(more, msg)
+			}
+			p.NewRetired = true
+			if err := x.Save(ctx, more...); err != nil {
+				return err
+			}
+
+		case job.FailReplaced:
+			return x.Fail(ctx, events.FailReplace, fmt.Sprintf("stage %s: %s; %s keeps serving", p.FailedStage, p.FailedMessage, oldID), "")
+
+		case job.ReplaceDone:
+			return x.Complete(ctx, job.Observation{})
+		}
+	}
+	return x.Fail(ctx, events.FailReplace, fmt.Sprintf("replace did not finish within %d steps", maxSteps), "")
+}
+
+// newHostFailed records that the new host failed at stage; the next stage retires it. The
+// caller goes on with the next stage.
+func (x *Exec) newHostFailed(ctx context.Context, stage string, err error) error {
+	p := &x.Progress.Replace
+	p.FailedStage, p.FailedMessage = stage, err.Error()
+	x.Out.Printf("new host failed at stage %s: %v", stage, err)
+	return x.Save(ctx)
+}
+
+// newHost is the ops runner for the provisioned host, pinned to the key it printed.
+func (x *Exec) newHost(ctx context.Context) (*remote.Host, error) {
+	n := x.Progress.Replace.New
+	key, err := sshx.ParseHostKey(n.HostKey)
+	if err != nil {
+		return nil, fmt.Errorf("new host %s key: %w", n.ID, err)
+	}
+	t := sshx.Target{Name: n.ID, Address: n.Address, Port: n.Port, User: n.User, HostKey: key}
+	if old, err := x.r.Targets.Resolve(ctx, x.Job.HostID); err == nil {
+		t.Sudo, t.Bastion = old.Sudo, old.Bastion
+		if t.User == "" {
+			t.User = old.User
+		}
+	}
+	return &remote.Host{Pool: x.r.Pool, Target: t, Log: x.Out, Timeouts: x.r.Cfg.Timeouts}, nil
+}
+
+// upgradeNew gives the new host every pending update (a new host gets everything).
+func (x *Exec) upgradeNew(ctx context.Context, h *remote.Host) error {
+	st, err := h.State(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if st.DpkgInterrupted {
+		res, err := h.Repair(ctx)
+		if err != nil {
+			return err
+		}
+		if res.Interrupted {
+			return fmt.Errorf("dpkg --configure -a did not finish: %s", aptSummary(res.Configure))
+		}
+	}
+	up, err := h.AptUpdate(ctx)
+	if err != nil {
+		return err
+	}
+	if up.Update.Status != 0 {
+		return fmt.Errorf("apt-get update failed: %s", aptSummary(up.Update))
+	}
+	res, err := h.FullUpgrade(ctx)
+	if err != nil {
+		return err
+	}
+	if res.Apt.Status != 0 {
+		return fmt.Errorf("apt-get dist-upgrade exited %d: %s", res.Apt.Status, aptSummary(res.Apt))
+	}
+	p := &x.Progress
+	p.Changes = nil
+	for _, c := range res.Apt.Changes {
+		p.Changes = append(p.Changes, events.PackageResult{Name: c.Name, Before: c.From, After: c.To})
+	}
+	p.Replace.Upgraded = true
+	return x.Save(ctx)
+}
+
+// checkNew runs the fleet's health check on the new host (or, without one, checks that it
+// answers with dpkg in a consistent state).
+func (x *Exec) checkNew(ctx context.Context, h *remote.Host) error {
+	if x.Req.HealthCheck != "" {
+		res, err := h.Health(ctx, x.Req.HealthCheck)
+		if err != nil {
+			return err
+		}
+		if !res.Healthy() {
+			return fmt.Errorf("health check failed on the new host: exit status %d: %s", res.Status, Tail(res.Stdout+res.Stderr, 300))
+		}
+	} else {
+		st, err := h.State(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if st.DpkgInterrupted {
+			return errors.New("dpkg is interrupted on the new host")
+		}
+	}
+	x.Progress.Replace.Healthy = true
+	return x.Save(ctx)
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
