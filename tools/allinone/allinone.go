@@ -1,7 +1,8 @@
 // Package allinone runs the whole of Patchfleet in one process, for a laptop or a small
 // fleet: an embedded NATS JetStream server (file storage, listening on loopback so the nats
 // CLI and external feed publishers can connect), a local PostgreSQL cluster it provisions
-// under the data directory, and the four services, each on its own HTTP port.
+// under the data directory, the four services, each on its own HTTP port, and the web
+// console.
 //
 // The services are the same code the separate binaries run; they reach NATS and PostgreSQL
 // through URLs, exactly as they would on a cluster.
@@ -25,6 +26,8 @@ import (
 	"github.com/patchfleet/patchfleet/services/executor"
 	"github.com/patchfleet/patchfleet/services/inventory"
 	"github.com/patchfleet/patchfleet/services/planner"
+	"github.com/patchfleet/patchfleet/tools/console"
+	"github.com/patchfleet/patchfleet/tools/console/auth"
 )
 
 // Config of the single-process system.
@@ -35,12 +38,17 @@ type Config struct {
 	PGPort   int
 	// HTTP ports of the services.
 	InventoryPort, IngestPort, PlannerPort, ExecutorPort int
+	// ConsolePort serves the web console; 0 runs no console.
+	ConsolePort int
+	// ConsoleTokens are the console's sign-in tokens ("name=token" lines); when empty, a
+	// token for "operator" is generated once into <DataDir>/console-tokens.
+	ConsoleTokens string
 }
 
 // Default is the configuration `make run` uses.
 func Default() Config {
 	return Config{DataDir: ".data", Host: "127.0.0.1", NATSPort: 4222, PGPort: 55432,
-		InventoryPort: 8080, IngestPort: 8081, PlannerPort: 8082, ExecutorPort: 8083}
+		InventoryPort: 8080, IngestPort: 8081, PlannerPort: 8082, ExecutorPort: 8083, ConsolePort: 8090}
 }
 
 // Validate names each wrong setting.
@@ -60,6 +68,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s=%d: not a TCP port", name, p))
 		}
 	}
+	if c.ConsolePort < 0 || c.ConsolePort > 65535 {
+		errs = append(errs, fmt.Errorf("PATCHFLEET_CONSOLE_PORT=%d: not a TCP port", c.ConsolePort))
+	}
 	return errors.Join(errs...)
 }
 
@@ -67,6 +78,8 @@ func (c Config) Validate() error {
 type Addrs struct {
 	NATS                                 string
 	Inventory, Ingest, Planner, Executor string // http://host:port
+	Console                              string // empty when no console runs
+	ConsoleTokens                        string // where the console's tokens are, when generated
 }
 
 // Run starts everything, calls started with the addresses once every service runs, and
@@ -123,6 +136,21 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, started func(Addr
 			return executor.Run(ctx, executor.Config{Common: common(cfg.ExecutorPort)}, logger)
 		}},
 	}
+	var consoleAddrs Addrs
+	if cfg.ConsolePort != 0 {
+		tokens, where, err := consoleTokens(cfg)
+		if err != nil {
+			return err
+		}
+		consoleAddrs.Console, consoleAddrs.ConsoleTokens = url(cfg.ConsolePort), where
+		runs = append(runs, struct {
+			name string
+			run  func(context.Context) error
+		}{console.Producer, func(ctx context.Context) error {
+			return console.Run(ctx, console.Config{Bus: events.BusConfig{URL: ns.ClientURL(), Replicas: 1},
+				HTTPAddr: net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.ConsolePort)), Tokens: tokens, ExecutorURL: url(cfg.ExecutorPort)}, logger)
+		}})
+	}
 	var wg sync.WaitGroup
 	for _, r := range runs {
 		wg.Go(func() {
@@ -133,7 +161,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, started func(Addr
 	}
 	if started != nil {
 		started(Addrs{NATS: ns.ClientURL(), Inventory: url(cfg.InventoryPort), Ingest: url(cfg.IngestPort),
-			Planner: url(cfg.PlannerPort), Executor: url(cfg.ExecutorPort)})
+			Planner: url(cfg.PlannerPort), Executor: url(cfg.ExecutorPort), Console: consoleAddrs.Console, ConsoleTokens: consoleAddrs.ConsoleTokens})
 	}
 	<-ctx.Done()
 	wg.Wait()
@@ -141,4 +169,19 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, started func(Addr
 		return err
 	}
 	return nil
+}
+
+// consoleTokens returns the configured tokens, or those of the generated token file and its
+// path.
+func consoleTokens(cfg Config) (*auth.Tokens, string, error) {
+	if cfg.ConsoleTokens != "" {
+		t, err := auth.ParseTokens(cfg.ConsoleTokens)
+		if err != nil {
+			return nil, "", fmt.Errorf("PATCHFLEET_CONSOLE_TOKENS: %w", err)
+		}
+		return t, "", nil
+	}
+	path := filepath.Join(cfg.DataDir, "console-tokens")
+	t, err := console.TokenFile(path, "operator")
+	return t, path, err
 }

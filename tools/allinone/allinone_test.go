@@ -80,8 +80,17 @@ func readyz(url string) (map[string]string, bool) {
 
 func TestWholeSystemStartsAndKeepsStateAcrossRestarts(t *testing.T) {
 	cfg := allinone.Config{DataDir: t.TempDir(), Host: "127.0.0.1", NATSPort: freePort(t), PGPort: freePort(t),
-		InventoryPort: freePort(t), IngestPort: freePort(t), PlannerPort: freePort(t), ExecutorPort: freePort(t)}
+		InventoryPort: freePort(t), IngestPort: freePort(t), PlannerPort: freePort(t), ExecutorPort: freePort(t), ConsolePort: freePort(t)}
 	a, stop := start(t, cfg)
+	eventstest.WaitFor(t, 30*time.Second, "console ready", func() bool { _, ok := readyz(a.Console); return ok })
+	if resp, err := http.Get(a.Console + "/login"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("console sign-in page: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
+	}
+	if a.ConsoleTokens == "" {
+		t.Error("no console token file was generated")
+	}
 	for name, url := range map[string]string{"inventory": a.Inventory, "advisory-ingest": a.Ingest, "planner": a.Planner, "executor": a.Executor} {
 		eventstest.WaitFor(t, 30*time.Second, name+" ready", func() bool {
 			body, ok := readyz(url)

@@ -9,8 +9,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
+	"os"
 	"time"
 
 	"github.com/patchfleet/patchfleet/events"
@@ -110,4 +112,25 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		err = cause
 	}
 	return err
+}
+
+// TokenFile reads the tokens in path, creating the file (mode 0600) with one random token
+// for name when it does not exist: what the single-process system uses when no tokens are
+// configured. The token stays in the file; nothing prints it.
+func TokenFile(path, name string) (*auth.Tokens, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		content := "# Patchfleet console sign-in tokens: name=token, one per line\n" + name + "=" + auth.NewToken() + "\n"
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			return nil, fmt.Errorf("create console token file %s: %w", path, err)
+		}
+		b = []byte(content)
+	} else if err != nil {
+		return nil, fmt.Errorf("read console token file %s: %w", path, err)
+	}
+	t, err := auth.ParseTokens(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("console token file %s: %w", path, err)
+	}
+	return t, nil
 }

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"strconv"
 	"log/slog"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -217,7 +217,6 @@ func (f *fixture) serve(t testing.TB, bus *eventstest.Bus) {
 		return query.AdvisoriesResponse{Advisories: []query.Advisory{f.advisory}}, 0, ""
 	})
 }
-
 
 // harness is a console on a test bus with fake query responders.
 type harness struct {

@@ -27,6 +27,8 @@ func main() {
 		IngestPort:    env.Int("PATCHFLEET_INGEST_PORT", def.IngestPort),
 		PlannerPort:   env.Int("PATCHFLEET_PLANNER_PORT", def.PlannerPort),
 		ExecutorPort:  env.Int("PATCHFLEET_EXECUTOR_PORT", def.ExecutorPort),
+		ConsolePort:   env.Int("PATCHFLEET_CONSOLE_PORT", def.ConsolePort),
+		ConsoleTokens: env.Secret("PATCHFLEET_CONSOLE_TOKENS"),
 	}
 	if err := errors.Join(env.Err(), cfg.Validate()); err != nil {
 		fmt.Fprintf(os.Stderr, "patchfleetd: bad configuration:\n%v\n", err)
@@ -39,6 +41,13 @@ func main() {
 			"  inventory endpoint  %s\n  advisory-ingest     %s\n  planner             %s\n  executor            %s\n"+
 			"  NATS                %s\n  data                %s\n\n",
 			a.Inventory, a.Ingest, a.Planner, a.Executor, a.NATS, cfg.DataDir)
+		if a.Console != "" {
+			fmt.Printf("  web console         %s", a.Console)
+			if a.ConsoleTokens != "" {
+				fmt.Printf("  (sign in with a token from %s)", a.ConsoleTokens)
+			}
+			fmt.Print("\n\n")
+		}
 	})
 	if err != nil {
 		logger.Error("patchfleetd failed", "err", err)

@@ -36,9 +36,15 @@ func ParseTokens(raw string) (*Tokens, error) {
 	seen := map[[sha256.Size]byte]bool{}
 	var errs []error
 	n := 0
-	for _, line := range strings.FieldsFunc(raw, func(r rune) bool { return r == '\n' || r == ',' }) {
+	var items []string
+	for _, line := range strings.Split(raw, "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			items = append(items, strings.Split(line, ",")...)
+		}
+	}
+	for _, line := range items {
 		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
+		if line == "" {
 			continue
 		}
 		n++
