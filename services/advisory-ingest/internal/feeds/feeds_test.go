@@ -219,3 +219,52 @@ func TestPolledFeedIsNotRefetchedWhenUnchanged(t *testing.T) {
 		t.Errorf("%d events, want 2", n)
 	}
 }
+
+// A batch whose transaction fails is retried whole; until it commits nothing of it is
+// stored or published, and it is published once.
+func TestFailedBatchIsRetriedWholeAndPublishedOnce(t *testing.T) {
+	e := setup(t)
+	// The revisions insert fails the first two times: after the advisories were upserted in
+	// the same transaction.
+	if _, err := e.pool.Exec(e.ctx, `
+		create sequence failures;
+		create function fail_twice() returns trigger language plpgsql as $$
+		begin
+			if nextval('failures') <= 2 then raise exception 'injected failure'; end if;
+			return new;
+		end $$;
+		create trigger fail_twice before insert on advisory_revisions for each statement execute function fail_twice();`); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeFile(t, dir, "DSA-135.json", readTestdata(t, "osv/DSA-135.json"))
+	writeFile(t, dir, "USN-6409-1.json", readTestdata(t, "osv/USN-6409-1.json"))
+	if st := e.read(dir); st.Published != 2 {
+		t.Fatalf("read: %+v", st)
+	}
+	envs := e.published()
+	if len(envs) != 2 || e.count("advisories") != 2 || e.count("advisory_revisions") != 2 {
+		t.Errorf("%d events, %d advisories, %d revisions; want 2 each", len(envs), e.count("advisories"), e.count("advisory_revisions"))
+	}
+}
+
+func TestBatchFailingEveryTimeLeavesNothingHalfWritten(t *testing.T) {
+	e := setup(t)
+	if _, err := e.pool.Exec(e.ctx, `
+		create function always_fail() returns trigger language plpgsql as $$
+		begin raise exception 'injected failure'; end $$;
+		create trigger always_fail before insert on advisory_revisions for each statement execute function always_fail();`); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeFile(t, dir, "DSA-135.json", readTestdata(t, "osv/DSA-135.json"))
+	_, err := e.reader.ReadPath(e.ctx, feeds.Feed{Location: dir})
+	if err == nil || !strings.Contains(err.Error(), "injected failure") || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("read error %v, want the injected failure naming the feed", err)
+	}
+	for _, table := range []string{"advisories", "advisory_revisions", "raw_records", "outbox"} {
+		if n := e.count(table); n != 0 {
+			t.Errorf("%d rows in %s after the failed batch", n, table)
+		}
+	}
+}

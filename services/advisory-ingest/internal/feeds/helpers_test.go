@@ -37,14 +37,16 @@ type env struct {
 	relay  *outbox.Relay
 }
 
-func setup(t testing.TB) *env {
+func setup(t testing.TB) *env { return setupWith(t, pipeline.Config{}) }
+
+func setupWith(t testing.TB, cfg pipeline.Config) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
 	e := &env{t: t, ctx: ctx, pool: pgtest.New(t, ingestdb.Schema, ingestdb.Migrations), bus: eventstest.Start(t)}
 	e.st = store.New(e.pool)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	p, err := pipeline.New(e.st, pipeline.Config{}, logger)
+	p, err := pipeline.New(e.st, cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
