@@ -21,17 +21,27 @@ where id = any(@ids::text[])
 order by id
 for update;
 
--- name: UpsertAdvisories :exec
--- Withdrawn is the zero time (0001-01-01) for an advisory that is not withdrawn; aliases are
--- taken from the record.
+-- name: SaveRevisions :exec
+-- New revisions: each appended to the history and made its advisory's current revision
+-- (the highest, when a batch holds several of one advisory). One statement, so each record
+-- is parsed into jsonb once. Withdrawn is the zero time (0001-01-01) for an advisory that is
+-- not withdrawn; aliases are space-separated (aliases never hold spaces).
+with u as (
+    select unnest(@ids::text[]) as id, unnest(@revisions::int[]) as revision,
+           unnest(@content_hashes::text[]) as content_hash, unnest(@sources::text[]) as source,
+           unnest(@origins::text[]) as origin, unnest(@aliases::text[]) as aliases,
+           unnest(@modifieds::timestamptz[]) as modified,
+           nullif(unnest(@withdrawns::timestamptz[]), '0001-01-01 00:00:00+00'::timestamptz) as withdrawn,
+           unnest(@records::text[])::jsonb as record, unnest(@event_ids::text[]) as event_id
+), history as (
+    insert into advisory_revisions (advisory_id, revision, content_hash, origin, modified, withdrawn, record, event_id)
+    select u.id, u.revision, u.content_hash, u.origin, u.modified, u.withdrawn, u.record, u.event_id from u
+)
 insert into advisories (id, revision, content_hash, source, origin, aliases, modified, withdrawn, record)
-select u.id, u.revision, u.content_hash, u.source, u.origin,
-       array(select jsonb_array_elements_text(coalesce(u.record::jsonb -> 'aliases', '[]'::jsonb))),
-       u.modified, nullif(u.withdrawn, '0001-01-01 00:00:00+00'::timestamptz), u.record::jsonb
-from (select unnest(@ids::text[]) as id, unnest(@revisions::int[]) as revision,
-             unnest(@content_hashes::text[]) as content_hash, unnest(@sources::text[]) as source,
-             unnest(@origins::text[]) as origin, unnest(@modifieds::timestamptz[]) as modified,
-             unnest(@withdrawns::timestamptz[]) as withdrawn, unnest(@records::text[]) as record) as u
+select distinct on (u.id) u.id, u.revision, u.content_hash, u.source, u.origin,
+       string_to_array(u.aliases, ' '), u.modified, u.withdrawn, u.record
+from u
+order by u.id, u.revision desc
 on conflict (id) do update set
     revision = excluded.revision,
     content_hash = excluded.content_hash,
@@ -42,15 +52,6 @@ on conflict (id) do update set
     withdrawn = excluded.withdrawn,
     record = excluded.record,
     updated_at = now();
-
--- name: InsertRevisions :exec
-insert into advisory_revisions (advisory_id, revision, content_hash, origin, modified, withdrawn, record, event_id)
-select u.id, u.revision, u.content_hash, u.origin, u.modified,
-       nullif(u.withdrawn, '0001-01-01 00:00:00+00'::timestamptz), u.record::jsonb, u.event_id
-from (select unnest(@ids::text[]) as id, unnest(@revisions::int[]) as revision,
-             unnest(@content_hashes::text[]) as content_hash, unnest(@origins::text[]) as origin,
-             unnest(@modifieds::timestamptz[]) as modified, unnest(@withdrawns::timestamptz[]) as withdrawn,
-             unnest(@records::text[]) as record, unnest(@event_ids::text[]) as event_id) as u;
 
 -- name: UpsertRawRecords :exec
 insert into raw_records (origin, raw_hash, advisory_id)

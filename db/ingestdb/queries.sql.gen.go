@@ -339,41 +339,6 @@ func (q *Queries) InsertIngestError(ctx context.Context, arg InsertIngestErrorPa
 	return err
 }
 
-const insertRevisions = `-- name: InsertRevisions :exec
-insert into advisory_revisions (advisory_id, revision, content_hash, origin, modified, withdrawn, record, event_id)
-select u.id, u.revision, u.content_hash, u.origin, u.modified,
-       nullif(u.withdrawn, '0001-01-01 00:00:00+00'::timestamptz), u.record::jsonb, u.event_id
-from (select unnest($1::text[]) as id, unnest($2::int[]) as revision,
-             unnest($3::text[]) as content_hash, unnest($4::text[]) as origin,
-             unnest($5::timestamptz[]) as modified, unnest($6::timestamptz[]) as withdrawn,
-             unnest($7::text[]) as record, unnest($8::text[]) as event_id) as u
-`
-
-type InsertRevisionsParams struct {
-	Ids           []string
-	Revisions     []int32
-	ContentHashes []string
-	Origins       []string
-	Modifieds     []time.Time
-	Withdrawns    []time.Time
-	Records       []string
-	EventIds      []string
-}
-
-func (q *Queries) InsertRevisions(ctx context.Context, arg InsertRevisionsParams) error {
-	_, err := q.db.Exec(ctx, insertRevisions,
-		arg.Ids,
-		arg.Revisions,
-		arg.ContentHashes,
-		arg.Origins,
-		arg.Modifieds,
-		arg.Withdrawns,
-		arg.Records,
-		arg.EventIds,
-	)
-	return err
-}
-
 const lockAdvisoryStates = `-- name: LockAdvisoryStates :many
 select id, revision, content_hash, modified, withdrawn
 from advisories
@@ -496,6 +461,68 @@ func (q *Queries) SaveFeedSuccess(ctx context.Context, arg SaveFeedSuccessParams
 	return err
 }
 
+const saveRevisions = `-- name: SaveRevisions :exec
+with u as (
+    select unnest($1::text[]) as id, unnest($2::int[]) as revision,
+           unnest($3::text[]) as content_hash, unnest($4::text[]) as source,
+           unnest($5::text[]) as origin, unnest($6::text[]) as aliases,
+           unnest($7::timestamptz[]) as modified,
+           nullif(unnest($8::timestamptz[]), '0001-01-01 00:00:00+00'::timestamptz) as withdrawn,
+           unnest($9::text[])::jsonb as record, unnest($10::text[]) as event_id
+), history as (
+    insert into advisory_revisions (advisory_id, revision, content_hash, origin, modified, withdrawn, record, event_id)
+    select u.id, u.revision, u.content_hash, u.origin, u.modified, u.withdrawn, u.record, u.event_id from u
+)
+insert into advisories (id, revision, content_hash, source, origin, aliases, modified, withdrawn, record)
+select distinct on (u.id) u.id, u.revision, u.content_hash, u.source, u.origin,
+       string_to_array(u.aliases, ' '), u.modified, u.withdrawn, u.record
+from u
+order by u.id, u.revision desc
+on conflict (id) do update set
+    revision = excluded.revision,
+    content_hash = excluded.content_hash,
+    source = excluded.source,
+    origin = excluded.origin,
+    aliases = excluded.aliases,
+    modified = excluded.modified,
+    withdrawn = excluded.withdrawn,
+    record = excluded.record,
+    updated_at = now()
+`
+
+type SaveRevisionsParams struct {
+	Ids           []string
+	Revisions     []int32
+	ContentHashes []string
+	Sources       []string
+	Origins       []string
+	Aliases       []string
+	Modifieds     []time.Time
+	Withdrawns    []time.Time
+	Records       []string
+	EventIds      []string
+}
+
+// New revisions: each appended to the history and made its advisory's current revision
+// (the highest, when a batch holds several of one advisory). One statement, so each record
+// is parsed into jsonb once. Withdrawn is the zero time (0001-01-01) for an advisory that is
+// not withdrawn; aliases are space-separated (aliases never hold spaces).
+func (q *Queries) SaveRevisions(ctx context.Context, arg SaveRevisionsParams) error {
+	_, err := q.db.Exec(ctx, saveRevisions,
+		arg.Ids,
+		arg.Revisions,
+		arg.ContentHashes,
+		arg.Sources,
+		arg.Origins,
+		arg.Aliases,
+		arg.Modifieds,
+		arg.Withdrawns,
+		arg.Records,
+		arg.EventIds,
+	)
+	return err
+}
+
 const setServiceInfo = `-- name: SetServiceInfo :exec
 insert into service_info (key, value)
 values ($1, $2)
@@ -509,54 +536,6 @@ type SetServiceInfoParams struct {
 
 func (q *Queries) SetServiceInfo(ctx context.Context, arg SetServiceInfoParams) error {
 	_, err := q.db.Exec(ctx, setServiceInfo, arg.Key, arg.Value)
-	return err
-}
-
-const upsertAdvisories = `-- name: UpsertAdvisories :exec
-insert into advisories (id, revision, content_hash, source, origin, aliases, modified, withdrawn, record)
-select u.id, u.revision, u.content_hash, u.source, u.origin,
-       array(select jsonb_array_elements_text(coalesce(u.record::jsonb -> 'aliases', '[]'::jsonb))),
-       u.modified, nullif(u.withdrawn, '0001-01-01 00:00:00+00'::timestamptz), u.record::jsonb
-from (select unnest($1::text[]) as id, unnest($2::int[]) as revision,
-             unnest($3::text[]) as content_hash, unnest($4::text[]) as source,
-             unnest($5::text[]) as origin, unnest($6::timestamptz[]) as modified,
-             unnest($7::timestamptz[]) as withdrawn, unnest($8::text[]) as record) as u
-on conflict (id) do update set
-    revision = excluded.revision,
-    content_hash = excluded.content_hash,
-    source = excluded.source,
-    origin = excluded.origin,
-    aliases = excluded.aliases,
-    modified = excluded.modified,
-    withdrawn = excluded.withdrawn,
-    record = excluded.record,
-    updated_at = now()
-`
-
-type UpsertAdvisoriesParams struct {
-	Ids           []string
-	Revisions     []int32
-	ContentHashes []string
-	Sources       []string
-	Origins       []string
-	Modifieds     []time.Time
-	Withdrawns    []time.Time
-	Records       []string
-}
-
-// Withdrawn is the zero time (0001-01-01) for an advisory that is not withdrawn; aliases are
-// taken from the record.
-func (q *Queries) UpsertAdvisories(ctx context.Context, arg UpsertAdvisoriesParams) error {
-	_, err := q.db.Exec(ctx, upsertAdvisories,
-		arg.Ids,
-		arg.Revisions,
-		arg.ContentHashes,
-		arg.Sources,
-		arg.Origins,
-		arg.Modifieds,
-		arg.Withdrawns,
-		arg.Records,
-	)
 	return err
 }
 

@@ -359,7 +359,7 @@ func (p *Pipeline) revision(it Item, d revision.Decision) (store.Revision, event
 		}
 	}
 	return store.Revision{
-		ID: a.ID, Revision: d.Revision, Hash: it.hash, Source: a.Source, Origin: it.Origin,
+		ID: a.ID, Revision: d.Revision, Hash: it.hash, Source: a.Source, Origin: it.Origin, Aliases: a.Aliases,
 		Modified: a.Modified, Withdrawn: a.Withdrawn, Record: record, EventID: msg.ID, RawDigest: it.RawDigest,
 	}, msg, nil
 }

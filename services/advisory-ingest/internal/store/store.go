@@ -62,6 +62,7 @@ type Revision struct {
 	Hash      string
 	Source    string
 	Origin    string
+	Aliases   []string // plain identifiers (advisory.Validate): no spaces
 	Modified  time.Time
 	Withdrawn time.Time // zero unless withdrawn
 	Record    []byte    // the normalised advisory as JSON (events.SecurityAdvisoryPublished)
@@ -69,40 +70,24 @@ type Revision struct {
 	RawDigest []byte // of the raw record, if the source gave one
 }
 
-// SaveRevisions stores revs in tx: each becomes its advisory's current revision and is
-// appended to its history. An advisory appearing more than once keeps the last.
+// SaveRevisions stores revs in tx: each is appended to its advisory's history and becomes
+// its current revision (the highest, if an advisory appears more than once).
 func SaveRevisions(ctx context.Context, tx pgx.Tx, revs []Revision) error {
 	if len(revs) == 0 {
 		return nil
 	}
-	var h ingestdb.InsertRevisionsParams
-	var raw ingestdb.UpsertRawRecordsParams
-	last := map[string]int{}
-	for i, r := range revs {
-		last[r.ID] = i
-		record := string(r.Record)
-		h.Ids = append(h.Ids, r.ID)
-		h.Revisions = append(h.Revisions, int32(r.Revision))
-		h.ContentHashes = append(h.ContentHashes, r.Hash)
-		h.Origins = append(h.Origins, r.Origin)
-		h.Modifieds = append(h.Modifieds, r.Modified)
-		h.Withdrawns = append(h.Withdrawns, r.Withdrawn)
-		h.Records = append(h.Records, record)
-		h.EventIds = append(h.EventIds, r.EventID)
+	n := len(revs)
+	p := ingestdb.SaveRevisionsParams{
+		Ids: make([]string, n), Revisions: make([]int32, n), ContentHashes: make([]string, n),
+		Sources: make([]string, n), Origins: make([]string, n), Aliases: make([]string, n),
+		Modifieds: make([]time.Time, n), Withdrawns: make([]time.Time, n), Records: make([]string, n),
+		EventIds: make([]string, n),
 	}
-	var cur ingestdb.UpsertAdvisoriesParams
+	var raw ingestdb.UpsertRawRecordsParams
 	for i, r := range revs {
-		if last[r.ID] != i {
-			continue // "on conflict do update" cannot touch one row twice in a statement
-		}
-		cur.Ids = append(cur.Ids, r.ID)
-		cur.Revisions = append(cur.Revisions, int32(r.Revision))
-		cur.ContentHashes = append(cur.ContentHashes, r.Hash)
-		cur.Sources = append(cur.Sources, r.Source)
-		cur.Origins = append(cur.Origins, r.Origin)
-		cur.Modifieds = append(cur.Modifieds, r.Modified)
-		cur.Withdrawns = append(cur.Withdrawns, r.Withdrawn)
-		cur.Records = append(cur.Records, h.Records[i])
+		p.Ids[i], p.Revisions[i], p.ContentHashes[i] = r.ID, int32(r.Revision), r.Hash
+		p.Sources[i], p.Origins[i], p.Aliases[i] = r.Source, r.Origin, strings.Join(r.Aliases, " ")
+		p.Modifieds[i], p.Withdrawns[i], p.Records[i], p.EventIds[i] = r.Modified, r.Withdrawn, string(r.Record), r.EventID
 		if r.RawDigest != nil {
 			raw.Origins = append(raw.Origins, r.Origin)
 			raw.RawHashes = append(raw.RawHashes, r.RawDigest)
@@ -110,11 +95,8 @@ func SaveRevisions(ctx context.Context, tx pgx.Tx, revs []Revision) error {
 		}
 	}
 	q := ingestdb.New(tx)
-	if err := q.UpsertAdvisories(ctx, cur); err != nil {
-		return fmt.Errorf("store %d advisories (%s…): %w", len(cur.Ids), cur.Ids[0], err)
-	}
-	if err := q.InsertRevisions(ctx, h); err != nil {
-		return fmt.Errorf("store %d revisions (%s…): %w", len(h.Ids), h.Ids[0], err)
+	if err := q.SaveRevisions(ctx, p); err != nil {
+		return fmt.Errorf("store %d revisions (%s…): %w", n, p.Ids[0], err)
 	}
 	if len(raw.Origins) > 0 {
 		if err := q.UpsertRawRecords(ctx, dedupRaw(raw)); err != nil {
