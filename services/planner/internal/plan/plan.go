@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"hash"
 	"maps"
 	"slices"
 	"strconv"
@@ -156,8 +155,9 @@ func Security(p *policy.Policy, advisories map[string]Advisory, hosts []Host, co
 // merge computes one host's job: per binary package the highest fixed version any eligible
 // advisory asks for.
 func merge(h Host, eligible map[string]Advisory, covered []events.PackageTarget, vc versionCache) HostPlan {
-	targets := make(map[string]string, len(h.Packages))
-	advs := make(map[string]bool, 1)
+	// A host has a few exposed packages: slices, not maps, keep this cheap across a fleet.
+	var targets []events.PackageTarget
+	var advs []string
 	for _, p := range h.Packages {
 		if _, ok := eligible[p.AdvisoryID]; !ok {
 			continue // below the fleet's min_severity (callers attribute every package)
@@ -168,22 +168,27 @@ func merge(h Host, eligible map[string]Advisory, covered []events.PackageTarget,
 		if c, ok := vc.compare(p.Installed, p.Fixed); ok && c >= 0 {
 			continue // already satisfied
 		}
-		if cur, ok := targets[p.Name]; !ok || vc.newer(p.Fixed, cur) {
-			targets[p.Name] = p.Fixed
+		i := slices.IndexFunc(targets, func(t events.PackageTarget) bool { return t.Name == p.Name })
+		switch {
+		case i < 0:
+			targets = append(targets, events.PackageTarget{Name: p.Name, MinVersion: p.Fixed})
+		case vc.newer(p.Fixed, targets[i].MinVersion):
+			targets[i].MinVersion = p.Fixed
 		}
-		advs[p.AdvisoryID] = true
-	}
-	for _, c := range covered {
-		if want, ok := targets[c.Name]; ok && (c.MinVersion == "" || !vc.newer(want, c.MinVersion)) {
-			delete(targets, c.Name)
+		if !slices.Contains(advs, p.AdvisoryID) {
+			advs = append(advs, p.AdvisoryID)
 		}
 	}
+	targets = slices.DeleteFunc(targets, func(t events.PackageTarget) bool {
+		return slices.ContainsFunc(covered, func(c events.PackageTarget) bool {
+			return c.Name == t.Name && (c.MinVersion == "" || !vc.newer(t.MinVersion, c.MinVersion))
+		})
+	})
 	hp := HostPlan{HostID: h.ID}
-	for _, name := range slices.Sorted(maps.Keys(targets)) {
-		hp.Packages = append(hp.Packages, events.PackageTarget{Name: name, MinVersion: targets[name]})
-	}
-	if len(hp.Packages) > 0 {
-		hp.Advisories = slices.Sorted(maps.Keys(advs))
+	if len(targets) > 0 {
+		slices.SortFunc(targets, func(a, b events.PackageTarget) int { return cmp.Compare(a.Name, b.Name) })
+		slices.Sort(advs)
+		hp.Packages, hp.Advisories = targets, advs
 	}
 	return hp
 }
@@ -331,7 +336,11 @@ func finish(fp *Fleet, f *policy.Fleet, rebootOverride string, configureUnattend
 // the plan it previews hash alike; what was approved is what runs.
 func Hash(fp *Fleet) string {
 	h := sha256.New()
-	w := func(s string) { writeField(h, s) }
+	var buf []byte
+	w := func(s string) {
+		buf = append(append(strconv.AppendInt(buf[:0], int64(len(s)), 10), ':'), s...)
+		h.Write(buf)
+	}
 	w("patchfleet-plan-v1")
 	w(fp.Kind)
 	w(fp.Policy.Name)
@@ -371,13 +380,6 @@ func Hash(fp *Fleet) string {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-func writeField(h hash.Hash, s string) {
-	var buf [20]byte
-	h.Write(strconv.AppendInt(buf[:0], int64(len(s)), 10))
-	h.Write([]byte{':'})
-	h.Write([]byte(s))
 }
 
 // Preview renders a plan for the query contract.
