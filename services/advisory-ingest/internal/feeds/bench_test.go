@@ -2,6 +2,7 @@ package feeds_test
 
 import (
 	"context"
+	"flag"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -18,7 +19,9 @@ import (
 	"github.com/patchfleet/patchfleet/services/advisory-ingest/internal/source"
 )
 
-const dumpRecords = 50_000
+// dumpRecords is the size of the benchmarks' dump (named for the default); smaller for a
+// quick profile.
+var dumpRecords = flag.Int("dump-records", 50_000, "records in the synthetic dump of the ingest benchmarks")
 
 func syntheticDump(b *testing.B) string {
 	b.Helper()
@@ -27,7 +30,7 @@ func syntheticDump(b *testing.B) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := source.WriteSyntheticDump(f, dumpRecords); err != nil {
+	if err := source.WriteSyntheticDump(f, *dumpRecords); err != nil {
 		b.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
@@ -140,11 +143,11 @@ func benchmarkIngest(b *testing.B, cfg pipeline.Config) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if st.Published != dumpRecords {
-			b.Fatalf("published %d, want %d (%+v)", st.Published, dumpRecords, st)
+		if st.Published != *dumpRecords {
+			b.Fatalf("published %d, want %d (%+v)", st.Published, *dumpRecords, st)
 		}
 		stored += time.Since(start)
-		for streamCount(b, e) < dumpRecords {
+		for streamCount(b, e) < uint64(*dumpRecords) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		elapsed += time.Since(start)
@@ -165,7 +168,7 @@ func benchmarkIngest(b *testing.B, cfg pipeline.Config) {
 func BenchmarkReingestUnchangedDump50k(b *testing.B) {
 	path := syntheticDump(b)
 	e := setup(b)
-	if st, err := e.reader.ReadPath(e.ctx, feeds.Feed{Location: path}); err != nil || st.Published != dumpRecords {
+	if st, err := e.reader.ReadPath(e.ctx, feeds.Feed{Location: path}); err != nil || st.Published != *dumpRecords {
 		b.Fatalf("first ingest: %+v, %v", st, err)
 	}
 	if err := e.relay.Flush(e.ctx); err != nil {
@@ -193,8 +196,8 @@ func BenchmarkReingestUnchangedDump50k(b *testing.B) {
 	if after := streamCount(b, e); after != before {
 		b.Fatalf("%d events after re-ingest, want %d", after, before)
 	}
-	b.ReportMetric(float64(dumpRecords*b.N)/elapsed.Seconds(), "records/s")
-	b.ReportMetric(float64(cpu.Microseconds())/float64(dumpRecords*b.N), "cpu-µs/record")
+	b.ReportMetric(float64(*dumpRecords*b.N)/elapsed.Seconds(), "records/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(*dumpRecords*b.N), "cpu-µs/record")
 	b.ReportMetric(stop(), "peak-heap-MiB")
 }
 
@@ -206,7 +209,7 @@ func BenchmarkOutboxDrain50k(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		e := setup(b)
-		if st, err := e.reader.ReadPath(e.ctx, feeds.Feed{Location: path}); err != nil || st.Published != dumpRecords {
+		if st, err := e.reader.ReadPath(e.ctx, feeds.Feed{Location: path}); err != nil || st.Published != *dumpRecords {
 			b.Fatalf("ingest: %+v, %v", st, err)
 		}
 		b.StartTimer()
@@ -215,9 +218,9 @@ func BenchmarkOutboxDrain50k(b *testing.B) {
 			b.Fatal(err)
 		}
 		elapsed += time.Since(start)
-		if n := streamCount(b, e); n != dumpRecords {
-			b.Fatalf("%d events on the stream, want %d", n, dumpRecords)
+		if n := streamCount(b, e); n != uint64(*dumpRecords) {
+			b.Fatalf("%d events on the stream, want %d", n, *dumpRecords)
 		}
 	}
-	b.ReportMetric(float64(dumpRecords*b.N)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(*dumpRecords*b.N)/elapsed.Seconds(), "events/s")
 }
