@@ -12,7 +12,7 @@ SQLC        := github.com/sqlc-dev/sqlc/cmd/sqlc@v1.31.1
 GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
 TEST_LOG      := $(CURDIR)/.cache/test.log
 
-.PHONY: run test e2e lint generate generate-check schemas build bench fmt help
+.PHONY: run test e2e fuzz lint generate generate-check schemas build bench fmt help
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ e2e: ## real-host tests (root): disposable Debian hosts over real SSH, apt and d
 		[ $${PIPESTATUS[0]} -eq 0 ] || status=1; \
 	done; \
 	tools/scripts/test-summary $(TEST_LOG).e2e; exit $$status
+
+fuzz: ## run every fuzz target briefly (FUZZTIME=5s each)
+	tools/scripts/fuzz-all $(MODULES)
 
 lint: ## gofmt, go vet and staticcheck on every module
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "not gofmt-formatted:"; echo "$$out"; exit 1; fi
