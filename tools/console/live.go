@@ -143,6 +143,10 @@ func (s *Server) tail(w http.ResponseWriter, r *http.Request, sess auth.Session)
 		return
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	if err := s.nc.FlushTimeout(s.cfg.QueryTimeout); err != nil { // the server knows the interest before "open"
+		http.Error(w, "follow output: "+err.Error(), http.StatusBadGateway)
+		return
+	}
 	out, ok := startSSE(w)
 	if !ok {
 		return

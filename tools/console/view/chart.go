@@ -71,7 +71,7 @@ type ChartLabel struct {
 func BarChart(series []DayCount, w, h int) Chart {
 	c := Chart{Width: w, Height: h, Empty: true}
 	const left, bottom, top = 36.0, 20.0, 10.0
-	plotW, plotH := float64(w)-left-4, float64(h)-bottom-top
+	plotW, plotH := float64(w)-left-24, float64(h)-bottom-top
 	c.BaseY, c.MaxY = top+plotH, top
 	for _, d := range series {
 		c.Max = max(c.Max, d.Hosts)

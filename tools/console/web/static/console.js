@@ -73,7 +73,9 @@
     var pre = $("#tail");
     $("#tail-host").textContent = "— " + host;
     pre.textContent = "Waiting for output from " + host + "…\n";
+    delete pre.dataset.following;
     tailSource = new EventSource("/hosts/" + encodeURIComponent(host) + "/tail");
+    tailSource.addEventListener("open", function () { pre.dataset.following = host; });
     tailSource.addEventListener("chunk", function (ev) {
       var c = JSON.parse(ev.data);
       var text = pre.textContent + c.text;
