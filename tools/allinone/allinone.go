@@ -12,8 +12,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -43,6 +45,17 @@ type Config struct {
 	// ConsoleTokens are the console's sign-in tokens ("name=token" lines); when empty, a
 	// token for "operator" is generated once into <DataDir>/console-tokens.
 	ConsoleTokens string
+
+	// SSHKeyFiles are the private keys the inventory scans and the executor patches with;
+	// SSHAgentSocket an ssh-agent. Without either, hosts are registered and reported on but
+	// not scanned or patched.
+	SSHKeyFiles    []string
+	SSHAgentSocket string
+	// PolicyFile is the planner's fleet policy; empty: the built-in default policy.
+	PolicyFile string
+	// Feeds are advisory feeds advisory-ingest reads or polls (files, directories, OSV zip
+	// dumps, URLs).
+	Feeds []string
 }
 
 // Default is the configuration `make run` uses.
@@ -80,6 +93,7 @@ type Addrs struct {
 	Inventory, Ingest, Planner, Executor string // http://host:port
 	Console                              string // empty when no console runs
 	ConsoleTokens                        string // where the console's tokens are, when generated
+	APITokens                            string // the inventory's and planner's bearer tokens
 }
 
 // Run starts everything, calls started with the addresses once every service runs, and
@@ -116,6 +130,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, started func(Addr
 		}
 	}
 	url := func(port int) string { return "http://" + net.JoinHostPort(cfg.Host, strconv.Itoa(port)) }
+	apiTokens, err := apiTokenFile(filepath.Join(cfg.DataDir, "api-tokens"))
+	if err != nil {
+		return err
+	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -124,16 +142,18 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, started func(Addr
 		run  func(context.Context) error
 	}{
 		{inventory.Name, func(ctx context.Context) error {
-			return inventory.Run(ctx, inventory.Config{Common: common(cfg.InventoryPort)}, logger)
+			return inventory.Run(ctx, inventory.Config{Common: common(cfg.InventoryPort), TokensFile: apiTokens,
+				SSHKeyFiles: cfg.SSHKeyFiles, SSHAgentSocket: cfg.SSHAgentSocket}, logger)
 		}},
 		{ingest.Name, func(ctx context.Context) error {
-			return ingest.Run(ctx, ingest.Config{Common: common(cfg.IngestPort)}, logger)
+			return ingest.Run(ctx, ingest.Config{Common: common(cfg.IngestPort), Feeds: cfg.Feeds}, logger)
 		}},
 		{planner.Name, func(ctx context.Context) error {
-			return planner.Run(ctx, planner.Config{Common: common(cfg.PlannerPort)}, logger)
+			return planner.Run(ctx, planner.Config{Common: common(cfg.PlannerPort), PolicyFile: cfg.PolicyFile, TokensFile: apiTokens}, logger)
 		}},
 		{executor.Name, func(ctx context.Context) error {
-			return executor.Run(ctx, executor.Config{Common: common(cfg.ExecutorPort)}, logger)
+			return executor.Run(ctx, executor.Config{Common: common(cfg.ExecutorPort),
+				SSHKeyFiles: cfg.SSHKeyFiles, SSHAgentSocket: cfg.SSHAgentSocket}, logger)
 		}},
 	}
 	var consoleAddrs Addrs
@@ -160,7 +180,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, started func(Addr
 		})
 	}
 	if started != nil {
-		started(Addrs{NATS: ns.ClientURL(), Inventory: url(cfg.InventoryPort), Ingest: url(cfg.IngestPort),
+		started(Addrs{NATS: ns.ClientURL(), APITokens: apiTokens, Inventory: url(cfg.InventoryPort), Ingest: url(cfg.IngestPort),
 			Planner: url(cfg.PlannerPort), Executor: url(cfg.ExecutorPort), Console: consoleAddrs.Console, ConsoleTokens: consoleAddrs.ConsoleTokens})
 	}
 	<-ctx.Done()
@@ -184,4 +204,20 @@ func consoleTokens(cfg Config) (*auth.Tokens, string, error) {
 	path := filepath.Join(cfg.DataDir, "console-tokens")
 	t, err := console.TokenFile(path, "operator")
 	return t, path, err
+}
+
+// apiTokenFile makes sure path holds a bearer token for the inventory's and the planner's
+// HTTP APIs ("name:secret" lines), generating one for "operator" on first start, and returns
+// the path. The token itself is never printed or logged.
+func apiTokenFile(path string) (string, error) {
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("api token file %s: %w", path, err)
+	}
+	content := "# Patchfleet inventory and planner API tokens: name:secret, one per line\noperator:" + auth.NewToken() + "\n"
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		return "", fmt.Errorf("create api token file %s: %w", path, err)
+	}
+	return path, nil
 }

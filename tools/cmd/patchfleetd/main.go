@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/patchfleet/patchfleet/events/ops"
@@ -29,6 +30,11 @@ func main() {
 		ExecutorPort:  env.Int("PATCHFLEET_EXECUTOR_PORT", def.ExecutorPort),
 		ConsolePort:   env.Int("PATCHFLEET_CONSOLE_PORT", def.ConsolePort),
 		ConsoleTokens: env.Secret("PATCHFLEET_CONSOLE_TOKENS"),
+		SSHKeyFiles:   list(env.String("PATCHFLEET_SSH_KEYS", "")),
+		// The agent socket is read from the environment only here, in main.
+		SSHAgentSocket: env.String("SSH_AUTH_SOCK", ""),
+		PolicyFile:     env.String("PATCHFLEET_POLICY_FILE", ""),
+		Feeds:          list(env.String("PATCHFLEET_FEEDS", "")),
 	}
 	if err := errors.Join(env.Err(), cfg.Validate()); err != nil {
 		fmt.Fprintf(os.Stderr, "patchfleetd: bad configuration:\n%v\n", err)
@@ -39,8 +45,8 @@ func main() {
 	err := allinone.Run(ctx, cfg, logger, func(a allinone.Addrs) {
 		fmt.Printf("\nPatchfleet is running (Ctrl-C stops it).\n"+
 			"  inventory endpoint  %s\n  advisory-ingest     %s\n  planner             %s\n  executor            %s\n"+
-			"  NATS                %s\n  data                %s\n\n",
-			a.Inventory, a.Ingest, a.Planner, a.Executor, a.NATS, cfg.DataDir)
+			"  NATS                %s\n  data                %s\n  API tokens          %s (Authorization: Bearer <secret>)\n\n",
+			a.Inventory, a.Ingest, a.Planner, a.Executor, a.NATS, cfg.DataDir, a.APITokens)
 		if a.Console != "" {
 			fmt.Printf("  web console         %s", a.Console)
 			if a.ConsoleTokens != "" {
@@ -53,4 +59,15 @@ func main() {
 		logger.Error("patchfleetd failed", "err", err)
 		os.Exit(1)
 	}
+}
+
+// list splits a comma-separated variable into its non-empty items.
+func list(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
