@@ -29,16 +29,18 @@ test: ## run every module's tests with the race detector, against real PostgreSQ
 	done; \
 	tools/scripts/test-summary $(TEST_LOG); exit $$status
 
-# Packages with real-host tests (build tag e2e), as module:package-pattern.
-E2E_PKGS := tools:./testfleet/... tools:./e2e/...
+# Real-host tests (build tag e2e) as module:packages:tests — the tests that need root, real
+# hosts, a browser or a NATS cluster.
+E2E_PKGS := tools:./testfleet/...:. tools:./e2e/...:. tools:./console/...:E2E \
+	services/inventory:./...:E2E services/executor:./...:E2E
 
 e2e: ## real-host tests (root): disposable Debian hosts over real SSH, apt and dpkg
 	tools/scripts/e2e-deps
 	cd tools && go run ./cmd/testfleet prepare
 	@mkdir -p $(dir $(TEST_LOG)); : > $(TEST_LOG).e2e; status=0; \
 	for mp in $(E2E_PKGS); do \
-		m=$${mp%%:*}; p=$${mp#*:}; echo "== $$m $$p (e2e)"; \
-		(cd $$m && go test -tags e2e -count=1 -timeout 30m -v $$p 2>&1) | tee -a $(TEST_LOG).e2e | grep -vE '^\s*(=== (RUN|PAUSE|CONT|NAME)|--- PASS)' ; \
+		IFS=: read -r m p r <<< "$$mp"; echo "== $$m $$p (e2e)"; \
+		(cd $$m && go test -tags e2e -count=1 -timeout 30m -run "$$r" -v $$p 2>&1) | tee -a $(TEST_LOG).e2e | grep -vE '^\s*(=== (RUN|PAUSE|CONT|NAME)|--- PASS)' ; \
 		[ $${PIPESTATUS[0]} -eq 0 ] || status=1; \
 	done; \
 	tools/scripts/test-summary $(TEST_LOG).e2e; exit $$status
