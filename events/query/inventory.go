@@ -90,7 +90,8 @@ type HostDetail struct {
 
 // ExposureRequest asks which hosts an advisory affects: by advisory id or CVE (an advisory
 // the inventory has seen), or by an explicit affected list (what the planner passes from the
-// event it is handling, so the answer never waits for the inventory to store the advisory).
+// event it is handling, so the answer never waits for the inventory to store the advisory;
+// AdvisoryID may then name that list in the answer).
 type ExposureRequest struct {
 	AdvisoryID string            `json:"advisory_id,omitempty"`
 	CVE        string            `json:"cve,omitempty"`

@@ -136,6 +136,22 @@ func TestExposure(t *testing.T) {
 		}
 	}
 
+	// The planner sends the affected list of the advisory it handles, named by its id.
+	req.AdvisoryID = "PLANNED-1"
+	var named query.ExposureResponse
+	if code := s.do("POST", "/v1/exposure", req, &named); code != http.StatusOK {
+		t.Fatalf("named explicit list: %d", code)
+	}
+	if !slices.Equal(named.AdvisoryIDs, []string{"PLANNED-1"}) || len(named.Hosts) != 3 || named.Hosts[0].Packages[0].AdvisoryID != "PLANNED-1" {
+		t.Fatalf("named explicit list answered %+v", named)
+	}
+	withCVE := req
+	withCVE.CVE = "CVE-2099-0001"
+	if code := s.do("POST", "/v1/exposure", withCVE, nil); code != http.StatusBadRequest {
+		t.Fatalf("cve with an affected list: %d, want 400", code)
+	}
+	req.AdvisoryID = ""
+
 	// Micro answers equal HTTP answers.
 	ctx := context.Background()
 	viaNATS, err := s.query.Exposure(ctx, query.ExposureRequest{AdvisoryID: "DSA-9999-1"})

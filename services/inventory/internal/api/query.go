@@ -147,17 +147,15 @@ func (a *API) Host(ctx context.Context, req query.HostRequest) (query.HostDetail
 }
 
 // Exposure answers query.ExposureRequest: by advisory id, by CVE (every advisory that has it
-// as an alias), or by an explicit affected list, which needs nothing stored.
+// as an alias), or by an explicit affected list, which needs nothing stored; with an affected
+// list, advisory_id only names the advisory in the answer.
 func (a *API) Exposure(ctx context.Context, req query.ExposureRequest) (query.ExposureResponse, error) {
 	var out query.ExposureResponse
-	given := 0
-	for _, set := range []bool{req.AdvisoryID != "", req.CVE != "", len(req.Affected) > 0} {
-		if set {
-			given++
-		}
-	}
-	if given != 1 {
-		return out, badRequest("advisory_id, cve, affected: give exactly one")
+	switch {
+	case len(req.Affected) > 0 && req.CVE != "":
+		return out, badRequest("cve, affected: give one")
+	case len(req.Affected) == 0 && (req.AdvisoryID != "") == (req.CVE != ""):
+		return out, badRequest("advisory_id, cve, affected: give exactly one (advisory_id may name an affected list)")
 	}
 	f := store.ExposureFilter{Fleet: req.Fleet, IDs: req.HostIDs}
 	var err error
@@ -175,8 +173,11 @@ func (a *API) Exposure(ctx context.Context, req query.ExposureRequest) (query.Ex
 		if err := check.Validate(); err != nil {
 			return out, badRequest("affected: %v", err)
 		}
+		if req.AdvisoryID != "" {
+			out.AdvisoryIDs = []string{req.AdvisoryID}
+		}
 		for _, af := range req.Affected {
-			f.Entries = append(f.Entries, store.Entry{Affected: af})
+			f.Entries = append(f.Entries, store.Entry{AdvisoryID: req.AdvisoryID, Affected: af})
 		}
 	default:
 		key := req.AdvisoryID
