@@ -244,15 +244,28 @@ func readEntry(ctx context.Context, zf *zip.File, origin string, opts Options, y
 		return nil
 	}
 	defer rc.Close()
-	return ReadDocument(ctx, rc, entry, zf.Modified, opts, yield, bad)
+	return readDocument(ctx, rc, int64(zf.UncompressedSize64), entry, zf.Modified, opts, yield, bad)
 }
 
 // ReadDocument reads one JSON document in any supported format. modified
 // stamps tracker advisories, whose export carries no dates.
 func ReadDocument(ctx context.Context, r io.Reader, origin string, modified time.Time, opts Options, yield Yield, bad Bad) error {
-	// A small buffer: it is allocated per document (per zip entry), and the
-	// JSON decoders buffer for themselves.
-	br := bufio.NewReaderSize(r, 4<<10)
+	return readDocument(ctx, r, 0, origin, modified, opts, yield, bad)
+}
+
+// readers are the documents' small read buffers (the JSON decoders buffer for
+// themselves), reused: a dump has one document per record.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+
+// readDocument is ReadDocument with the document's size when known (a zip
+// entry's), to read an OSV record into a buffer of the right size at once.
+func readDocument(ctx context.Context, r io.Reader, size int64, origin string, modified time.Time, opts Options, yield Yield, bad Bad) error {
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() {
+		br.Reset(nil)
+		readers.Put(br)
+	}()
 	format := opts.Format
 	if format == FormatAuto {
 		head, _ := br.Peek(4 << 10)
@@ -283,7 +296,12 @@ func ReadDocument(ctx context.Context, r io.Reader, origin string, modified time
 	var err error
 	switch format {
 	case FormatOSV:
-		data, rerr := io.ReadAll(io.LimitReader(br, opts.maxRecord()+1))
+		var buf bytes.Buffer
+		if size > 0 && size <= opts.maxRecord() {
+			buf.Grow(int(size) + bytes.MinRead) // ReadFrom needs MinRead spare to not grow
+		}
+		_, rerr := buf.ReadFrom(io.LimitReader(br, opts.maxRecord()+1))
+		data := buf.Bytes()
 		switch {
 		case rerr != nil:
 			err = rerr
