@@ -45,6 +45,9 @@ e2e: ## real-host tests (root): disposable Debian hosts over real SSH, apt and d
 	done; \
 	tools/scripts/test-summary $(TEST_LOG).e2e; exit $$status
 
+chaos: ## crash test (root): 200 simulated hosts patched while services are killed -9, NATS and PostgreSQL restarted (CHAOS_SEED=n to replay)
+	cd tools && go test -tags chaos -count=1 -timeout 10m -v -run '^TestChaos$$' ./chaos/ $(if $(CHAOS_SEED),-args -chaos.seed=$(CHAOS_SEED))
+
 fuzz: ## run every fuzz target briefly (FUZZTIME=5s each)
 	tools/scripts/fuzz-all $(MODULES)
 

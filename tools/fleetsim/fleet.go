@@ -156,6 +156,7 @@ type Host struct {
 	unattendedConf string
 	running        map[int]*running // wrapped scripts by process group id
 	lastPID        int
+	rec            record
 }
 
 // Start starts the fleet's hosts and returns once every one listens.

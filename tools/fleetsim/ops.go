@@ -485,6 +485,7 @@ func (h *Host) upgrade(r *report, targets []hostops.Target, full bool, timeout t
 			status = 100
 		}
 		apply = func() {
+			h.rec.installs++
 			for _, c := range changes {
 				p := c.p
 				p.Version, p.Status = c.up.Version, "ii"

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/patchfleet/patchfleet/events/hostops"
 	"github.com/patchfleet/patchfleet/events/sshx"
 )
 
@@ -57,6 +58,7 @@ func (h *Host) handleConn(c net.Conn) {
 	}
 	_ = c.SetDeadline(time.Time{})
 	defer sc.Close()
+	h.note(func(r *record) { r.conns++ })
 	go ssh.DiscardRequests(reqs)
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
@@ -181,6 +183,7 @@ type running struct {
 }
 
 func (h *Host) exec(c net.Conn, ch ssh.Channel, line string) {
+	h.note(func(r *record) { r.commands++ })
 	cmd := parseCommand(line)
 	var killed chan struct{}
 	switch cmd.kind {
@@ -206,6 +209,10 @@ func (h *Host) exec(c net.Conn, ch ssh.Channel, line string) {
 	s := string(script)
 	if cmd.kind == cmdWrapped {
 		s = unwrap(s)
+	}
+	if op, _, _ := hostops.ParseOp(s); alters(op) {
+		h.note(func(r *record) { r.changing++; r.maxChanging = max(r.maxChanging, r.changing) })
+		defer h.note(func(r *record) { r.changing-- })
 	}
 	h.finish(c, ch, h.run(s, time.Now()), killed)
 }
