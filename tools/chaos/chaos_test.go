@@ -119,7 +119,10 @@ func TestChaos(t *testing.T) {
 	for _, p := range got.Problems {
 		logf("%s", p)
 	}
-	fmt.Println(got.Details())
+	for _, e := range sys.Exits() {
+		logf("unexpected exit: %s", e)
+	}
+	fmt.Println(got.Details(), "unexpected_exits="+fmt.Sprint(len(sys.Exits())))
 	fmt.Println(got.Summary())
 	if !got.OK(hosts) || got.Kills != *killsFlag {
 		t.Fatalf("chaos run failed (seed %d): %s", seed, got.Summary())

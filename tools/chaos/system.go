@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -113,6 +114,9 @@ type System struct {
 	NC     *nats.Conn
 	JS     jetstream.JetStream
 	log    *slog.Logger
+
+	mu    sync.Mutex
+	exits []string
 }
 
 // Start starts PostgreSQL, the fleet and every service, and waits until they are ready.
@@ -304,14 +308,34 @@ func (s *System) WaitScanned(ctx context.Context, timeout time.Duration) error {
 	})
 }
 
-// CheckAlive returns an error naming a process that exited on its own.
+// CheckAlive starts again, as systemd's Restart=on-failure does (deployments/systemd), a
+// process that exited on its own, and counts and logs it; such exits are reported, never
+// hidden. It fails only when the restart fails.
 func (s *System) CheckAlive() error {
 	for _, p := range s.Procs {
-		if exited, err := p.Exited(); exited {
-			return fmt.Errorf("%s exited on its own: %v (log %s)", p.Name, err, p.Log())
+		exited, err := p.Exited()
+		if !exited {
+			continue
+		}
+		s.mu.Lock()
+		s.exits = append(s.exits, fmt.Sprintf("%s exited on its own (%v) at %s", p.Name, err, time.Now().Format(time.TimeOnly)))
+		s.mu.Unlock()
+		s.log.Warn("process exited on its own; restarting it", "proc", p.Name, "err", err, "log", p.Log())
+		p.mu.Lock()
+		p.cmd = nil
+		p.mu.Unlock()
+		if err := p.Start(); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// Exits lists the processes that exited on their own (and were started again).
+func (s *System) Exits() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.exits...)
 }
 
 // Close stops the services, the fleet and PostgreSQL.
