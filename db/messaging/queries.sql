@@ -1,7 +1,8 @@
--- name: InsertOutbox :execrows
--- An event id already in the outbox is not stored twice (a derived id produced again).
+-- name: InsertOutboxBatch :execrows
+-- Events in one statement, stored in the order given. An event id already in the outbox is
+-- not stored twice (a derived id produced again).
 insert into outbox (event_id, subject, data)
-values (@event_id, @subject, @data)
+select unnest(@event_ids::text[]), unnest(@subjects::text[]), unnest(@datas::bytea[])
 on conflict (event_id) do nothing;
 
 -- name: NotifyOutbox :exec

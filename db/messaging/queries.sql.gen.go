@@ -81,21 +81,22 @@ func (q *Queries) InsertInbox(ctx context.Context, arg InsertInboxParams) (int64
 	return result.RowsAffected(), nil
 }
 
-const insertOutbox = `-- name: InsertOutbox :execrows
+const insertOutboxBatch = `-- name: InsertOutboxBatch :execrows
 insert into outbox (event_id, subject, data)
-values ($1, $2, $3)
+select unnest($1::text[]), unnest($2::text[]), unnest($3::bytea[])
 on conflict (event_id) do nothing
 `
 
-type InsertOutboxParams struct {
-	EventID string
-	Subject string
-	Data    []byte
+type InsertOutboxBatchParams struct {
+	EventIds []string
+	Subjects []string
+	Datas    [][]byte
 }
 
-// An event id already in the outbox is not stored twice (a derived id produced again).
-func (q *Queries) InsertOutbox(ctx context.Context, arg InsertOutboxParams) (int64, error) {
-	result, err := q.db.Exec(ctx, insertOutbox, arg.EventID, arg.Subject, arg.Data)
+// Events in one statement, stored in the order given. An event id already in the outbox is
+// not stored twice (a derived id produced again).
+func (q *Queries) InsertOutboxBatch(ctx context.Context, arg InsertOutboxBatchParams) (int64, error) {
+	result, err := q.db.Exec(ctx, insertOutboxBatch, arg.EventIds, arg.Subjects, arg.Datas)
 	if err != nil {
 		return 0, err
 	}

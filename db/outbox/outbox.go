@@ -26,13 +26,17 @@ func Add(ctx context.Context, tx pgx.Tx, msgs ...events.Message) error {
 		return nil
 	}
 	q := messaging.New(tx)
-	for _, m := range msgs {
+	batch := messaging.InsertOutboxBatchParams{
+		EventIds: make([]string, len(msgs)), Subjects: make([]string, len(msgs)), Datas: make([][]byte, len(msgs))}
+	for i, m := range msgs {
 		if m.ID == "" || m.Subject == "" || len(m.Data) == 0 {
 			return fmt.Errorf("add event %q to outbox: id, subject and data are required", m.ID)
 		}
-		if _, err := q.InsertOutbox(ctx, messaging.InsertOutboxParams{EventID: m.ID, Subject: m.Subject, Data: m.Data}); err != nil {
-			return fmt.Errorf("add event %s to outbox: %w", m.ID, err)
-		}
+		batch.EventIds[i], batch.Subjects[i], batch.Datas[i] = m.ID, m.Subject, m.Data
+	}
+	// One statement for the lot: a batch of advisories adds hundreds of events at once.
+	if _, err := q.InsertOutboxBatch(ctx, batch); err != nil {
+		return fmt.Errorf("add %d events to outbox (first %s): %w", len(msgs), msgs[0].ID, err)
 	}
 	if err := q.NotifyOutbox(ctx); err != nil {
 		return fmt.Errorf("notify outbox relays: %w", err)

@@ -9,17 +9,17 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/patchfleet/patchfleet/db"
 	"github.com/patchfleet/patchfleet/db/messaging"
-	"github.com/patchfleet/patchfleet/events"
 )
 
 // Config tunes a Relay; the zero value is usable.
 type Config struct {
-	// BatchSize is how many rows are read per query; default 100.
+	// BatchSize is how many rows are read and published per round; default 500.
 	BatchSize int
 	// PollInterval is how often the relay looks for rows without being notified (a lost
 	// notification, a relay taking over from another); default 1s.
@@ -45,7 +45,7 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	if c.BatchSize <= 0 {
-		c.BatchSize = 100
+		c.BatchSize = 500
 	}
 	def(&c.PollInterval, time.Second)
 	def(&c.PublishTimeout, 5*time.Second)
@@ -198,19 +198,7 @@ func (r *Relay) drain(ctx context.Context, q *messaging.Queries) (int, error) {
 		if len(rows) == 0 {
 			return total, nil
 		}
-		done := make([]int64, 0, len(rows))
-		var pubErr error
-		for _, row := range rows {
-			pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
-			err := events.Publish(pctx, r.js, events.Message{Subject: row.Subject, ID: row.EventID, Data: row.Data})
-			cancel()
-			if err != nil {
-				r.metrics.publishErrors.Inc()
-				pubErr = errPublish{fmt.Errorf("outbox seq %d: %w", row.Seq, err)}
-				break
-			}
-			done = append(done, row.Seq)
-		}
+		done, pubErr := r.publish(ctx, rows)
 		if len(done) > 0 {
 			// Not ctx: what JetStream has acknowledged should be recorded even at shutdown.
 			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
@@ -226,6 +214,49 @@ func (r *Relay) drain(ctx context.Context, q *messaging.Queries) (int, error) {
 			return total, pubErr
 		}
 	}
+}
+
+// publish puts a batch on the bus with asynchronous publishes — one round trip for the batch,
+// not one per event — and returns the seqs of the longest acknowledged prefix. Events after a
+// failed one may have been stored already; they are published again with the same ids and
+// JetStream drops the duplicates, so nothing is lost or doubled, though such an event can then
+// precede the failed one on the stream.
+func (r *Relay) publish(ctx context.Context, rows []messaging.FetchUnpublishedRow) ([]int64, error) {
+	futures := make([]jetstream.PubAckFuture, 0, len(rows))
+	var sendErr error
+	for _, row := range rows {
+		msg := nats.NewMsg(row.Subject)
+		msg.Data = row.Data
+		msg.Header.Set(jetstream.MsgIDHeader, row.EventID)
+		f, err := r.js.PublishMsgAsync(msg)
+		if err != nil {
+			sendErr = fmt.Errorf("outbox seq %d: publish %s %s: %w", row.Seq, row.Subject, row.EventID, err)
+			break
+		}
+		futures = append(futures, f)
+	}
+	timeout := time.NewTimer(r.cfg.PublishTimeout)
+	defer timeout.Stop()
+	done := make([]int64, 0, len(futures))
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+			done = append(done, rows[i].Seq)
+			continue
+		case err := <-f.Err():
+			sendErr = fmt.Errorf("outbox seq %d: publish %s %s: %w", rows[i].Seq, rows[i].Subject, rows[i].EventID, err)
+		case <-timeout.C:
+			sendErr = fmt.Errorf("outbox seq %d: no acknowledgement within %v", rows[i].Seq, r.cfg.PublishTimeout)
+		case <-ctx.Done():
+			sendErr = ctx.Err()
+		}
+		break
+	}
+	if sendErr != nil {
+		r.metrics.publishErrors.Inc()
+		return done, errPublish{sendErr}
+	}
+	return done, nil
 }
 
 func (r *Relay) prune(ctx context.Context, q *messaging.Queries) error {
