@@ -149,9 +149,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 	sem := make(chan struct{}, c.cfg.Concurrency)
 	var ccs []jetstream.ConsumeContext
 	for _, stream := range slices.Sorted(maps.Keys(c.streams)) {
-		cons, err := c.js.CreateOrUpdateConsumer(ctx, stream, c.consumerConfig(c.streams[stream]))
+		cons, err := c.createConsumer(ctx, stream)
 		if err != nil {
-			return fmt.Errorf("consumer %s on %s: %w", c.cfg.Name, stream, err)
+			for _, cc := range ccs {
+				cc.Stop()
+			}
+			return nil // ctx ended while NATS was away: nothing to drain
 		}
 		cc, err := cons.Consume(func(msg jetstream.Msg) {
 			sem <- struct{}{}
@@ -182,6 +185,29 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	inflight.Wait()
 	return nil
+}
+
+// createConsumer creates or updates the durable consumer on stream, retrying with backoff
+// while NATS cannot answer (restarting, electing a leader): a service that starts during an
+// outage waits for the bus instead of exiting. It fails only when ctx ends.
+func (c *Consumer) createConsumer(ctx context.Context, stream string) (jetstream.Consumer, error) {
+	backoff := ExponentialBackoff(250*time.Millisecond, 10*time.Second)
+	for attempt := uint64(1); ; attempt++ {
+		cons, err := c.js.CreateOrUpdateConsumer(ctx, stream, c.consumerConfig(c.streams[stream]))
+		if err == nil {
+			return cons, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		wait := backoff(attempt)
+		c.cfg.Logger.Warn("create consumer; retrying", "consumer", c.cfg.Name, "stream", stream, "err", err, "retry_in", wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 func (c *Consumer) consumerConfig(subjects []string) jetstream.ConsumerConfig {

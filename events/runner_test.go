@@ -355,3 +355,26 @@ func TestEnsureStreamsRestoresTheContract(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestRunnerWaitsForMissingStream(t *testing.T) {
+	bus := eventstest.Start(t)
+	ctx := context.Background()
+	if err := bus.JS.DeleteStream(ctx, events.StreamHosts); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	c := events.NewConsumer(bus.JS, fastConsumer("patient"))
+	events.On(c, func(ctx context.Context, m events.Meta, e events.HostDecommissioned) error {
+		calls.Add(1)
+		return nil
+	})
+	stop := run(t, c) // cannot create its consumer yet: it keeps trying instead of failing
+	if err := events.EnsureStreams(ctx, bus.JS, 1); err != nil {
+		t.Fatal(err)
+	}
+	bus.Publish(t, events.HostDecommissioned{HostID: "h1"}, "c")
+	eventstest.WaitFor(t, 20*time.Second, "event handled once the stream exists", func() bool { return calls.Load() == 1 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
