@@ -140,6 +140,11 @@ type State struct {
 	Disks          []Disk // for / and /var, in that order
 	RebootRequired bool
 	RebootPackages []string
+	// RebootScheduled: op reboot ran during this boot (RebootMarkerPath
+	// exists), so a reboot is on its way. RebootScheduledKnown is false when
+	// the report does not say (an older script, or the step failed).
+	RebootScheduled      bool
+	RebootScheduledKnown bool
 }
 
 // Package returns the state of the named package.
@@ -226,6 +231,17 @@ func ParseState(out []byte) (State, error) {
 	}
 	if sec, ok := r.ok("reboot-required"); ok {
 		s.RebootRequired, s.RebootPackages = parseRebootRequired(&r.Report, sec.body)
+	}
+	// Older scripts have no reboot-scheduled section: that is not a problem.
+	if r.sections["reboot-scheduled"] != nil {
+		if sec, ok := r.ok("reboot-scheduled"); ok {
+			switch l := strings.TrimSpace(firstLine(sec.body)); l {
+			case "yes", "no":
+				s.RebootScheduled, s.RebootScheduledKnown = l == "yes", true
+			default:
+				r.problem("section reboot-scheduled: want yes or no, got %.32q", clean(l))
+			}
+		}
 	}
 	s.Report = r.Report
 	return s, nil

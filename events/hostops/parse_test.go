@@ -256,3 +256,29 @@ func TestParseSecurityUpgradeCaptured(t *testing.T) {
 		t.Errorf("failed listing: %v %+v", err, r)
 	}
 }
+
+func TestParseStateRebootScheduled(t *testing.T) {
+	captured := string(readTestdata(t, "state-debian12.txt")) // from before the section existed
+	body, _ := strings.CutSuffix(captured, "==> patchfleet:end\n")
+	if body == captured {
+		t.Fatal("state-debian12.txt does not end with the end marker")
+	}
+	for _, tc := range []struct {
+		name, section      string
+		want, known, clean bool
+	}{
+		{"older script without the section", "", false, false, true},
+		{"marker present", "==> patchfleet:section reboot-scheduled\nyes\n==> patchfleet:status 0\n", true, true, true},
+		{"marker absent", "==> patchfleet:section reboot-scheduled\nno\n==> patchfleet:status 0\n", false, true, true},
+		{"garbage", "==> patchfleet:section reboot-scheduled\nperhaps\n==> patchfleet:status 0\n", false, false, false},
+		{"step failed", "==> patchfleet:section reboot-scheduled\n==> patchfleet:status 1\n", false, false, false},
+	} {
+		s, err := ParseState([]byte(body + tc.section + "==> patchfleet:end\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if s.RebootScheduled != tc.want || s.RebootScheduledKnown != tc.known || (len(s.Problems) == 0) != tc.clean || !s.Complete {
+			t.Errorf("%s: scheduled %t known %t, problems %q; want %t %t, clean %t", tc.name, s.RebootScheduled, s.RebootScheduledKnown, s.Problems, tc.want, tc.known, tc.clean)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package hostops
 
 import (
 	"fmt"
+	"path"
 	"regexp"
 	"strings"
 	"time"
@@ -90,8 +91,9 @@ func aptGet(sub string, lock int, extra ...string) string {
 
 // StateScript returns the script of op state: boot id, the given packages'
 // dpkg state, holds, whether dpkg was interrupted or its lock is held, free
-// space on / and /var, and reboot-required. It changes nothing and runs as
-// any user.
+// space on / and /var, reboot-required, and whether op reboot has scheduled a
+// reboot during this boot (RebootMarkerPath exists). It changes nothing and
+// runs as any user.
 func StateScript(packages ...string) (string, error) {
 	for _, p := range packages {
 		if err := deb.ValidPackageName(p); err != nil {
@@ -110,16 +112,24 @@ pf_run dpkg-updates pf_dpkg_updates
 pf_run dpkg-lock pf_dpkg_lock
 pf_run df df -Pk / /var
 pf_run reboot-required pf_reboot_required
+pf_run reboot-scheduled pf_reboot_scheduled
 `)
 	b.WriteString(footer)
 	return b.String(), nil
 }
+
+// RebootMarkerPath is the file op reboot creates before it schedules the
+// reboot. It lives on /run, a tmpfs that every boot starts empty, so it exists
+// exactly when a reboot was asked for during the current boot and has not
+// happened yet.
+const RebootMarkerPath = "/run/patchfleet/reboot-scheduled"
 
 // stateFuncs: pf_dpkg_lock looks for a POSIX lock on dpkg's lock files in
 // /proc/locks (device major:minor in hex, inode), which needs no tool
 // beyond coreutils and mawk, no root, and takes no lock itself; flock(1)
 // would not see apt's fcntl locks, and fuser/lsof are not in minbase.
 const stateFuncs = `pf_dpkg_updates() { ls -A /var/lib/dpkg/updates; }
+pf_reboot_scheduled() { if [ -e ` + RebootMarkerPath + ` ]; then echo yes; else echo no; fi; }
 pf_dpkg_lock() {
 	for pf_f in /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock; do
 		if [ ! -e "$pf_f" ]; then echo "$pf_f free"; continue; fi
@@ -379,9 +389,10 @@ pf_step
 	return b.String()
 }
 
-// RebootScript returns the script of op reboot: print the current boot id, then
-// schedule the reboot delay later in its own session, so the SSH command
-// returns before the connection drops. systemctl reboot where systemd
+// RebootScript returns the script of op reboot: print the current boot id,
+// create RebootMarkerPath (which the reboot clears), then schedule the reboot
+// delay later in its own session, so the SSH command returns before the
+// connection drops. No reboot is scheduled when the marker cannot be created. systemctl reboot where systemd
 // runs, reboot(8) elsewhere. Needs root.
 func RebootScript(delay time.Duration) string {
 	d := seconds(delay, 1)
@@ -389,6 +400,7 @@ func RebootScript(delay time.Duration) string {
 	header(&b, OpReboot, RebootArgs{DelayS: d})
 	fmt.Fprintf(&b, `pf_boot_id() { cat /proc/sys/kernel/random/boot_id; }
 pf_schedule() {
+	mkdir -p %[2]s && : >%[3]s || return 1
 	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
 		pf_cmd='systemctl reboot'
 	else
@@ -396,13 +408,13 @@ pf_schedule() {
 	fi
 	pf_detach=
 	if command -v setsid >/dev/null 2>&1; then pf_detach=setsid; fi
-	nohup $pf_detach sh -c "sleep %d; exec $pf_cmd" </dev/null >/dev/null 2>&1 &
-	echo "scheduled in %d s: $pf_cmd"
+	nohup $pf_detach sh -c "sleep %[1]d; exec $pf_cmd" </dev/null >/dev/null 2>&1 &
+	echo "scheduled in %[1]d s: $pf_cmd"
 }
 pf_run boot-id pf_boot_id
 pf_run reboot pf_schedule
 pf_main=$pf_rc
-`, d, d)
+`, d, quote(path.Dir(RebootMarkerPath)), quote(RebootMarkerPath))
 	b.WriteString(footer)
 	return b.String()
 }

@@ -104,3 +104,37 @@ func TestAJobStoppedWhileTheHostRebootsIsNotRebootedTwice(t *testing.T) {
 		t.Errorf("HostRebooted %d times, want 1", n)
 	}
 }
+
+// The job records "rebooting" before it sends the reboot op. An executor stopped in between
+// leaves a job waiting for a reboot the host never heard of: the executor that resumes it sees
+// the old boot id and no reboot marker on the host, and asks for the reboot once.
+func TestAJobStoppedAfterRecordingTheRebootBeforeSendingItRebootsOnce(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 1})
+	host := e.fleet.Hosts()[0]
+	host.SetFaults(fleetsim.FaultRebootLost) // the reboot op of executor a never reaches the host
+	stopA := e.run("a", nil)
+	req := e.job(0, func(r *events.UpgradeRequested) {
+		r.Packages = []events.PackageTarget{{Name: "libc6", MinVersion: "2.36-9+deb12u15"}}
+		r.Reboot = events.RebootIfRequired
+	})
+	waitFor(t, func() bool { return strings.Contains(e.jobLog(req.JobID), "waiting for host to come back") })
+	stopA()
+	if host.Boots() != 1 {
+		t.Fatalf("host booted %d times before executor a stopped; the test lost no reboot", host.Boots())
+	}
+	host.SetFaults(0)
+	e.run("b", nil)
+	c := e.mustComplete(req.JobID, 90*time.Second)
+	if !c.Rebooted {
+		t.Errorf("completed %+v: want rebooted", c)
+	}
+	if host.Boots() != 2 {
+		t.Errorf("host booted %d times, want 2 (one reboot)", host.Boots())
+	}
+	if n := len(e.envelopes(events.StreamHosts, "HostRebooted", req.JobID)); n != 1 {
+		t.Errorf("HostRebooted %d times, want 1", n)
+	}
+	if n := strings.Count(e.jobLog(req.JobID), "==> patchfleet:op reboot"); n != 1 {
+		t.Errorf("the host answered op reboot %d times, want once", n)
+	}
+}

@@ -54,6 +54,10 @@ const (
 	FaultHostKeyChange
 	// FaultHealthFail makes the health op exit 1.
 	FaultHealthFail
+	// FaultRebootLost: op reboot never reaches the host — the connection
+	// closes before the script runs — as when the executor stops between
+	// recording the reboot and sending it.
+	FaultRebootLost
 )
 
 var faultNames = []struct {
@@ -62,6 +66,7 @@ var faultNames = []struct {
 }{
 	{FaultDrop, "drop"}, {FaultAptFail, "apt-fail"}, {FaultLockHeld, "lock-held"}, {FaultRebootHang, "reboot-hang"},
 	{FaultSlow, "slow"}, {FaultHostKeyChange, "host-key-change"}, {FaultHealthFail, "health-fail"},
+	{FaultRebootLost, "reboot-lost"},
 }
 
 // Names lists the faults in f.
@@ -151,6 +156,7 @@ type Host struct {
 	held           map[string]bool
 	rebootRequired bool
 	rebootPkgs     []string
+	rebootMarker   bool // hostops.RebootMarkerPath exists (on /run: a reboot clears it)
 	lockUntil      time.Time
 	autoUpgrades   string
 	unattendedConf string
@@ -423,7 +429,7 @@ func (h *Host) down() {
 
 // rebootLater takes the host down after delay and, unless its reboot
 // hangs, brings it back after the fleet's reboot delay with a new boot id
-// and a fresh /run (no reboot-required).
+// and a fresh /run (no reboot-required, no reboot marker).
 func (f *Fleet) rebootLater(h *Host, delay time.Duration) {
 	f.wg.Add(1)
 	go func() {
@@ -440,7 +446,7 @@ func (f *Fleet) rebootLater(h *Host, delay time.Duration) {
 		}
 		h.mu.Lock()
 		h.bootID, h.boots = newBootID(), h.boots+1
-		h.rebootRequired, h.rebootPkgs = false, nil
+		h.rebootRequired, h.rebootPkgs, h.rebootMarker = false, nil, false
 		h.lockUntil = time.Time{}
 		h.mu.Unlock()
 		for {

@@ -152,17 +152,38 @@ func TestInstallChangesNextScanAndRebootClears(t *testing.T) {
 		t.Errorf("another lagging host has openssl %s", v)
 	}
 
+	stateScript, err := hostops.StateScript()
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := func() hostops.State {
+		t.Helper()
+		st, err := hostops.ParseState(mustRun(t, f, h, stateScript).stdout)
+		if err != nil || !st.Complete || len(st.Problems) > 0 || !st.RebootScheduledKnown {
+			t.Fatalf("state: %v %+v", err, st)
+		}
+		return st
+	}
+	if st := state(); st.RebootScheduled {
+		t.Errorf("reboot marker before op reboot")
+	}
 	before := h.BootID()
 	res = mustRun(t, f, h, hostops.RebootScript(time.Second))
 	rr, err := hostops.ParseReboot(res.stdout)
 	if err != nil || !rr.Scheduled || rr.BootID != before || !rr.Complete {
 		t.Fatalf("reboot: %v %+v", err, rr)
 	}
+	if st := state(); !st.RebootScheduled || st.BootID != before {
+		t.Errorf("before the reboot happens: marker %t, boot id %s (was %s)", st.RebootScheduled, st.BootID, before)
+	}
 	waitFor(t, func() bool { return !h.Up() })
 	waitFor(t, h.Up)
 	facts = scan(t, f, h)
 	if facts.BootID == before || facts.RebootRequired {
 		t.Errorf("after reboot: boot id %s (was %s), reboot required %t", facts.BootID, before, facts.RebootRequired)
+	}
+	if st := state(); st.RebootScheduled {
+		t.Errorf("reboot marker survived the reboot")
 	}
 }
 

@@ -39,6 +39,7 @@ type outcome struct {
 	status         int
 	work           time.Duration
 	after          func() // runs once the exit status is sent (reboot)
+	lost           bool   // the connection closes before the script runs
 }
 
 // dpkgLockHolder is the process a simulated held lock names.
@@ -93,6 +94,9 @@ func (h *Host) run(script string, now time.Time) outcome {
 		}
 	case hostops.OpReboot:
 		var a hostops.RebootArgs
+		if h.faults&FaultRebootLost != 0 {
+			return outcome{lost: true}
+		}
 		if decode(&a) {
 			return h.reboot(a)
 		}
@@ -289,6 +293,7 @@ func (h *Host) state(a hostops.StateArgs, now time.Time) outcome {
 		"/dev/vda1         20511312 6120448  13325904      32% /\n"+
 		"/dev/vda1         20511312 6120448  13325904      32% /", "", 0)
 	h.rebootSection(&r)
+	r.section("reboot-scheduled", yesNo(h.rebootMarker), "", 0)
 	r.end()
 	return outcome{stdout: r.b.String()}
 }
@@ -410,7 +415,6 @@ func (h *Host) upgrade(r *report, targets []hostops.Target, full bool, timeout t
 		out.WriteString("Reading package lists...\nBuilding dependency tree...\nReading state information...\n")
 		type change struct {
 			p  pkg
-			to hostops.Target
 			up Update
 		}
 		var changes []change
@@ -569,7 +573,12 @@ func (h *Host) reboot(a hostops.RebootArgs) outcome {
 	r.section("reboot", fmt.Sprintf("scheduled in %d s: reboot", a.DelayS), "", 0)
 	r.end()
 	delay := time.Duration(a.DelayS) * time.Second
-	return outcome{stdout: r.b.String(), after: func() { h.fleet.rebootLater(h, delay) }}
+	return outcome{stdout: r.b.String(), after: func() {
+		h.mu.Lock()
+		h.rebootMarker = true
+		h.mu.Unlock()
+		h.fleet.rebootLater(h, delay)
+	}}
 }
 
 func (h *Host) health() outcome {

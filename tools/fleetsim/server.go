@@ -257,6 +257,10 @@ func (h *Host) kill(pid int, token string) {
 // simulated time, then sends the rest and the exit status; a killed command
 // ends with signal KILL and nothing more.
 func (h *Host) finish(c net.Conn, ch ssh.Channel, out outcome, killed <-chan struct{}) {
+	if out.lost {
+		c.Close()
+		return
+	}
 	h.mu.Lock()
 	faults := h.faults
 	h.mu.Unlock()

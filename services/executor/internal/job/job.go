@@ -81,12 +81,17 @@ type Observation struct {
 	FreeKB          int64 // the least free space of / and /var; -1 when unknown
 	RebootRequired  bool
 	RebootPackages  []string
+	// RebootScheduled: op reboot ran during this boot and the host has not
+	// rebooted since (the host's marker on /run is there). Observe sets it
+	// when the host does not say, so that a guess never reboots a host twice.
+	RebootScheduled bool
 }
 
 // Observe turns op state's result into an Observation.
 func Observe(s hostops.State) Observation {
 	o := Observation{BootID: s.BootID, Packages: map[string]hostops.PackageState{}, Held: s.Held,
-		DpkgInterrupted: s.DpkgInterrupted, FreeKB: -1, RebootRequired: s.RebootRequired, RebootPackages: s.RebootPackages}
+		DpkgInterrupted: s.DpkgInterrupted, FreeKB: -1, RebootRequired: s.RebootRequired, RebootPackages: s.RebootPackages,
+		RebootScheduled: s.RebootScheduled || !s.RebootScheduledKnown}
 	for _, p := range s.Packages {
 		o.Packages[p.Name] = p
 	}
@@ -150,6 +155,13 @@ func Next(req events.UpgradeRequested, p Progress, o Observation, r Rules, now t
 		if o.BootID != "" && o.BootID != p.RebootFrom {
 			// The caller records the new boot id and asks again.
 			return Decision{Action: WaitReboot, Message: "host is back with a new boot id"}
+		}
+		if o.BootID != "" && o.BootID == p.RebootFrom && !o.RebootScheduled {
+			// Still the old boot and no reboot asked for during it: the job was
+			// saved as rebooting but the reboot op never reached the host (the
+			// executor stopped in between). The host was never away, so this is
+			// not a reboot timeout, however long ago that was.
+			return Decision{Action: Reboot, Message: "the reboot was recorded but never reached the host"}
 		}
 		if now.Sub(p.RebootAt) > r.RebootTimeout {
 			return fail(events.FailRebootTimeout, "host did not come back with a new boot id within %s", r.RebootTimeout)

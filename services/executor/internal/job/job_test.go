@@ -61,7 +61,13 @@ func TestNext(t *testing.T) {
 		{"reboot always reboots without a requirement", with(func(r *events.UpgradeRequested) { r.Reboot = events.RebootAlways }), installed, obs(func(o *Observation) { o.Packages = fixedV }), Reboot, ""},
 		{"health check after the upgrade", with(func(r *events.UpgradeRequested) { r.HealthCheck = "true" }), installed, obs(func(o *Observation) { o.Packages = fixedV; o.RebootRequired = true }), Health, ""},
 		{"rebooting and the host is away waits", sec, Progress{Installed: true, RebootFrom: "b1", RebootAt: now.Add(-time.Minute)}, Observation{}, WaitReboot, ""},
-		{"rebooting with the old boot id still waits", sec, Progress{Installed: true, RebootFrom: "b1", RebootAt: now.Add(-time.Minute)}, host, WaitReboot, ""},
+		{"rebooting with the old boot id still waits", sec, Progress{Installed: true, RebootFrom: "b1", RebootAt: now.Add(-time.Minute)}, obs(func(o *Observation) { o.RebootScheduled = true }), WaitReboot, ""},
+		{"rebooting, old boot id, reboot op ran (marker): waits", sec, Progress{Installed: true, RebootFrom: "b1", RebootAt: now.Add(-time.Minute)}, obs(func(o *Observation) { o.RebootScheduled = true }), WaitReboot, ""},
+		{"rebooting, old boot id, no marker: the reboot never reached the host, issue it", sec, Progress{Installed: true, RebootFrom: "b1", RebootAt: now.Add(-time.Minute)}, obs(func(o *Observation) { o.RebootScheduled = false }), Reboot, ""},
+		{"rebooting, new boot id, no marker: rebooted", sec, Progress{Installed: true, RebootFrom: "b1", RebootAt: now.Add(-time.Minute)}, obs(func(o *Observation) { o.BootID = "b2" }), WaitReboot, ""},
+		{"rebooting, host away, no marker known: waits", sec, Progress{Installed: true, RebootFrom: "b1", RebootAt: now.Add(-time.Minute)}, Observation{}, WaitReboot, ""},
+		{"rebooting, no marker, long after the save: issues the reboot rather than time out", sec, Progress{Installed: true, RebootFrom: "b1", RebootAt: now.Add(-time.Hour)}, host, Reboot, ""},
+		{"rebooting, marker, past the timeout fails", sec, Progress{Installed: true, RebootFrom: "b1", RebootAt: now.Add(-time.Hour)}, obs(func(o *Observation) { o.RebootScheduled = true }), Fail, events.FailRebootTimeout},
 		{"rebooting past the timeout fails", sec, Progress{Installed: true, RebootFrom: "b1", RebootAt: now.Add(-time.Hour)}, Observation{}, Fail, events.FailRebootTimeout},
 		{"never reboots twice: rebooted and reboot-required again completes", sec, Progress{Installed: true, RebootFrom: "b1", RebootedTo: "b2"}, obs(func(o *Observation) { o.BootID = "b2"; o.Packages = fixedV; o.RebootRequired = true }), Complete, ""},
 		{"health check after the reboot", with(func(r *events.UpgradeRequested) { r.HealthCheck = "true" }), Progress{Installed: true, HealthUpgrade: true, RebootFrom: "b1", RebootedTo: "b2"}, obs(func(o *Observation) { o.BootID = "b2"; o.Packages = fixedV }), Health, ""},
@@ -156,6 +162,17 @@ func TestNextReplaceResumesAtTheRecordedStage(t *testing.T) {
 	} {
 		if got := NextReplace(tt.p); got != tt.want {
 			t.Errorf("%s: NextReplace = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestObserveTreatsAnUnknownRebootMarkerAsScheduled(t *testing.T) {
+	for _, tt := range []struct {
+		scheduled, known, want bool
+	}{{true, true, true}, {false, true, false}, {false, false, true}} {
+		o := Observe(hostops.State{RebootScheduled: tt.scheduled, RebootScheduledKnown: tt.known})
+		if o.RebootScheduled != tt.want {
+			t.Errorf("scheduled %t known %t: observed %t, want %t", tt.scheduled, tt.known, o.RebootScheduled, tt.want)
 		}
 	}
 }

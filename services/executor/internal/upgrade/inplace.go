@@ -263,9 +263,15 @@ func (x *Exec) step(ctx context.Context, h *remote.Host, d job.Decision, o job.O
 	case job.Reboot:
 		// Recorded before the reboot is asked for, so that whatever happens next — the
 		// answer lost, this executor killed — the job waits for a new boot id and never
-		// reboots the host a second time.
+		// reboots the host a second time. The reboot op leaves a marker on the host that
+		// the reboot clears; a resumed job that finds neither a new boot id nor the
+		// marker knows the op never ran, and Next asks for it again (p.Rebooting()).
+		if p.Rebooting() {
+			x.Log.Info("the reboot was recorded but never reached the host; asking for it now", "boot_id", o.BootID)
+		} else {
+			p.RebootRequired, p.RebootPackages = o.RebootRequired || p.RebootRequired, append(p.RebootPackages, o.RebootPackages...)
+		}
 		p.RebootFrom, p.RebootAt = o.BootID, x.now()
-		p.RebootRequired, p.RebootPackages = o.RebootRequired || p.RebootRequired, append(p.RebootPackages, o.RebootPackages...)
 		if err := x.Save(ctx); err != nil {
 			return true, err
 		}
