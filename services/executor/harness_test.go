@@ -328,9 +328,3 @@ func (inv *inventory) pin(host string, key ssh.PublicKey) {
 	inv.hosts[host] = h
 }
 
-// add registers a host (the replace provider's new hosts).
-func (inv *inventory) add(h query.HostDetail) {
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	inv.hosts[h.ID] = h
-}
