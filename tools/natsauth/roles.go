@@ -74,7 +74,7 @@ func Roles() []Role {
 		{
 			User: "advisory-ingest", Description: "normalises submitted advisories and publishes them",
 			Publishes:     []string{"SecurityAdvisoryPublished", "AdvisoryWithdrawn"},
-			Consumers:     []Consumer{{Name: "advisory-ingest", Events: []string{"AdvisorySubmitted"}}},
+			Consumers:     []Consumer{{Name: "advisory-ingest-feeds", Events: []string{"AdvisorySubmitted"}}},
 			ManageStreams: true,
 		},
 		{
@@ -93,7 +93,7 @@ func Roles() []Role {
 				"RolloutHalted", "RolloutCompleted", "UpgradeRequested"},
 			Consumers: []Consumer{{Name: "planner", Events: append([]string{
 				"SecurityAdvisoryPublished", "AdvisoryWithdrawn",
-				"HostRegistered", "HostInventoryReported", "HostDriftDetected", "HostRebooted",
+				"HostRegistered", "HostDecommissioned", "HostInventoryReported", "HostDriftDetected", "HostRebooted",
 				"UpgradeStarted", "UpgradeCompleted", "UpgradeFailed",
 			}, decisions...)}},
 			Serves:        map[string][]string{query.ServicePlanner: {"pf.query.planner.>"}},
