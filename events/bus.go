@@ -48,6 +48,7 @@ func Connect(ctx context.Context, cfg BusConfig, name string, logger *slog.Logge
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true), // NATS down at start: keep trying, as after a disconnect
 		nats.ReconnectWait(500 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
@@ -87,11 +88,22 @@ func Connect(ctx context.Context, cfg BusConfig, name string, logger *slog.Logge
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if err := EnsureStreams(ctx, js, cfg.Replicas); err != nil {
-		nc.Close()
-		return nil, nil, err
+	// A service that starts while NATS restarts or a cluster elects its leaders waits for it.
+	backoff := ExponentialBackoff(250*time.Millisecond, 10*time.Second)
+	for attempt := uint64(1); ; attempt++ {
+		err := EnsureStreams(ctx, js, cfg.Replicas)
+		if err == nil {
+			return nc, js, nil
+		}
+		wait := backoff(attempt)
+		logger.Warn("nats streams not ready; retrying", "err", err, "retry_in", wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			nc.Close()
+			return nil, nil, fmt.Errorf("ensure streams: %w (last: %v)", ctx.Err(), err)
+		}
 	}
-	return nc, js, nil
 }
 
 // ReadyCheck reports whether the connection is up, for /readyz.

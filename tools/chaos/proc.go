@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -130,7 +131,7 @@ func (p *Proc) WaitReady(ctx context.Context) error {
 	client := http.Client{Timeout: 2 * time.Second}
 	for {
 		if exited, err := p.Exited(); exited {
-			return fmt.Errorf("%s exited before it was ready: %v (log %s)", p.Name, err, p.log)
+			return fmt.Errorf("%s exited before it was ready: %v (log %s):\n%s", p.Name, err, p.log, tail(p.log, 2048))
 		}
 		resp, err := client.Get(p.Ready)
 		if err == nil {
@@ -190,4 +191,18 @@ func FreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// tail returns the last n bytes of a file, for error messages.
+func tail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > n {
+		_, _ = f.Seek(st.Size()-n, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
+	return string(b)
 }
