@@ -327,4 +327,3 @@ func (inv *inventory) pin(host string, key ssh.PublicKey) {
 	h.SSH.HostKey = authorizedKey(key)
 	inv.hosts[host] = h
 }
-
