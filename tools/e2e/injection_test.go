@@ -287,7 +287,7 @@ func TestInjectionCorpusNeverReachesAHost(t *testing.T) {
 		}
 	}
 	var dlq dlqReader // reads each dead letter once: the oversized ones are megabytes each
-	wait(time.Minute, "every junk event dead-lettered", func() bool {
+	wait(3*time.Minute, "every junk event dead-lettered", func() bool {
 		for _, dl := range dlq.next(t, js) {
 			k := junkKey{dl.Subject, len(dl.Data)}
 			if seen, ok := junk[k]; ok && !seen && dl.Reason != "" {
@@ -390,7 +390,7 @@ type dlqReader struct{ seq uint64 }
 
 func (r *dlqReader) next(t *testing.T, js jetstream.JetStream) []events.DeadLetter {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, events.StreamDLQ)
 	if err != nil {
@@ -406,6 +406,9 @@ func (r *dlqReader) next(t *testing.T, js jetstream.JetStream) []events.DeadLett
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			r.seq = seq
 			continue
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			break // a loaded machine: read the rest on the next poll
 		}
 		if err != nil {
 			t.Fatalf("DLQ seq %d: %v", seq, err)
