@@ -204,11 +204,10 @@ func TestSshx(t *testing.T) {
 		started.Wait()
 		perSession := (heap() - before) / (2 * perHost)
 		wg.Wait()
-		t.Logf("client heap and stacks: %d KiB per connection, %d KiB per running command", perConn>>10, perSession>>10)
-		// The executor's budget: 1,000 concurrent commands in 300 MB.
-		if perConn+perSession > 300<<10 {
-			t.Errorf("%d bytes per connection with a command: 1,000 would not fit in 300 MB", perConn+perSession)
-		}
+		// A figure, not an assertion: heap deltas move with the garbage other tests leave, and
+		// the executor's budget (1,000 sessions in 300 MB) is measured by its benchmark.
+		t.Logf("client heap and stacks: %d KiB per connection, %d KiB per running command",
+			int64(perConn)>>10, int64(perSession)>>10)
 	})
 }
 
