@@ -446,7 +446,7 @@ func FuzzQuote(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		if strings.IndexByte(s, 0) >= 0 {
-			t.Skip("no shell word can hold a NUL byte")
+			return // no shell word can hold a NUL byte: not an input Quote is for
 		}
 		out, err := exec.Command("/bin/sh", "-c", "printf %s "+Quote(s)).Output()
 		if err != nil {
