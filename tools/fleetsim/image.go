@@ -157,6 +157,7 @@ func DefaultUpdates() []Update {
 	return []Update{
 		{Name: "openssl", Version: "3.0.19-1~deb12u3", Security: true},
 		{Name: "libssl3", Version: "3.0.19-1~deb12u3", Security: true},
+		{Name: "libssl-dev", Version: "3.0.19-1~deb12u3", Security: true},
 		{Name: "libc6", Version: "2.36-9+deb12u15", Reboot: true, Security: true},
 		{Name: "libc6-dev", Version: "2.36-9+deb12u15", Security: true},
 		{Name: "libc6-dbg", Version: "2.36-9+deb12u15", Security: true},
