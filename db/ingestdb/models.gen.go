@@ -17,7 +17,6 @@ type Advisory struct {
 	Aliases     []string
 	Modified    time.Time
 	Withdrawn   *time.Time
-	Record      []byte
 	UpdatedAt   time.Time
 }
 

@@ -23,8 +23,8 @@ for update;
 
 -- name: SaveRevisions :exec
 -- New revisions: each appended to the history and made its advisory's current revision
--- (the highest, when a batch holds several of one advisory). One statement, so each record
--- is parsed into jsonb once. Withdrawn is the zero time (0001-01-01) for an advisory that is
+-- (the highest, when a batch holds several of one advisory). The record is stored with the
+-- revision only. Withdrawn is the zero time (0001-01-01) for an advisory that is
 -- not withdrawn; aliases are space-separated (aliases never hold spaces).
 with u as (
     select unnest(@ids::text[]) as id, unnest(@revisions::int[]) as revision,
@@ -37,9 +37,9 @@ with u as (
     insert into advisory_revisions (advisory_id, revision, content_hash, origin, modified, withdrawn, record, event_id)
     select u.id, u.revision, u.content_hash, u.origin, u.modified, u.withdrawn, u.record, u.event_id from u
 )
-insert into advisories (id, revision, content_hash, source, origin, aliases, modified, withdrawn, record)
+insert into advisories (id, revision, content_hash, source, origin, aliases, modified, withdrawn)
 select distinct on (u.id) u.id, u.revision, u.content_hash, u.source, u.origin,
-       string_to_array(u.aliases, ' '), u.modified, u.withdrawn, u.record
+       string_to_array(u.aliases, ' '), u.modified, u.withdrawn
 from u
 order by u.id, u.revision desc
 on conflict (id) do update set
@@ -50,7 +50,6 @@ on conflict (id) do update set
     aliases = excluded.aliases,
     modified = excluded.modified,
     withdrawn = excluded.withdrawn,
-    record = excluded.record,
     updated_at = now();
 
 -- name: UpsertRawRecords :exec
@@ -94,25 +93,28 @@ on conflict (url) do update set
     last_error_at = excluded.last_error_at,
     updated_at = now();
 
+-- The current record of an advisory is its current revision's.
+
 -- name: GetAdvisory :one
-select id, revision, content_hash, source, origin, modified, withdrawn, record
-from advisories where id = @id;
+select a.id, a.revision, a.content_hash, a.source, a.origin, a.modified, a.withdrawn, r.record
+from advisories a join advisory_revisions r on r.advisory_id = a.id and r.revision = a.revision
+where a.id = @id;
 
 -- name: AdvisoriesByAlias :many
-select id, revision, content_hash, source, origin, modified, withdrawn, record
-from advisories
-where aliases @> array[@alias::text]
-order by id
+select a.id, a.revision, a.content_hash, a.source, a.origin, a.modified, a.withdrawn, r.record
+from advisories a join advisory_revisions r on r.advisory_id = a.id and r.revision = a.revision
+where a.aliases @> array[@alias::text]
+order by a.id
 limit @max_rows;
 
 -- name: AdvisoriesModifiedSince :many
 -- A page of advisories modified at or after since, in (modified, id) order, after the
 -- position (after_modified, after_id) of the previous page's last row.
-select id, revision, content_hash, source, origin, modified, withdrawn, record
-from advisories
-where modified >= @since::timestamptz
-  and (modified, id) > (@after_modified::timestamptz, @after_id::text)
-order by modified, id
+select a.id, a.revision, a.content_hash, a.source, a.origin, a.modified, a.withdrawn, r.record
+from advisories a join advisory_revisions r on r.advisory_id = a.id and r.revision = a.revision
+where a.modified >= @since::timestamptz
+  and (a.modified, a.id) > (@after_modified::timestamptz, @after_id::text)
+order by a.modified, a.id
 limit @max_rows;
 
 -- name: AdvisoryRevisions :many

@@ -11,10 +11,10 @@ import (
 )
 
 const advisoriesByAlias = `-- name: AdvisoriesByAlias :many
-select id, revision, content_hash, source, origin, modified, withdrawn, record
-from advisories
-where aliases @> array[$1::text]
-order by id
+select a.id, a.revision, a.content_hash, a.source, a.origin, a.modified, a.withdrawn, r.record
+from advisories a join advisory_revisions r on r.advisory_id = a.id and r.revision = a.revision
+where a.aliases @> array[$1::text]
+order by a.id
 limit $2
 `
 
@@ -64,11 +64,11 @@ func (q *Queries) AdvisoriesByAlias(ctx context.Context, arg AdvisoriesByAliasPa
 }
 
 const advisoriesModifiedSince = `-- name: AdvisoriesModifiedSince :many
-select id, revision, content_hash, source, origin, modified, withdrawn, record
-from advisories
-where modified >= $1::timestamptz
-  and (modified, id) > ($2::timestamptz, $3::text)
-order by modified, id
+select a.id, a.revision, a.content_hash, a.source, a.origin, a.modified, a.withdrawn, r.record
+from advisories a join advisory_revisions r on r.advisory_id = a.id and r.revision = a.revision
+where a.modified >= $1::timestamptz
+  and (a.modified, a.id) > ($2::timestamptz, $3::text)
+order by a.modified, a.id
 limit $4
 `
 
@@ -243,8 +243,10 @@ func (q *Queries) FeedState(ctx context.Context, url string) (FeedStateRow, erro
 }
 
 const getAdvisory = `-- name: GetAdvisory :one
-select id, revision, content_hash, source, origin, modified, withdrawn, record
-from advisories where id = $1
+
+select a.id, a.revision, a.content_hash, a.source, a.origin, a.modified, a.withdrawn, r.record
+from advisories a join advisory_revisions r on r.advisory_id = a.id and r.revision = a.revision
+where a.id = $1
 `
 
 type GetAdvisoryRow struct {
@@ -258,6 +260,7 @@ type GetAdvisoryRow struct {
 	Record      []byte
 }
 
+// The current record of an advisory is its current revision's.
 func (q *Queries) GetAdvisory(ctx context.Context, id string) (GetAdvisoryRow, error) {
 	row := q.db.QueryRow(ctx, getAdvisory, id)
 	var i GetAdvisoryRow
@@ -473,9 +476,9 @@ with u as (
     insert into advisory_revisions (advisory_id, revision, content_hash, origin, modified, withdrawn, record, event_id)
     select u.id, u.revision, u.content_hash, u.origin, u.modified, u.withdrawn, u.record, u.event_id from u
 )
-insert into advisories (id, revision, content_hash, source, origin, aliases, modified, withdrawn, record)
+insert into advisories (id, revision, content_hash, source, origin, aliases, modified, withdrawn)
 select distinct on (u.id) u.id, u.revision, u.content_hash, u.source, u.origin,
-       string_to_array(u.aliases, ' '), u.modified, u.withdrawn, u.record
+       string_to_array(u.aliases, ' '), u.modified, u.withdrawn
 from u
 order by u.id, u.revision desc
 on conflict (id) do update set
@@ -486,7 +489,6 @@ on conflict (id) do update set
     aliases = excluded.aliases,
     modified = excluded.modified,
     withdrawn = excluded.withdrawn,
-    record = excluded.record,
     updated_at = now()
 `
 
@@ -504,8 +506,8 @@ type SaveRevisionsParams struct {
 }
 
 // New revisions: each appended to the history and made its advisory's current revision
-// (the highest, when a batch holds several of one advisory). One statement, so each record
-// is parsed into jsonb once. Withdrawn is the zero time (0001-01-01) for an advisory that is
+// (the highest, when a batch holds several of one advisory). The record is stored with the
+// revision only. Withdrawn is the zero time (0001-01-01) for an advisory that is
 // not withdrawn; aliases are space-separated (aliases never hold spaces).
 func (q *Queries) SaveRevisions(ctx context.Context, arg SaveRevisionsParams) error {
 	_, err := q.db.Exec(ctx, saveRevisions,
