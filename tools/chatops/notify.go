@@ -122,9 +122,20 @@ func (b *Bot) onApprovalRequested(ctx context.Context, st *rolloutState, e event
 	return nil
 }
 
-// decided announces a decision and takes the buttons off the approval request.
+// decided announces a decision and takes the buttons off the approval request. An approval
+// the planner refuses (another plan, not an approver: one published from the CLI or by
+// another tool) is announced as refused, and the request keeps its buttons.
 func decided[E events.Event](b *Bot, verb string) rolloutFunc[E] {
 	return func(ctx context.Context, st *rolloutState, e E) error {
+		if a, ok := any(e).(events.RolloutApproved); ok {
+			if why := st.Progress.ApprovalRefusal(a); why != "" {
+				if err := b.thread(ctx, st); err != nil {
+					return err
+				}
+				_, err := b.post(ctx, st, RefusedApprovalMessage(a, why))
+				return err
+			}
+		}
 		st.Progress.Apply(e)
 		if err := b.thread(ctx, st); err != nil {
 			return err

@@ -157,6 +157,12 @@ func DecisionMessage(verb, rolloutID, by, planHash, reason string) slack.Message
 	return slack.Message{Text: txt, Blocks: []slack.Block{section(md)}}
 }
 
+// RefusedApprovalMessage says an approval was not taken, and why.
+func RefusedApprovalMessage(a events.RolloutApproved, why string) slack.Message {
+	md := fmt.Sprintf(":no_entry_sign: Approval of rollout *%s* by *%s* refused: %s", esc(a.RolloutID), esc(a.By), esc(why))
+	return slack.Message{Text: fmt.Sprintf("Approval of rollout %s by %s refused: %s", a.RolloutID, a.By, why), Blocks: []slack.Block{section(md)}}
+}
+
 // ProgressMessage is the one message per rollout that is updated in place.
 func ProgressMessage(p *progress.Rollout) slack.Message {
 	t := progress.Text(p)

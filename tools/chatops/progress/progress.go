@@ -6,6 +6,7 @@ package progress
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/patchfleet/patchfleet/events"
@@ -53,6 +54,8 @@ type Rollout struct {
 	State       string   `json:"state,omitempty"`
 	Reason      string   `json:"reason,omitempty"`
 	ApprovedBy  string   `json:"approved_by,omitempty"`
+	// Approvers are the fleet's approvers as the approval request named them.
+	Approvers []string `json:"approvers,omitempty"`
 	// HostWave and Results cover the hosts of waves that have not completed; a completed
 	// wave keeps only its counts.
 	HostWave map[string]int    `json:"host_wave,omitempty"`
@@ -115,14 +118,18 @@ func (r *Rollout) Apply(e events.Event) bool {
 			}
 		}
 	case events.RolloutApprovalRequested:
-		r.Fleet, r.PlanHash = e.Fleet, e.PlanHash
+		r.Fleet, r.PlanHash, r.Approvers = e.Fleet, e.PlanHash, e.Approvers
 		if r.State == "" || r.State == StatePlanned {
 			r.State = StateAwaitingApproval
 		}
 	case events.RolloutApproved:
-		r.ApprovedBy = e.By
+		if r.ApprovalRefusal(e) != "" {
+			break // the planner refuses it: the rollout keeps waiting
+		}
 		if r.State == StateAwaitingApproval || r.State == StatePlanned || r.State == "" {
-			r.State = StateScheduled
+			r.State, r.ApprovedBy = StateScheduled, e.By
+		} else if r.ApprovedBy == "" {
+			r.ApprovedBy = e.By // the waves' events came first
 		}
 	case events.RolloutRejected:
 		r.setState(StateRejected, "rejected by "+e.By)
@@ -175,6 +182,24 @@ func (r *Rollout) Apply(e events.Event) bool {
 		r.HostWave, r.Results = nil, nil
 	}
 	return r.fingerprint() != before
+}
+
+// ApprovalRefusal says why the planner refuses an approval, as far as the rollout's events
+// tell: it names another plan than the one awaiting approval, or comes from someone the
+// approval request does not list among the fleet's approvers. It is "" when nothing known
+// refuses it (a request that listed no approvers lets anyone approve, as the planner does).
+func (r *Rollout) ApprovalRefusal(a events.RolloutApproved) string {
+	switch {
+	case r.PlanHash == "" || a.PlanHash == r.PlanHash:
+	case a.PlanHash == "":
+		return fmt.Sprintf("it names no plan, the plan is %s", r.PlanHash)
+	default:
+		return fmt.Sprintf("it names plan %s, the plan is %s", a.PlanHash, r.PlanHash)
+	}
+	if len(r.Approvers) > 0 && !slices.Contains(r.Approvers, a.By) {
+		return fmt.Sprintf("%s is not an approver of fleet %s", a.By, r.Fleet)
+	}
+	return ""
 }
 
 func (r *Rollout) result(host, status string) {

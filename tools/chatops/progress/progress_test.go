@@ -26,7 +26,10 @@ func TestApplySequence(t *testing.T) {
 		wantChange bool
 	}{
 		{planned(), StateAwaitingApproval, Counts{}, Counts{}, true},
-		{events.RolloutApprovalRequested{RolloutID: "r1", PlanHash: "h1", Fleet: "prod-web"}, StateAwaitingApproval, Counts{}, Counts{}, false},
+		{events.RolloutApprovalRequested{RolloutID: "r1", PlanHash: "h1", Fleet: "prod-web", Approvers: []string{"alice"}}, StateAwaitingApproval, Counts{}, Counts{}, false},
+		// approvals the planner refuses leave the rollout waiting
+		{events.RolloutApproved{Decision: events.Decision{RolloutID: "r1", By: "mallory"}, PlanHash: "h1"}, StateAwaitingApproval, Counts{}, Counts{}, false},
+		{events.RolloutApproved{Decision: events.Decision{RolloutID: "r1", By: "alice"}, PlanHash: "h0"}, StateAwaitingApproval, Counts{}, Counts{}, false},
 		{events.RolloutApproved{Decision: events.Decision{RolloutID: "r1", By: "alice"}, PlanHash: "h1"}, StateScheduled, Counts{}, Counts{}, true},
 		{events.WaveStarted{RolloutID: "r1", Wave: 0, Hosts: []string{"a"}}, StateRunning, Counts{}, Counts{}, true},
 		{events.UpgradeCompleted{RolloutID: "r1", HostID: "a"}, StateRunning, Counts{Succeeded: 1}, Counts{}, true},
@@ -70,6 +73,36 @@ func TestApplySequence(t *testing.T) {
 	}
 	if len(r.HostWave) != 0 || len(r.Results) != 0 {
 		t.Fatalf("completed rollout keeps per-host state: %v %v", r.HostWave, r.Results)
+	}
+}
+
+func TestApprovalRefusal(t *testing.T) {
+	approval := func(by, hash string) events.RolloutApproved {
+		return events.RolloutApproved{Decision: events.Decision{RolloutID: "r1", By: by}, PlanHash: hash}
+	}
+	tests := []struct {
+		name      string
+		approvers []string
+		hash      string
+		approval  events.RolloutApproved
+		want      string
+	}{
+		{"an approver, the plan", []string{"alice", "bob"}, "h1", approval("bob", "h1"), ""},
+		{"not an approver", []string{"alice"}, "h1", approval("mallory", "h1"), "mallory is not an approver of fleet prod-web"},
+		{"another plan", []string{"alice"}, "h2", approval("alice", "h1"), "it names plan h1, the plan is h2"},
+		{"no plan named", []string{"alice"}, "h2", approval("alice", ""), "it names no plan, the plan is h2"},
+		{"no approvers listed: anyone", nil, "h1", approval("mallory", "h1"), ""},
+		{"nothing known yet", nil, "", approval("mallory", "h1"), ""},
+	}
+	for _, tc := range tests {
+		r := &Rollout{ID: "r1", Fleet: "prod-web", PlanHash: tc.hash, Approvers: tc.approvers}
+		if got := r.ApprovalRefusal(tc.approval); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+		changed := r.Apply(tc.approval)
+		if wantChange := tc.want == ""; changed != wantChange || (r.ApprovedBy == tc.approval.By) != wantChange {
+			t.Errorf("%s: changed %v, approved by %q", tc.name, changed, r.ApprovedBy)
+		}
 	}
 }
 
