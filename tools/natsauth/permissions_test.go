@@ -335,18 +335,18 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
-// Request/reply: the inventory and the planner answer (and are discoverable); each asker
+// Request/reply: the inventory, the planner and advisory-ingest answer (and are discoverable); each asker
 // reaches what its role names; the console follows live job logs.
 func TestQueriesDiscoveryAndLogs(t *testing.T) {
 	ctx, w := setup(t)
-	for name, user := range map[string]string{query.ServiceInventory: "inventory", query.ServicePlanner: "planner"} {
+	for name, user := range map[string]string{query.ServiceInventory: "inventory", query.ServicePlanner: "planner", query.ServiceAdvisories: "advisory-ingest"} {
 		nc, _ := w.service(ctx, user)
 		svc, err := micro.AddService(nc, micro.Config{Name: name, Version: "1.0.0"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = svc.Stop() })
-		for _, subj := range []string{query.SubjectHosts, query.SubjectHost, query.SubjectExposure, query.SubjectPlannerRollouts} {
+		for _, subj := range []string{query.SubjectHosts, query.SubjectHost, query.SubjectExposure, query.SubjectPlannerRollouts, query.SubjectAdvisory} {
 			if !strings.HasPrefix(subj, "pf.query."+name+".") {
 				continue
 			}
@@ -373,6 +373,8 @@ func TestQueriesDiscoveryAndLogs(t *testing.T) {
 		{"console", query.SubjectHosts},
 		{"cli", "$SRV.PING.inventory"},
 		{"console", "$SRV.INFO.planner"},
+		{"cli", query.SubjectAdvisory},
+		{"chatops", "$SRV.PING.advisories"},
 	} {
 		if err := ask(c.user, c.subject); err != nil {
 			t.Errorf("%s asks %s: %v", c.user, c.subject, err)

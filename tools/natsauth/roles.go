@@ -72,9 +72,10 @@ var (
 func Roles() []Role {
 	return []Role{
 		{
-			User: "advisory-ingest", Description: "normalises submitted advisories and publishes them",
+			User: "advisory-ingest", Description: "normalises submitted advisories and publishes them; serves pf.query.advisories.*",
 			Publishes:     []string{"SecurityAdvisoryPublished", "AdvisoryWithdrawn"},
 			Consumers:     []Consumer{{Name: "advisory-ingest-feeds", Events: []string{"AdvisorySubmitted"}}},
+			Serves:        map[string][]string{query.ServiceAdvisories: {"pf.query.advisories.>"}},
 			ManageStreams: true,
 		},
 		{
