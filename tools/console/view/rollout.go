@@ -119,13 +119,10 @@ func (l *LiveRollout) Apply(e events.Event) bool {
 		}
 		changed = changed || *h != before
 	}
+	// A wave's start dispatches no host: the planner sends jobs as max_unavailable allows
+	// (UpgradeRequested, on JOBS, which the console does not read), so a host stays pending
+	// until the executor starts it.
 	switch e := e.(type) {
-	case events.WaveStarted:
-		for _, id := range e.Hosts {
-			if h := l.host(id); h != nil && h.State == HostPending {
-				setHost(id, HostDispatched, nil)
-			}
-		}
 	case events.UpgradeStarted:
 		setHost(e.HostID, HostRunning, func(h *LiveHost) { h.JobID = e.JobID })
 	case events.UpgradeCompleted:

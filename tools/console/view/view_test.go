@@ -117,8 +117,13 @@ func TestLiveRolloutApply(t *testing.T) {
 			func(v RolloutView) bool { return hostState(v, "b") == HostSucceeded }},
 		{"another rollout is ignored", []events.Event{events.UpgradeCompleted{JobID: "j", RolloutID: "r2", HostID: "b"}}, false,
 			func(v RolloutView) bool { return hostState(v, "b") == HostDispatched }},
-		{"a wave start dispatches pending hosts", []events.Event{events.WaveStarted{RolloutID: "r1", Wave: 1, Hosts: []string{"b", "c"}}}, true,
-			func(v RolloutView) bool { return hostState(v, "c") == HostDispatched && v.Running == 2 }},
+		{"a wave start leaves its hosts pending until they start", []events.Event{events.WaveStarted{RolloutID: "r1", Wave: 1, Hosts: []string{"b", "c"}}}, false,
+			func(v RolloutView) bool {
+				return hostState(v, "c") == HostPending && v.Running == 1 && v.Waves[1].State == "running"
+			}},
+		{"a started host runs", []events.Event{events.WaveStarted{RolloutID: "r1", Wave: 1, Hosts: []string{"b", "c"}},
+			events.UpgradeStarted{JobID: "k", RolloutID: "r1", HostID: "c", Executor: "x"}}, true,
+			func(v RolloutView) bool { return hostState(v, "c") == HostRunning && v.Running == 2 }},
 		{"failures spend the budget", []events.Event{events.UpgradeFailed{JobID: "j", RolloutID: "r1", HostID: "b", Reason: "apt_error"},
 			events.UpgradeFailed{JobID: "k", RolloutID: "r1", HostID: "c", Reason: "apt_error"}}, true,
 			func(v RolloutView) bool { return v.Budget.Used == 2 && v.Budget.Spent && v.Failed == 2 }},
