@@ -46,30 +46,8 @@ func TestE2EConsole(t *testing.T) {
 	h := startHarness(t, nil)
 	shots := filepath.Join(dir, "screenshots")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "console.mjs")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CONSOLE_URL="+h.web.URL, "CONSOLE_TOKEN="+aliceToken, "SCREENSHOTS="+shots, "PLAN_HASH="+planHash)
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = testLog{t}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := false
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		line := sc.Text()
-		t.Log(line)
-		step, ok := strings.CutPrefix(line, "STEP ")
-		if line == "DONE" {
-			done = true
-			_ = stdin.Close()
-		}
-		if !ok {
-			continue
-		}
+	runScript(t, dir, "console.mjs", 4*time.Minute, []string{"CONSOLE_URL=" + h.web.URL, "CONSOLE_TOKEN=" + aliceToken,
+		"SCREENSHOTS=" + shots, "PLAN_HASH=" + planHash}, func(step string) {
 		switch step {
 		case "log web-2":
 			msg := nats.NewMsg("pf.logs.web-2")
@@ -95,15 +73,47 @@ func TestE2EConsole(t *testing.T) {
 		default:
 			t.Errorf("unknown step %q", step)
 		}
+	})
+	if n := len(h.decisions(t)); n != 1 {
+		t.Errorf("%d decisions on the bus, want only the approval", n)
+	}
+}
+
+// runScript runs a browser test script (node, in dir) with env added, calling step for each
+// "STEP <name>" it prints and answering "ok" when step returns; the script must end with DONE.
+func runScript(t *testing.T, dir, script string, timeout time.Duration, env []string, step func(string)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", script)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = testLog{t}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := false
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		line := sc.Text()
+		t.Log(line)
+		if line == "DONE" {
+			done = true
+			_ = stdin.Close()
+		}
+		name, ok := strings.CutPrefix(line, "STEP ")
+		if !ok {
+			continue
+		}
+		step(name)
 		if _, err := io.WriteString(stdin, "ok\n"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := cmd.Wait(); err != nil || !done {
-		t.Fatalf("browser test failed: %v (finished: %v)", err, done)
-	}
-	if n := len(h.decisions(t)); n != 1 {
-		t.Errorf("%d decisions on the bus, want only the approval", n)
+		t.Fatalf("browser test %s failed: %v (finished: %v)", script, err, done)
 	}
 }
 

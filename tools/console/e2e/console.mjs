@@ -1,11 +1,11 @@
 // Real-browser test of the Patchfleet console, run by TestE2EConsole (e2e_test.go): headless
-// Debian chromium driven by playwright-core. It talks to the Go test over stdio: a line
-// "STEP <name>" asks the test to do something on the bus; the test answers "ok".
+// Debian chromium driven by playwright-core, against a test bus whose query responders stand in
+// for the services. Steps ("STEP <name>") ask the test to publish or check something on the bus.
 import { chromium } from "playwright-core";
 import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
+import { step, check, viewport, launchOptions, watchErrors } from "./browser.mjs";
 
 const base = process.env.CONSOLE_URL;
 const token = process.env.CONSOLE_TOKEN;
@@ -13,30 +13,12 @@ const shots = process.env.SCREENSHOTS;
 const planHash = process.env.PLAN_HASH;
 mkdirSync(shots, { recursive: true });
 
-const replies = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-async function step(name) {
-  console.log(`STEP ${name}`);
-  const { value, done } = await replies.next();
-  if (done || value.trim() !== "ok") throw new Error(`step ${name}: test answered ${value}`);
-}
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-  console.log(`ok - ${what}`);
-}
-
 const profile = mkdtempSync(join(tmpdir(), "pf-console-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  viewport: { width: 1366, height: 900 },
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const context = await chromium.launchPersistentContext(profile, { ...launchOptions, viewport });
 const cspViolations = [];
 try {
   const page = context.pages()[0] || (await context.newPage());
-  page.on("console", (m) => { if (m.type() === "error" && /Content.Security.Policy|Refused to/i.test(m.text())) cspViolations.push(m.text()); });
-  page.on("pageerror", (e) => cspViolations.push(String(e)));
+  watchErrors(page, cspViolations);
   const shot = (name) => page.screenshot({ path: join(shots, name + ".png"), fullPage: true });
 
   // Without a session: pages send you to sign in, actions are refused.
