@@ -133,6 +133,15 @@ func TestApprovalMustNameThePlanHash(t *testing.T) {
 	if d := e.rollout(ask.RolloutID); d.State != query.RolloutAwaitingApproval || e.exec.count() != 0 {
 		t.Fatalf("after refused approvals: state %s, %d jobs", d.State, e.exec.count())
 	}
+	// Rejecting takes an approver too.
+	e.bus.Publish(t, events.RolloutRejected{Decision: events.Decision{RolloutID: ask.RolloutID, By: "mallory"}}, ask.RolloutID)
+	eventstest.WaitFor(t, 30*time.Second, "a third dead letter", func() bool { dls = e.deadLetters(); return len(dls) >= 3 })
+	if r := dls[2].Reason; !strings.Contains(r, "reject rollout") || !strings.Contains(r, "mallory is not an approver") {
+		t.Errorf("dead letter reason: %s", r)
+	}
+	if d := e.rollout(ask.RolloutID); d.State != query.RolloutAwaitingApproval {
+		t.Fatalf("after a refused rejection: state %s", d.State)
+	}
 
 	e.bus.Publish(t, events.RolloutApproved{Decision: events.Decision{RolloutID: ask.RolloutID, By: "alice"}, PlanHash: ask.PlanHash}, ask.RolloutID)
 	done := e.drive(nil)

@@ -132,13 +132,19 @@ func (e *Engine) OnApproved(ctx context.Context, m events.Meta, a events.Rollout
 	})
 }
 
-// OnRejected ends a rollout that has not started without touching a host.
+// OnRejected ends a rollout that has not started without touching a host. Rejecting is the
+// other half of approving, so it takes one of the fleet's approvers too: anyone else's
+// rejection is refused (dead-lettered with the reason) and the rollout keeps its state.
 func (e *Engine) OnRejected(ctx context.Context, m events.Meta, rj events.RolloutRejected) error {
 	now := e.now()
 	return e.decide(ctx, m, rj.Decision, "reject", func(tx pgx.Tx, q *plannerdb.Queries, r plannerdb.Rollout) error {
 		if r.State != query.RolloutAwaitingApproval && !(r.State == query.RolloutScheduled && r.StartedAt == nil) {
 			e.log(r.ID).Info("rejection of a rollout already decided; ignored", "state", r.State, "by", rj.By)
 			return nil
+		}
+		if f := e.Policy.Fleet(r.Fleet); f == nil || !f.MayApprove(rj.By) {
+			e.log(r.ID).Warn("rejection refused: not an approver of the fleet", "by", rj.By, "fleet", r.Fleet)
+			return events.Permanent(fmt.Errorf("reject rollout %s: %s is not an approver of fleet %s", r.ID, rj.By, r.Fleet))
 		}
 		return e.finish(ctx, tx, q, r, query.RolloutRejected, "rejected", "rejected by "+rj.By, now, m.ID)
 	})
