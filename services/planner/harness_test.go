@@ -55,6 +55,7 @@ type env struct {
 	inv    *inventory
 	exec   *executor
 	client query.Client
+	tick   time.Duration // the planner's Tick; default 20ms
 }
 
 func newEnv(t testing.TB, policyYAML string) *env {
@@ -107,9 +108,13 @@ func (e *env) run(name string) (stop func()) {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("instance", name)
 	}
+	tick := e.tick
+	if tick == 0 {
+		tick = 20 * time.Millisecond
+	}
 	cfg := planner.Config{
 		Common:     service.Common{Bus: events.BusConfig{URL: e.url}, DatabaseURL: e.dbURL, HTTPAddr: "127.0.0.1:0"},
-		PolicyFile: e.policy, Tick: 20 * time.Millisecond, Now: e.clock.Now, DockerManifest: e.docker,
+		PolicyFile: e.policy, Tick: tick, Now: e.clock.Now, DockerManifest: e.docker,
 	}
 	go func() { done <- planner.Run(ctx, cfg, logger) }()
 	var once sync.Once

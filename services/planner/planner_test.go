@@ -86,6 +86,30 @@ func TestAdvisoryRollsOutWaveByWave(t *testing.T) {
 	}
 }
 
+// TestResultsDriveTheRolloutWithoutTicks: successes are recorded without the rollout's lock
+// and the rollout is advanced after them, not by the periodic tick (an hour here): every
+// wave is dispatched and completed as results come in, within max_unavailable, once per host.
+func TestResultsDriveTheRolloutWithoutTicks(t *testing.T) {
+	e := newEnv(t, autoPolicy)
+	e.tick = time.Hour
+	hosts := e.inv.expose("web", nil, 12, "DSA-12")
+	e.run("a")
+	e.bus.Publish(t, advisory("DSA-12", events.SeverityHigh), "DSA-12")
+	done := e.drive(nil)
+	if done.Outcome != "completed" || done.Succeeded != len(hosts) || done.Failed != 0 {
+		t.Fatalf("completed = %+v", done)
+	}
+	if n, d := e.exec.count(), e.exec.duplicates(); n != len(hosts) || len(d) > 0 {
+		t.Fatalf("%d jobs for %d hosts, duplicates %v", n, len(hosts), d)
+	}
+	if e.exec.maxInFlight() > 2 {
+		t.Errorf("%d hosts in flight at once, max_unavailable is 2", e.exec.maxInFlight())
+	}
+	if n := len(e.rolloutEvents("WaveCompleted")); n != 3 {
+		t.Errorf("%d waves completed, want 3", n)
+	}
+}
+
 func TestCanaryFailureHalts(t *testing.T) {
 	e := newEnv(t, autoPolicy)
 	e.inv.expose("web", nil, 4, "DSA-2")

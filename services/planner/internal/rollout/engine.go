@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -53,6 +54,10 @@ type Engine struct {
 	PageSize  int    // inventory page size; default 1000
 	// Docker is the Docker manifest docker rollouts upgrade to; nil refuses them.
 	Docker *manifest.Manifest
+
+	kickMu sync.Mutex
+	kicked map[string]string // rollouts to advance (see kick) → the event that asked
+	wake   chan struct{}     // the ticker's: something was kicked
 }
 
 // Consumer names recorded in the inbox, one per kind of input.

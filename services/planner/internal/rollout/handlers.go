@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -445,17 +446,17 @@ func (e *Engine) OnFailed(ctx context.Context, m events.Meta, f events.UpgradeFa
 }
 
 func (e *Engine) result(ctx context.Context, m events.Meta, jobID, hostID, status, reason string, rebootPending, rebooted bool) error {
+	if status == events.ResultSucceeded {
+		return e.succeeded(ctx, m, jobID, hostID, rebootPending, rebooted)
+	}
 	now := e.now()
 	return e.inTx(ctx, func(tx pgx.Tx, q *plannerdb.Queries) error {
 		if seen, err := inbox.Seen(ctx, tx, inboxUpgrades, m.ID); err != nil || seen {
 			return err
 		}
-		job, err := q.HostByJob(ctx, jobID)
-		if notFound(err) {
-			return events.Permanent(fmt.Errorf("job %s of host %s: no such job", jobID, hostID))
-		}
+		job, err := e.hostByJob(ctx, q, jobID, hostID)
 		if err != nil {
-			return fmt.Errorf("load job %s: %w", jobID, err)
+			return err
 		}
 		r, err := q.LockRollout(ctx, job.RolloutID)
 		if err != nil {
@@ -474,15 +475,10 @@ func (e *Engine) result(ctx context.Context, m events.Meta, jobID, hostID, statu
 			return nil
 		}
 		log.Info("job finished", "status", status, "reason", reason, "reboot_pending", rebootPending)
-		if status == events.ResultSucceeded {
-			if err := q.PatchExposures(ctx, plannerdb.PatchExposuresParams{RolloutID: r.ID, HostID: job.HostID, AdvisoryIds: job.AdvisoryIds, RebootPending: rebootPending, Now: &now}); err != nil {
-				return fmt.Errorf("record patch of host %s in rollout %s: %w", job.HostID, r.ID, err)
-			}
-		}
 		if !isOpen(r.State) {
 			return nil
 		}
-		if status == events.ResultFailed && (r.State == query.RolloutRunning || r.State == query.RolloutPaused) {
+		if r.State == query.RolloutRunning || r.State == query.RolloutPaused {
 			c, err := q.RolloutCounts(ctx, r.ID)
 			if err != nil {
 				return wrapRollout("count results of", r.ID, err)
@@ -504,6 +500,108 @@ func (e *Engine) result(ctx context.Context, m events.Meta, jobID, hostID, statu
 		}
 		return e.advance(ctx, tx, q, r, now, m.ID)
 	})
+}
+
+// succeeded records a successful job without locking its rollout, so the results of one
+// rollout are recorded in parallel, and then has the rollout advanced (see kick): a success
+// changes nothing the rollout's state depends on, only what advance reads (the hosts in
+// flight, the wave's count), and advance runs after this commit.
+func (e *Engine) succeeded(ctx context.Context, m events.Meta, jobID, hostID string, rebootPending, rebooted bool) error {
+	now := e.now()
+	var rolloutID string
+	err := e.inTx(ctx, func(tx pgx.Tx, q *plannerdb.Queries) error {
+		if seen, err := inbox.Seen(ctx, tx, inboxUpgrades, m.ID); err != nil || seen {
+			return err
+		}
+		job, err := e.hostByJob(ctx, q, jobID, hostID)
+		if err != nil {
+			return err
+		}
+		n, err := q.FinishHost(ctx, plannerdb.FinishHostParams{
+			RolloutID: job.RolloutID, HostID: job.HostID, State: events.ResultSucceeded,
+			RebootPending: rebootPending, Rebooted: rebooted, Now: &now,
+		})
+		if err != nil {
+			return fmt.Errorf("record result of host %s in rollout %s: %w", job.HostID, job.RolloutID, err)
+		}
+		log := e.log(job.RolloutID).With("host_id", job.HostID, "job_id", jobID)
+		if n == 0 {
+			log.Info("result for a host already finished; ignored", "status", events.ResultSucceeded)
+			return nil
+		}
+		log.Info("job finished", "status", events.ResultSucceeded, "reboot_pending", rebootPending)
+		if err := q.PatchExposures(ctx, plannerdb.PatchExposuresParams{RolloutID: job.RolloutID, HostID: job.HostID, AdvisoryIds: job.AdvisoryIds, RebootPending: rebootPending, Now: &now}); err != nil {
+			return fmt.Errorf("record patch of host %s in rollout %s: %w", job.HostID, job.RolloutID, err)
+		}
+		rolloutID = job.RolloutID
+		return nil
+	})
+	if err == nil && rolloutID != "" {
+		e.kick(rolloutID, m.ID)
+	}
+	return err
+}
+
+func (e *Engine) hostByJob(ctx context.Context, q *plannerdb.Queries, jobID, hostID string) (plannerdb.HostByJobRow, error) {
+	job, err := q.HostByJob(ctx, jobID)
+	if notFound(err) {
+		return job, events.Permanent(fmt.Errorf("job %s of host %s: no such job", jobID, hostID))
+	}
+	if err != nil {
+		return job, fmt.Errorf("load job %s: %w", jobID, err)
+	}
+	return job, nil
+}
+
+// kick has the ticker advance a rollout as soon as it can, after a change committed outside
+// the rollout's lock. Kicks coalesce: a rollout kicked many times while the ticker is busy
+// is advanced once, and that once dispatches for every result recorded before it. Advancing
+// takes the rollout's lock (waiting for a holder, whose snapshot may predate the change) and
+// so always sees the change; a kick lost to a crash is made up by the next tick.
+func (e *Engine) kick(rolloutID, causation string) {
+	e.kickMu.Lock()
+	if e.kicked == nil {
+		e.kicked = map[string]string{}
+	}
+	e.kicked[rolloutID] = causation
+	wake := e.wakeLocked()
+	e.kickMu.Unlock()
+	select {
+	case wake <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine) wakeLocked() chan struct{} {
+	if e.wake == nil {
+		e.wake = make(chan struct{}, 1)
+	}
+	return e.wake
+}
+
+// advanceKicked advances the kicked rollouts that are running; one that fails is left to
+// the next tick.
+func (e *Engine) advanceKicked(ctx context.Context) error {
+	e.kickMu.Lock()
+	kicked := e.kicked
+	e.kicked = nil
+	e.kickMu.Unlock()
+	var errs []error
+	for _, id := range slices.Sorted(maps.Keys(kicked)) {
+		now := e.now()
+		err := e.inTx(ctx, func(tx pgx.Tx, q *plannerdb.Queries) error {
+			r, err := q.LockRollout(ctx, id)
+			if err != nil {
+				return wrapRollout("lock", id, err)
+			}
+			if r.State != query.RolloutRunning {
+				return nil
+			}
+			return e.advance(ctx, tx, q, r, now, kicked[id])
+		})
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // Tick advances every rollout that may have work to do: the approval delay ran out, a window
@@ -533,19 +631,30 @@ func (e *Engine) Tick(ctx context.Context) error {
 	return nil
 }
 
-// RunTicker calls Tick every interval until ctx ends. A failed tick is logged and retried on
-// the next one.
+// RunTicker calls Tick every interval, and advances kicked rollouts as they are kicked,
+// until ctx ends. A failed tick is logged and retried on the next one.
 func (e *Engine) RunTicker(ctx context.Context, interval time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	for {
+	e.kickMu.Lock()
+	wake := e.wakeLocked()
+	e.kickMu.Unlock()
+	tick := func() {
 		if err := e.Tick(ctx); err != nil && ctx.Err() == nil {
 			e.Logger.Warn("advance due rollouts", "err", err)
 		}
+	}
+	tick()
+	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			tick()
+		case <-wake:
+			if err := e.advanceKicked(ctx); err != nil && ctx.Err() == nil {
+				e.Logger.Warn("advance kicked rollouts", "err", err)
+			}
 		}
 	}
 }
