@@ -64,7 +64,7 @@ func (r *Report) lost(format string, args ...any) {
 // RolloutOutcome polls ROLLOUTS until the advisory's rollout completed or halted.
 func (s *System) RolloutOutcome(ctx context.Context, timeout time.Duration) (string, error) {
 	var outcome string
-	err := poll(ctx, timeout, "the rollout to end", func() (bool, error) {
+	err := poll(ctx, timeout, "the rollout to end", func(ctx context.Context) (bool, error) {
 		if err := s.CheckAlive(); err != nil {
 			return false, err
 		}
@@ -90,7 +90,7 @@ func (s *System) RolloutOutcome(ctx context.Context, timeout time.Duration) (str
 // Settle waits until the executors' work queue is empty and every job the planner
 // dispatched has an outcome on UPGRADES (or the timeout passes: Check reports what is missing).
 func (s *System) Settle(ctx context.Context, timeout time.Duration) {
-	_ = poll(ctx, timeout, "the system to settle", func() (bool, error) {
+	_ = poll(ctx, timeout, "the system to settle", func(ctx context.Context) (bool, error) {
 		st, err := s.JS.Stream(ctx, events.StreamJobs)
 		if err != nil {
 			return false, nil
@@ -113,7 +113,11 @@ func (s *System) Settle(ctx context.Context, timeout time.Duration) {
 // Check compares the event log, the planner's and the executor's tables and the hosts.
 func (s *System) Check(ctx context.Context) (Report, error) {
 	r := Report{Seed: s.opts.Seed, Hosts: len(s.Fleet.Hosts()), Rollout: "missing"}
-	stream := func(name string) ([]events.Envelope, error) { return Envelopes(ctx, s.JS, name) }
+	stream := func(name string) ([]events.Envelope, error) {
+		rctx, cancel := context.WithTimeout(ctx, time.Minute) // see poll
+		defer cancel()
+		return Envelopes(rctx, s.JS, name)
+	}
 
 	advisories, err := stream(events.StreamAdvisories)
 	if err != nil {

@@ -256,7 +256,7 @@ func (s *System) CrashPG(ctx context.Context) error {
 	if err := syscall.Kill(pid, syscall.SIGQUIT); err != nil {
 		return fmt.Errorf("crash postgresql: signal %d: %w", pid, err)
 	}
-	if err := poll(ctx, 30*time.Second, "postgresql to exit", func() (bool, error) {
+	if err := poll(ctx, 30*time.Second, "postgresql to exit", func(context.Context) (bool, error) {
 		return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH), nil
 	}); err != nil {
 		return err
@@ -284,7 +284,7 @@ func (s *System) Publish(ctx context.Context, e events.Event, producer string) e
 	if err != nil {
 		return err
 	}
-	return poll(ctx, time.Minute, "publish "+e.EventType(), func() (bool, error) {
+	return poll(ctx, time.Minute, "publish "+e.EventType(), func(ctx context.Context) (bool, error) {
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
 		return events.Publish(pctx, s.JS, m) == nil, nil
@@ -294,7 +294,7 @@ func (s *System) Publish(ctx context.Context, e events.Event, producer string) e
 // WaitScanned waits until the inventory has scanned every host.
 func (s *System) WaitScanned(ctx context.Context, timeout time.Duration) error {
 	q := query.Client{NC: s.NC}
-	return poll(ctx, timeout, "every host scanned", func() (bool, error) {
+	return poll(ctx, timeout, "every host scanned", func(ctx context.Context) (bool, error) {
 		resp, err := q.Hosts(ctx, query.HostsRequest{Fleet: Fleet, Limit: 1000})
 		if err != nil || len(resp.Hosts) != s.opts.Hosts {
 			return false, nil
@@ -360,7 +360,10 @@ func (s *System) Close() {
 
 // Envelopes reads every event a stream holds now.
 func Envelopes(ctx context.Context, js jetstream.JetStream, stream string) ([]events.Envelope, error) {
-	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	// A bounded number of resets: by default an ordered consumer that lost its server retries
+	// recreating itself forever inside Fetch, which takes no context; seen after a cluster
+	// node was killed. Failing lets the caller read again with a new consumer.
+	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{MaxResetAttempts: 2})
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", stream, err)
 	}
@@ -394,11 +397,21 @@ func Envelopes(ctx context.Context, js jetstream.JetStream, stream string) ([]ev
 	return out, nil
 }
 
-// poll calls cond until it reports true, returns an error, or the timeout passes.
-func poll(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
+// poll calls cond until it reports true, returns an error, or the timeout passes. Each call
+// gets a context of its own, bounded by attempt: a NATS request inherits its context's
+// deadline, so one lost while a node dies or a leader is elected would otherwise hang the
+// wait for as long as the whole run may take.
+func poll(ctx context.Context, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) error {
+	const attempt = 30 * time.Second
 	deadline := time.Now().Add(timeout)
+	var last error // the last call's context error, reported on timeout
 	for {
-		ok, err := cond()
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		ok, err := cond(actx)
+		if actx.Err() != nil && ctx.Err() == nil {
+			last = fmt.Errorf("an attempt took over %s", attempt)
+		}
+		cancel()
 		if err != nil {
 			return fmt.Errorf("waiting for %s: %w", what, err)
 		}
@@ -406,6 +419,9 @@ func poll(ctx context.Context, timeout time.Duration, what string, cond func() (
 			return nil
 		}
 		if time.Now().After(deadline) {
+			if last != nil {
+				return fmt.Errorf("waiting for %s: not after %s (%v)", what, timeout, last)
+			}
 			return fmt.Errorf("waiting for %s: not after %s", what, timeout)
 		}
 		select {

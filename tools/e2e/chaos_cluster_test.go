@@ -69,7 +69,9 @@ func TestChaosCluster(t *testing.T) {
 
 	// Mid-rollout: once a few hosts are done, kill the JOBS leader and an executor.
 	eventstest.WaitFor(t, 5*time.Minute, "the first upgrades", func() bool {
-		envs, err := chaos.Envelopes(ctx, sys.JS, events.StreamUpgrades)
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second) // a lost request must not hang the wait
+		defer cancel()
+		envs, err := chaos.Envelopes(rctx, sys.JS, events.StreamUpgrades)
 		n := 0
 		for _, e := range envs {
 			if e.Type == "UpgradeCompleted" {

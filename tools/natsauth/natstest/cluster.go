@@ -141,6 +141,8 @@ func (c *Cluster) start(i int) error {
 	}
 	cmd := exec.Command(c.binary, "-c", n.conf)
 	cmd.Stdout, cmd.Stderr = log, log
+	// A test that panics (a timeout) runs no cleanup: the node must not outlive it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		log.Close()
 		return fmt.Errorf("start %s: %w", n.cfg.Name, err)
