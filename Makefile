@@ -45,8 +45,9 @@ e2e: ## real-host tests (root): disposable Debian hosts over real SSH, apt and d
 	done; \
 	tools/scripts/test-summary $(TEST_LOG).e2e; exit $$status
 
-chaos: ## crash test (root): 200 simulated hosts patched while services are killed -9, NATS and PostgreSQL restarted (CHAOS_SEED=n to replay)
+chaos: ## crash tests (root): 200 simulated hosts patched while services are killed -9, NATS and PostgreSQL restarted (CHAOS_SEED=n to replay); then a 3-node NATS cluster losing a node and an executor
 	cd tools && go test -tags chaos -count=1 -timeout 10m -v -run '^TestChaos$$' ./chaos/ $(if $(CHAOS_SEED),-args -chaos.seed=$(CHAOS_SEED))
+	cd tools && go test -tags 'e2e chaos' -count=1 -timeout 15m -v -run '^TestChaosCluster$$' ./e2e/
 
 fuzz: ## run every fuzz target briefly (FUZZTIME=5s each)
 	tools/scripts/fuzz-all $(MODULES)
