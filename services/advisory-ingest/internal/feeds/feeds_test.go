@@ -268,3 +268,47 @@ func TestBatchFailingEveryTimeLeavesNothingHalfWritten(t *testing.T) {
 		}
 	}
 }
+
+// A zip dump read again skips its unchanged entries without decompressing them (their
+// CRC-32 and size stand for the bytes); an entry whose bytes changed is read, and its new
+// revision published.
+func TestZipDumpRereadSkipsUnchangedEntries(t *testing.T) {
+	e := setup(t)
+	dir := t.TempDir()
+	dsa := readTestdata(t, "osv/DSA-135.json")
+	dla := readTestdata(t, "osv/DLA-0010-1.json")
+	writeZip := func(dsa string) {
+		var b bytes.Buffer
+		zw := zip.NewWriter(&b)
+		for name, doc := range map[string]string{"DSA-135.json": dsa, "DLA-0010-1.json": dla} {
+			w, err := zw.Create(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Write([]byte(doc)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, dir, "all.zip", b.String())
+	}
+	writeZip(dsa)
+	path := filepath.Join(dir, "all.zip")
+	if st := e.read(path); st.Published != 2 {
+		t.Fatalf("first read: %+v", st)
+	}
+	if st := e.read(path); st.Read != 0 || st.Published != 0 {
+		t.Fatalf("unchanged dump read again: %+v, want nothing read", st)
+	}
+	// Same size, different bytes: "2.8.9-2" -> "2.8.9-3".
+	writeZip(replace(t, dsa, `"fixed": "2.8.9-2"`, `"fixed": "2.8.9-3"`))
+	if st := e.read(path); st.Read != 1 || st.Published != 1 {
+		t.Fatalf("dump with one entry changed: %+v, want that entry read and published", st)
+	}
+	a, err := e.st.Advisory(e.ctx, "DSA-135")
+	if err != nil || a.Revision != 2 || a.Affected[0].FixedVersion != "2.8.9-3" {
+		t.Fatalf("DSA-135 after the change: revision %d, %+v, %v", a.Revision, a.Affected, err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -238,19 +239,30 @@ type entryItem struct {
 
 func readEntry(ctx context.Context, zf *zip.File, origin string, opts Options, yield Yield, bad Bad) error {
 	entry := origin + "!" + zf.Name
+	var digest []byte
+	if opts.Unchanged != nil {
+		// The entry's CRC-32 and size from the zip directory stand for its bytes, so an
+		// unchanged entry is skipped without being decompressed — most of what re-reading a
+		// dump costs. A changed record keeping its size and CRC-32 is a one in 2^32 accident;
+		// decompressing checks the CRC, so what is read is what the digest describes.
+		digest = entryDigest(zf.CRC32, zf.UncompressedSize64)
+		if opts.Unchanged(entry, digest) {
+			return nil
+		}
+	}
 	rc, err := zf.Open()
 	if err != nil {
 		bad(BadRecord{Origin: entry, Err: err})
 		return nil
 	}
 	defer rc.Close()
-	return readDocument(ctx, rc, int64(zf.UncompressedSize64), entry, zf.Modified, opts, yield, bad)
+	return readDocument(ctx, rc, int64(zf.UncompressedSize64), entry, zf.Modified, digest, opts, yield, bad)
 }
 
 // ReadDocument reads one JSON document in any supported format. modified
 // stamps tracker advisories, whose export carries no dates.
 func ReadDocument(ctx context.Context, r io.Reader, origin string, modified time.Time, opts Options, yield Yield, bad Bad) error {
-	return readDocument(ctx, r, 0, origin, modified, opts, yield, bad)
+	return readDocument(ctx, r, 0, origin, modified, nil, opts, yield, bad)
 }
 
 // readers are the documents' small read buffers (the JSON decoders buffer for
@@ -258,8 +270,9 @@ func ReadDocument(ctx context.Context, r io.Reader, origin string, modified time
 var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
 
 // readDocument is ReadDocument with the document's size when known (a zip
-// entry's), to read an OSV record into a buffer of the right size at once.
-func readDocument(ctx context.Context, r io.Reader, size int64, origin string, modified time.Time, opts Options, yield Yield, bad Bad) error {
+// entry's), to read an OSV record into a buffer of the right size at once, and its digest
+// when the caller has checked it already (a zip entry's).
+func readDocument(ctx context.Context, r io.Reader, size int64, origin string, modified time.Time, digest []byte, opts Options, yield Yield, bad Bad) error {
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(r)
 	defer func() {
@@ -308,8 +321,7 @@ func readDocument(ctx context.Context, r io.Reader, size int64, origin string, m
 		case int64(len(data)) > opts.maxRecord():
 			err = fmt.Errorf("osv record larger than %d bytes", opts.maxRecord())
 		default:
-			var digest []byte
-			if opts.Unchanged != nil {
+			if opts.Unchanged != nil && digest == nil {
 				if digest = RawDigest(data); opts.Unchanged(origin, digest) {
 					return nil
 				}
@@ -361,6 +373,14 @@ func RawDigest(raw []byte) []byte {
 	h := sha256.New()
 	h.Write(digestSeed)
 	h.Write(raw)
+	return h.Sum(nil)
+}
+
+// entryDigest is RawDigest's counterpart for a zip entry, from its CRC-32 and size.
+func entryDigest(crc uint32, size uint64) []byte {
+	h := sha256.New()
+	h.Write(digestSeed)
+	h.Write(binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32([]byte("zip-entry:"), crc), size))
 	return h.Sum(nil)
 }
 
