@@ -98,7 +98,7 @@ func ParseVersion(s string) (Version, error) {
 	// anything structural, so the message points at the real problem.
 	if len(s) <= MaxVersionLen {
 		for i := 0; i < len(s); i++ {
-			if c := s[i]; !isAlnum(c) && !strings.ContainsRune(".+~:-", rune(c)) {
+			if c := s[i]; !isAlnum(c) && c != '.' && c != '+' && c != '~' && c != ':' && c != '-' {
 				return Version{}, versionError(s, i, "character %s not allowed", quoteByte(c))
 			}
 		}

@@ -284,7 +284,10 @@ func (p *parser) single(s *section, valid func(string) error) string {
 
 func (p *parser) packages(s *section) {
 	type key struct{ name, arch string }
-	seen := map[key]int{}
+	seen := make(map[key]int, len(s.body))
+	if p.facts.Packages == nil {
+		p.facts.Packages = make([]Package, 0, len(s.body))
+	}
 	for _, l := range s.body {
 		if l.text == "" {
 			continue
@@ -314,9 +317,21 @@ func (p *parser) packages(s *section) {
 // skip is true for packages dpkg only remembers (state not-installed),
 // which have no version and are not on the host.
 func parsePackageLine(text string) (pkg Package, skip bool, err error) {
-	fields := strings.Split(text, "\t")
-	if len(fields) != 6 {
-		return Package{}, false, fmt.Errorf("want 6 tab-separated fields, got %d", len(fields))
+	var fields [6]string // a fixed array, not strings.Split's slice: a scan has hundreds of lines
+	n, rest := 0, text
+	for {
+		field, after, more := strings.Cut(rest, "\t")
+		if n < len(fields) {
+			fields[n] = field
+		}
+		n++
+		if !more {
+			break
+		}
+		rest = after
+	}
+	if n != len(fields) {
+		return Package{}, false, fmt.Errorf("want 6 tab-separated fields, got %d", n)
 	}
 	name, version, arch, srcName, srcVersion, status := fields[0], fields[1], fields[2], fields[3], fields[4], fields[5]
 	status = strings.TrimRight(status, " ")

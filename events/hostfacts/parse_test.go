@@ -409,3 +409,19 @@ UBUNTU_CODENAME=jammy`),
 		})
 	}
 }
+
+// BenchmarkParseDebian12 parses a scan of the real Debian 12 capture (703 packages): the
+// inventory's per-scan parsing cost.
+func BenchmarkParseDebian12(b *testing.B) {
+	out := []byte(minimal(
+		"os-release", readFile(b, "testdata/debian12-os-release"),
+		"packages", readFile(b, "testdata/debian12-dpkg.tsv"),
+	))
+	b.ReportAllocs()
+	b.SetBytes(int64(len(out)))
+	for b.Loop() {
+		if _, err := Parse(out); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,11 +1,12 @@
 package inventory_test
 
 import (
-	"bytes"
 	"context"
-	"errors"
+	"encoding/pem"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,15 +18,11 @@ import (
 	"github.com/patchfleet/patchfleet/events/eventstest"
 	"github.com/patchfleet/patchfleet/events/query"
 	"github.com/patchfleet/patchfleet/services/inventory"
-	"github.com/patchfleet/patchfleet/services/inventory/internal/scan"
 	"github.com/patchfleet/patchfleet/tools/fleetsim"
 )
 
-// simFleet starts n simulated hosts over real SSH and an inventory that scans them.
-//
-// The runner is plainSSH, not the sshx pool: fleetsim answers "sh -s" only, while sshx wraps
-// the script in "setsid -w sh -c '…; exec sh -s'" (see the report of this change); the
-// e2e test scans real hosts through sshx.
+// simFleet starts n simulated hosts over real SSH and an inventory that scans them the way it
+// scans real hosts: through its own SSH pool (events/sshx) with the fleet's client key.
 func simFleet(t testing.TB, n int, concurrency int) (*sys, *fleetsim.Fleet) {
 	t.Helper()
 	f, err := fleetsim.Start(context.Background(), fleetsim.Options{N: n, Seed: "inventory"})
@@ -33,7 +30,16 @@ func simFleet(t testing.TB, n int, concurrency int) (*sys, *fleetsim.Fleet) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = f.Close() })
-	s := start(t, plainSSH{signer: f.ClientSigner()}, func(c *inventory.Config) {
+	block, err := ssh.MarshalPrivateKey(f.ClientPrivateKey(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(t.TempDir(), "id_ed25519")
+	if err := os.WriteFile(key, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, nil, func(c *inventory.Config) {
+		c.SSHKeyFiles = []string{key}
 		c.ScanConcurrency = concurrency
 		// pgxpool's default of max(4, cores) connections would bound the scan workers.
 		sep := "?"
@@ -43,46 +49,6 @@ func simFleet(t testing.TB, n int, concurrency int) (*sys, *fleetsim.Fleet) {
 		c.DatabaseURL += sep + "pool_max_conns=" + strconv.Itoa(min(concurrency, 32))
 	})
 	return s, f
-}
-
-// plainSSH runs the script with "sh -s" on a fresh connection, verifying the pinned key.
-type plainSSH struct{ signer ssh.Signer }
-
-func (p plainSSH) Run(ctx context.Context, t scan.Target, script string) (scan.Result, error) {
-	pinned, _, _, _, err := ssh.ParseAuthorizedKey([]byte(t.SSH.HostKey))
-	if err != nil {
-		return scan.Result{}, fmt.Errorf("%s: pinned key: %w", t.ID, err)
-	}
-	var mismatch *scan.KeyMismatchError
-	cfg := &ssh.ClientConfig{User: t.SSH.User, Auth: []ssh.AuthMethod{ssh.PublicKeys(p.signer)}, Timeout: 30 * time.Second,
-		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
-			if !bytes.Equal(key.Marshal(), pinned.Marshal()) {
-				mismatch = &scan.KeyMismatchError{Expected: ssh.FingerprintSHA256(pinned), Presented: ssh.FingerprintSHA256(key)}
-				return mismatch
-			}
-			return nil
-		}}
-	c, err := ssh.Dial("tcp", net.JoinHostPort(t.SSH.Address, strconv.Itoa(t.SSH.Port)), cfg)
-	if mismatch != nil {
-		return scan.Result{}, mismatch
-	}
-	if err != nil {
-		return scan.Result{}, err
-	}
-	defer c.Close()
-	sess, err := c.NewSession()
-	if err != nil {
-		return scan.Result{}, err
-	}
-	defer sess.Close()
-	var out, stderr bytes.Buffer
-	sess.Stdin, sess.Stdout, sess.Stderr = strings.NewReader(script), &out, &stderr
-	err = sess.Run("sh -s")
-	var exit *ssh.ExitError
-	if errors.As(err, &exit) {
-		return scan.Result{Stdout: out.Bytes(), Stderr: stderr.Bytes(), ExitStatus: exit.ExitStatus()}, nil
-	}
-	return scan.Result{Stdout: out.Bytes(), Stderr: stderr.Bytes()}, err
 }
 
 // hostsFile writes the fleet as a hosts file, every key pinned.
@@ -190,7 +156,9 @@ func BenchmarkScanRound1000InMemory(b *testing.B) {
 }
 
 // BenchmarkScanRound1000 scans 1,000 simulated hosts over SSH through the service (sshx
-// pool, hostfacts.Parse, one transaction per host with its events) and reports hosts/s.
+// pool of ScanConcurrency connections, so a round opens a connection per host as a periodic
+// scan of a large fleet does; hostfacts.Parse; one transaction per host with its events) and
+// reports hosts/s. The simulated hosts' side of SSH runs in this process too.
 func BenchmarkScanRound1000(b *testing.B) {
 	const n = 1000
 	s, f := simFleet(b, n, 64)

@@ -120,6 +120,17 @@ type Options struct {
 	Logger      *slog.Logger
 }
 
+// debian12KeyExchanges are the key exchanges Debian 12's OpenSSH 9.2 offers by default, in
+// its order, less sntrup761x25519 (not in golang.org/x/crypto/ssh). A simulated host
+// negotiates what a real one would: without this a Go client and the simulator would agree on
+// ML-KEM, which real Debian 12 hosts do not offer, and every handshake would cost more than it
+// does against them.
+var debian12KeyExchanges = []string{
+	ssh.KeyExchangeCurve25519, "curve25519-sha256@libssh.org",
+	ssh.KeyExchangeECDHP256, ssh.KeyExchangeECDHP384, ssh.KeyExchangeECDHP521,
+	ssh.KeyExchangeDHGEXSHA256, ssh.KeyExchangeDH16SHA512, ssh.KeyExchangeDH14SHA256,
+}
+
 // Fleet is a running simulator.
 type Fleet struct {
 	opts    Options
@@ -223,7 +234,8 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 				return nil, fmt.Errorf("fleetsim: host %d key: %w", i, err)
 			}
 		}
-		h.config = &ssh.ServerConfig{PublicKeyCallback: auth, ServerVersion: "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u6"}
+		h.config = &ssh.ServerConfig{PublicKeyCallback: auth, ServerVersion: "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u6",
+			Config: ssh.Config{KeyExchanges: debian12KeyExchanges}}
 		h.config.AddHostKey(presented)
 		if h.faults&FaultLockHeld != 0 {
 			h.lockUntil = start.Add(opts.Faults.LockHeldFor)

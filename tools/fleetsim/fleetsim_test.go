@@ -527,3 +527,26 @@ func TestSecurityUpgradeTakesOnlySecurityUpdates(t *testing.T) {
 		t.Errorf("second security-upgrade: %v %+v", err, r)
 	}
 }
+
+// A simulated host offers the key exchanges of Debian 12's OpenSSH: a client that only speaks
+// ML-KEM (which OpenSSH 9.2 lacks) is refused, one that speaks curve25519 gets in.
+func TestKeyExchangesAreDebian12s(t *testing.T) {
+	f := startFleet(t, Options{N: 1, Seed: "kex"})
+	h := f.Hosts()[0]
+	dial := func(kex string) error {
+		cfg := &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(f.ClientSigner())},
+			HostKeyCallback: ssh.FixedHostKey(h.HostKey()), Timeout: 10 * time.Second,
+			Config: ssh.Config{KeyExchanges: []string{kex}}}
+		c, err := ssh.Dial("tcp", h.Addr(), cfg)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if err := dial(ssh.KeyExchangeMLKEM768X25519); err == nil {
+		t.Error("a simulated Debian 12 host negotiated ML-KEM")
+	}
+	if err := dial(ssh.KeyExchangeCurve25519); err != nil {
+		t.Errorf("curve25519-sha256: %v", err)
+	}
+}
