@@ -114,6 +114,12 @@ select count(*) filter (where state = 'pending')::int as pending,
        count(*) filter (where state = 'skipped')::int as skipped
 from rollout_hosts where rollout_id = @rollout_id and wave = @wave;
 
+-- name: WaveBusy :one
+-- Whether a wave still has a host in flight or waiting: the jobs in flight are looked at
+-- first (a few rows, through their index), so a running wave answers without counting.
+select (exists (select 1 from rollout_hosts d where d.rollout_id = @rollout_id and d.wave = @wave and d.state = 'dispatched')
+    or exists (select 1 from rollout_hosts p where p.rollout_id = @rollout_id and p.wave = @wave and p.state = 'pending'))::boolean as busy;
+
 -- name: RolloutCounts :one
 select count(*) filter (where state = 'pending')::int as pending,
        count(*) filter (where state = 'dispatched')::int as dispatched,

@@ -1232,6 +1232,25 @@ func (q *Queries) UpsertAdvisory(ctx context.Context, arg UpsertAdvisoryParams) 
 	return err
 }
 
+const waveBusy = `-- name: WaveBusy :one
+select (exists (select 1 from rollout_hosts d where d.rollout_id = $1 and d.wave = $2 and d.state = 'dispatched')
+    or exists (select 1 from rollout_hosts p where p.rollout_id = $1 and p.wave = $2 and p.state = 'pending'))::boolean as busy
+`
+
+type WaveBusyParams struct {
+	RolloutID string
+	Wave      int32
+}
+
+// Whether a wave still has a host in flight or waiting: the jobs in flight are looked at
+// first (a few rows, through their index), so a running wave answers without counting.
+func (q *Queries) WaveBusy(ctx context.Context, arg WaveBusyParams) (bool, error) {
+	row := q.db.QueryRow(ctx, waveBusy, arg.RolloutID, arg.Wave)
+	var busy bool
+	err := row.Scan(&busy)
+	return busy, err
+}
+
 const waveCounts = `-- name: WaveCounts :one
 select count(*) filter (where state = 'pending')::int as pending,
        count(*) filter (where state = 'dispatched')::int as dispatched,

@@ -50,12 +50,19 @@ func (e *Engine) advance(ctx context.Context, tx pgx.Tx, q *plannerdb.Queries, r
 				return err
 			}
 		}
+		busy, err := q.WaveBusy(ctx, plannerdb.WaveBusyParams{RolloutID: r.ID, Wave: r.CurrentWave})
+		if err != nil {
+			return wrapRollout("check wave of", r.ID, err)
+		}
+		if busy {
+			return nil
+		}
 		c, err := q.WaveCounts(ctx, plannerdb.WaveCountsParams{RolloutID: r.ID, Wave: r.CurrentWave})
 		if err != nil {
 			return wrapRollout("count wave of", r.ID, err)
 		}
 		if c.Pending+c.Dispatched > 0 {
-			return nil
+			return nil // the check and the count see different snapshots
 		}
 		// The wave is done and the failure budget holds (a spent one halted the rollout when
 		// the failure came in): announce it and promote.
