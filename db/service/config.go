@@ -37,7 +37,8 @@ func (c Common) Validate() error {
 //	PATCHFLEET_NATS_USER, PATCHFLEET_NATS_PASSWORD[_FILE]
 //	PATCHFLEET_NATS_CA, PATCHFLEET_NATS_CERT, PATCHFLEET_NATS_KEY   TLS
 //	PATCHFLEET_NATS_REPLICAS   stream replicas (1, or 3 on a cluster)
-//	PATCHFLEET_NATS_INBOX      reply subject prefix (deployments/nats gives each user _INBOX_<user>)
+//	PATCHFLEET_NATS_INBOX      reply subject prefix (default _INBOX_<service>: deployments/nats lets
+//	                           each user read replies under _INBOX_<user> only)
 //	PATCHFLEET_DATABASE_URL[_FILE]  postgres://… (a secret: it may hold a password)
 //	PATCHFLEET_HTTP_ADDR       operations and API address
 func CommonFromEnv(e *ops.Env, defaultHTTPAddr string) Common {

@@ -72,6 +72,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, erro
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%s config: %w", cfg.Name, err)
 	}
+	if cfg.Bus.InboxPrefix == "" {
+		// The service's NATS user in deployments/nats bears its name and reads replies there only.
+		cfg.Bus.InboxPrefix = events.UserInbox(cfg.Name)
+	}
 	logger = logger.With("service", cfg.Name)
 	s := &Service{Name: cfg.Name, Logger: logger, cfg: cfg, Ops: ops.New(logger)}
 	s.Metrics = events.NewMetrics(s.Ops.Registry)

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/patchfleet/patchfleet/events"
 	"github.com/patchfleet/patchfleet/events/query"
 )
 
@@ -48,11 +49,11 @@ type App struct {
 
 // Options are the global flags.
 type Options struct {
-	NATSURL, Creds, User, Password, NKey, CA, Cert, Key string
-	InventoryURL, Token                                 string
-	Output                                              string
-	Timeout                                             time.Duration
-	As                                                  string
+	NATSURL, Creds, User, Password, NKey, CA, Cert, Key, Inbox string
+	InventoryURL, Token                                        string
+	Output                                                     string
+	Timeout                                                    time.Duration
+	As                                                         string
 }
 
 func (a *App) env(name, def string) string {
@@ -101,6 +102,9 @@ func (a *App) conn() (*nats.Conn, error) {
 
 func dial(o *Options) (*nats.Conn, error) {
 	opts := []nats.Option{nats.Name("patchfleet-cli"), nats.Timeout(o.Timeout)}
+	if o.Inbox != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.Inbox))
+	}
 	if o.Creds != "" {
 		opts = append(opts, nats.UserCredentials(o.Creds))
 	}
@@ -120,7 +124,18 @@ func dial(o *Options) (*nats.Conn, error) {
 	if o.Cert != "" {
 		opts = append(opts, nats.ClientCert(o.Cert, o.Key))
 	}
-	return nats.Connect(o.NATSURL, opts...)
+	nc, err := nats.Connect(o.NATSURL, opts...)
+	if err != nil {
+		return nil, err
+	}
+	// A refused inbox would make every query time out; say why at once.
+	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
+	defer cancel()
+	if err := events.CheckInbox(ctx, nc); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return nc, nil
 }
 
 func (a *App) client() (query.Client, error) {
@@ -196,6 +211,7 @@ func NewRoot(a *App) *cobra.Command {
 	f.StringVar(&a.opts.CA, "nats-ca", a.env("PATCHFLEET_NATS_CA", ""), "CA file for NATS TLS [PATCHFLEET_NATS_CA]")
 	f.StringVar(&a.opts.Cert, "nats-cert", a.env("PATCHFLEET_NATS_CERT", ""), "client certificate for NATS TLS [PATCHFLEET_NATS_CERT]")
 	f.StringVar(&a.opts.Key, "nats-key", a.env("PATCHFLEET_NATS_KEY", ""), "client key for NATS TLS [PATCHFLEET_NATS_KEY]")
+	f.StringVar(&a.opts.Inbox, "nats-inbox", a.env("PATCHFLEET_NATS_INBOX", events.UserInbox("cli")), "NATS reply subject prefix, the user's own [PATCHFLEET_NATS_INBOX]")
 	f.StringVar(&a.opts.InventoryURL, "inventory-url", a.env("PATCHFLEET_INVENTORY_URL", "http://127.0.0.1:8080"), "inventory HTTP endpoint [PATCHFLEET_INVENTORY_URL]; token from PATCHFLEET_INVENTORY_TOKEN(_FILE)")
 	f.StringVarP(&a.opts.Output, "output", "o", "table", "output: table or json")
 	f.DurationVar(&a.opts.Timeout, "timeout", 10*time.Second, "time limit of one query")

@@ -38,7 +38,8 @@ func TestChaosCluster(t *testing.T) {
 		AptLatency: 2 * time.Second,
 		Bus: chaos.Bus{URL: cluster.URL(), Replicas: 3, Observer: env.Bus(cluster.URL(), "admin", 3),
 			Env: func(service string) []string {
-				return []string{"PATCHFLEET_NATS_NKEY=" + env.Seed(service), "PATCHFLEET_NATS_CA=" + env.TLS.CA}
+				return []string{"PATCHFLEET_NATS_NKEY=" + env.Seed(service), "PATCHFLEET_NATS_CA=" + env.TLS.CA,
+					"PATCHFLEET_NATS_INBOX=" + events.UserInbox(service)}
 			}},
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/patchfleet/patchfleet/events"
 )
 
 // The Kubernetes manifests parse, and every Deployment has what running Patchfleet safely
@@ -102,6 +104,9 @@ func checkDeployment(t *testing.T, name string, d map[string]any) {
 				fail("no %s", k)
 			}
 		}
+		if want := events.UserInbox(get(c, "name").(string)); env["PATCHFLEET_NATS_INBOX"] != want {
+			fail("PATCHFLEET_NATS_INBOX = %v, want %s: the only replies its NATS user may read", env["PATCHFLEET_NATS_INBOX"], want)
+		}
 		if _, ok := env["PATCHFLEET_DATABASE_URL"]; ok {
 			fail("the database URL is a secret: give it as a file")
 		}
@@ -110,6 +115,37 @@ func checkDeployment(t *testing.T, name string, d map[string]any) {
 				fail("mount of undeclared volume %v", get(m, "name"))
 			}
 		}
+	}
+}
+
+// Every service unit connects as the NATS user named after it and reads replies under that
+// user's inbox prefix.
+func TestSystemdUnitsSetTheUsersInbox(t *testing.T) {
+	paths, err := filepath.Glob(filepath.Join("..", "..", "deployments", "systemd", "patchfleet-*.service"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no units: %v", err)
+	}
+	units := 0
+	for _, path := range paths {
+		user := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), "patchfleet-"), ".service")
+		if strings.HasPrefix(user, "nats@") {
+			continue
+		}
+		units++
+		if _, ok := RoleOf(user); !ok {
+			t.Errorf("%s: no NATS user %s", path, user)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "Environment=PATCHFLEET_NATS_INBOX=" + events.UserInbox(user) + "\n"
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s: no %s", filepath.Base(path), strings.TrimSpace(want))
+		}
+	}
+	if units != 4 {
+		t.Errorf("%d service units, want 4", units)
 	}
 }
 

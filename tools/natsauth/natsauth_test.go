@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/patchfleet/patchfleet/events"
@@ -38,6 +39,10 @@ func TestEveryEventHasAPublisherAndNamesAreUnique(t *testing.T) {
 			t.Errorf("user %s twice", r.User)
 		}
 		users[r.User] = true
+		// One subject token: _INBOX_<user>.> must not cover another user's inbox.
+		if r.User == "" || strings.ContainsAny(r.User, ".*> \t\r\n") {
+			t.Errorf("user %q is not one subject token", r.User)
+		}
 		if _, err := r.Permissions(); err != nil {
 			t.Error(err)
 		}

@@ -15,7 +15,7 @@ type Permissions struct {
 	PublishAllow, PublishDeny []string
 	SubscribeAllow            []string
 	// AllowResponses lets a responder publish one reply to the reply subject of each request
-	// it received, without a rule for _INBOX.>.
+	// it received, without a publish rule for anyone's inbox.
 	AllowResponses bool
 }
 
@@ -34,8 +34,9 @@ func (r Role) Permissions() (Permissions, error) {
 	pub, deny, sub := set{}, set{}, set{}
 	var errs []error
 	// Replies to our own requests, JetStream API answers, publish acks and pulled messages
-	// all arrive on the connection's inbox.
-	sub.add("_INBOX.>")
+	// all arrive on the connection's inbox: the user's own prefix (its clients set it), never
+	// _INBOX.>, where it could read every other user's replies and pulled messages.
+	sub.add(events.UserInbox(r.User) + ".>")
 
 	streams := set{} // streams whose info it may read
 	for _, typ := range r.Publishes {

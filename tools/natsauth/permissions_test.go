@@ -33,15 +33,17 @@ type world struct {
 	url string
 }
 
-// conn connects as user over TLS with its NKEY, without touching the streams.
-func (w world) conn(user string) *nats.Conn {
+// conn connects as user over TLS with its NKEY and its own reply inbox, without touching the
+// streams; opts come last and may change the inbox.
+func (w world) conn(user string, opts ...nats.Option) *nats.Conn {
 	w.t.Helper()
 	opt, err := nats.NkeyOptionFromSeed(w.env.Seed(user))
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	nc, err := nats.Connect(w.url, opt, nats.RootCAs(w.env.TLS.CA), nats.Name(user),
-		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	nc, err := nats.Connect(w.url, append([]nats.Option{opt, nats.RootCAs(w.env.TLS.CA), nats.Name(user),
+		nats.CustomInboxPrefix(events.UserInbox(user)),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})}, opts...)...)
 	if err != nil {
 		w.t.Fatalf("connect as %s: %v", user, err)
 	}
@@ -291,6 +293,8 @@ func TestRefusals(t *testing.T) {
 		{"planner", events.SubjectDLQ + ".executor"},
 		{"chatops", "_INBOX.forged-reply"},   // only replies to its own requests arrive there
 		{"inventory", "_INBOX.forged-reply"}, // a responder answers requests it received, nothing else
+		{"inventory", events.UserInbox("planner") + ".forged-reply"},
+		{"chatops", events.UserInbox("chatops") + ".x"}, // not even into its own inbox
 	}
 	conns := map[string]*nats.Conn{}
 	for _, c := range cases {
@@ -332,6 +336,90 @@ func TestRefusals(t *testing.T) {
 	if nc, err := nats.Connect(w.url, opt); err == nil {
 		nc.Close()
 		t.Error("connected without trusting the server's CA")
+	}
+}
+
+// defaultInbox gives a connection nats.go's shared "_INBOX" prefix.
+func defaultInbox(o *nats.Options) error { o.InboxPrefix = ""; return nil }
+
+// Replies, JetStream API answers, publish acks and pulled messages arrive in the asker's inbox:
+// every user reads its own, _INBOX_<user>, and neither the shared _INBOX nor another user's.
+// A client without its prefix is told so when it connects, not by a request that times out.
+func TestEachUserReadsOnlyItsOwnInbox(t *testing.T) {
+	ctx, w := setup(t)
+	var users []string
+	for _, r := range natsauth.Roles() {
+		users = append(users, r.User)
+	}
+	for _, r := range natsauth.Roles() {
+		nc := w.conn(r.User)
+		if err := events.CheckInbox(ctx, nc); err != nil {
+			t.Errorf("%s with its prefix: %v", r.User, err)
+		}
+		if r.Admin {
+			continue
+		}
+		deniedSubscribe(t, nc, "_INBOX.>")
+		for _, other := range users {
+			if other != r.User {
+				deniedSubscribe(t, nc, events.UserInbox(other)+".>")
+			}
+		}
+		if other := users[(slices.Index(users, r.User)+1)%len(users)]; other != "admin" {
+			if err := events.CheckInbox(ctx, w.conn(r.User, nats.CustomInboxPrefix(events.UserInbox(other)))); !errors.Is(err, events.ErrInboxRefused) {
+				t.Errorf("%s with %s's prefix: %v, want %v", r.User, other, err, events.ErrInboxRefused)
+			}
+		}
+		if err := events.CheckInbox(ctx, w.conn(r.User, defaultInbox)); !errors.Is(err, events.ErrInboxRefused) {
+			t.Errorf("%s with the default prefix: %v, want %v", r.User, err, events.ErrInboxRefused)
+		}
+	}
+
+	// A service configured without its prefix stops at connect with the reason.
+	bus := w.env.Bus(w.url, "planner", 1)
+	bus.InboxPrefix = ""
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	nc, _, err := events.Connect(cctx, bus, "patchfleet-planner", slog.New(slog.DiscardHandler))
+	if err == nil {
+		nc.Close()
+	}
+	if !errors.Is(err, events.ErrInboxRefused) || !strings.Contains(err.Error(), "PATCHFLEET_NATS_INBOX") {
+		t.Errorf("events.Connect as planner with the default inbox: %v, want %v naming PATCHFLEET_NATS_INBOX", err, events.ErrInboxRefused)
+	}
+
+	// Nothing of another user's arrives: the planner's query answer reaches the planner alone.
+	nc, _ = w.service(ctx, "inventory")
+	svc, err := micro.AddService(nc, micro.Config{Name: query.ServiceInventory, Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	err = svc.AddEndpoint("hosts", micro.HandlerFunc(func(r micro.Request) { _ = r.Respond([]byte(`"secret"`)) }),
+		micro.WithEndpointSubject(query.SubjectHosts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spy := w.conn("chatops")
+	spied, err := spy.SubscribeSync(events.UserInbox("planner") + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := spy.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer rcancel()
+	if _, err := w.conn("planner").RequestWithContext(rctx, query.SubjectHosts, []byte(`{}`)); err != nil {
+		t.Fatalf("planner asks %s: %v", query.SubjectHosts, err)
+	}
+	// The server delivered the reply to every subscriber before the planner got it, so
+	// after a flush anything meant for the spy has arrived.
+	if err := spy.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := spied.NextMsg(10 * time.Millisecond); err == nil {
+		t.Errorf("chatops read the planner's reply on %s", msg.Subject)
 	}
 }
 

@@ -3,6 +3,7 @@
 //
 //	PATCHFLEET_NATS_URL, PATCHFLEET_NATS_CREDS, PATCHFLEET_NATS_USER, PATCHFLEET_NATS_PASSWORD,
 //	PATCHFLEET_NATS_NKEY, PATCHFLEET_NATS_CA, PATCHFLEET_NATS_CERT, PATCHFLEET_NATS_KEY
+//	PATCHFLEET_NATS_INBOX             reply subject prefix (default _INBOX_chatops, the chatops user's)
 //	PATCHFLEET_CHATOPS_ADDR           commands, buttons, /healthz, /metrics (default :8090)
 //	PATCHFLEET_SLACK_TOKEN            bot token (xoxb-…), for threads, updates and buttons
 //	PATCHFLEET_SLACK_SIGNING_SECRET   verifies slash commands and button clicks
@@ -37,15 +38,16 @@ func main() {
 	}
 	cfg := chatops.Config{
 		Bus: events.BusConfig{
-			URL:       env.String("PATCHFLEET_NATS_URL", "nats://127.0.0.1:4222"),
-			CredsFile: env.String("PATCHFLEET_NATS_CREDS", ""),
-			User:      env.String("PATCHFLEET_NATS_USER", ""),
-			Password:  env.Secret("PATCHFLEET_NATS_PASSWORD"),
-			NKeyFile:  env.String("PATCHFLEET_NATS_NKEY", ""),
-			CAFile:    env.String("PATCHFLEET_NATS_CA", ""),
-			CertFile:  env.String("PATCHFLEET_NATS_CERT", ""),
-			KeyFile:   env.String("PATCHFLEET_NATS_KEY", ""),
-			Replicas:  env.Int("PATCHFLEET_NATS_REPLICAS", 1),
+			URL:         env.String("PATCHFLEET_NATS_URL", "nats://127.0.0.1:4222"),
+			CredsFile:   env.String("PATCHFLEET_NATS_CREDS", ""),
+			User:        env.String("PATCHFLEET_NATS_USER", ""),
+			Password:    env.Secret("PATCHFLEET_NATS_PASSWORD"),
+			NKeyFile:    env.String("PATCHFLEET_NATS_NKEY", ""),
+			CAFile:      env.String("PATCHFLEET_NATS_CA", ""),
+			CertFile:    env.String("PATCHFLEET_NATS_CERT", ""),
+			KeyFile:     env.String("PATCHFLEET_NATS_KEY", ""),
+			Replicas:    env.Int("PATCHFLEET_NATS_REPLICAS", 1),
+			InboxPrefix: env.String("PATCHFLEET_NATS_INBOX", events.UserInbox("chatops")),
 		},
 		HTTPAddr:      env.String("PATCHFLEET_CHATOPS_ADDR", ":8090"),
 		SlackAPIURL:   env.String("PATCHFLEET_SLACK_API_URL", "https://slack.com/api"),

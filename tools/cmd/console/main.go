@@ -3,6 +3,7 @@
 //
 //	PATCHFLEET_NATS_URL, PATCHFLEET_NATS_CREDS, PATCHFLEET_NATS_USER, PATCHFLEET_NATS_PASSWORD,
 //	PATCHFLEET_NATS_NKEY, PATCHFLEET_NATS_CA, PATCHFLEET_NATS_CERT, PATCHFLEET_NATS_KEY
+//	PATCHFLEET_NATS_INBOX              reply subject prefix (default _INBOX_console, the console user's)
 //	PATCHFLEET_CONSOLE_ADDR            pages, /healthz, /metrics (default :8090)
 //	PATCHFLEET_CONSOLE_TOKENS          sign-in tokens: "alice=<token>,bob=<token>" (or _FILE, one per line)
 //	PATCHFLEET_CONSOLE_SECURE_COOKIES  true when TLS is terminated in front of the console
@@ -45,7 +46,7 @@ func main() {
 			CertFile:    env.String("PATCHFLEET_NATS_CERT", ""),
 			KeyFile:     env.String("PATCHFLEET_NATS_KEY", ""),
 			Replicas:    env.Int("PATCHFLEET_NATS_REPLICAS", 1),
-			InboxPrefix: env.String("PATCHFLEET_NATS_INBOX", ""),
+			InboxPrefix: env.String("PATCHFLEET_NATS_INBOX", events.UserInbox("console")),
 		},
 		HTTPAddr:      env.String("PATCHFLEET_CONSOLE_ADDR", ":8090"),
 		Tokens:        tokens,

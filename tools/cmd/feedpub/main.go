@@ -34,6 +34,7 @@ func run() int {
 		url      = flag.String("nats-url", envOr("PATCHFLEET_NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL(s), comma-separated ($PATCHFLEET_NATS_URL)")
 		creds    = flag.String("creds", os.Getenv("PATCHFLEET_NATS_CREDS"), "NATS credentials file ($PATCHFLEET_NATS_CREDS)")
 		nkey     = flag.String("nkey", os.Getenv("PATCHFLEET_NATS_NKEY"), "NATS NKEY seed file ($PATCHFLEET_NATS_NKEY)")
+		inbox    = flag.String("inbox", envOr("PATCHFLEET_NATS_INBOX", events.UserInbox("feedpub")), "NATS reply subject prefix, the user's own ($PATCHFLEET_NATS_INBOX)")
 		ca       = flag.String("tls-ca", os.Getenv("PATCHFLEET_NATS_CA"), "CA file to trust for TLS")
 		cert     = flag.String("tls-cert", os.Getenv("PATCHFLEET_NATS_CERT"), "client certificate for mutual TLS")
 		key      = flag.String("tls-key", os.Getenv("PATCHFLEET_NATS_KEY"), "client key for mutual TLS")
@@ -59,7 +60,7 @@ func run() int {
 	if !*quiet {
 		cfg.Progress = os.Stderr
 	}
-	bus := events.BusConfig{URL: *url, CredsFile: *creds, NKeyFile: *nkey, CAFile: *ca, CertFile: *cert, KeyFile: *key}
+	bus := events.BusConfig{URL: *url, CredsFile: *creds, NKeyFile: *nkey, CAFile: *ca, CertFile: *cert, KeyFile: *key, InboxPrefix: *inbox}
 	bad := func(b feed.Bad) { logger.Warn("bad record", "record", b.Origin, "reason", b.Err) }
 	if *dryRun {
 		res, err := feedpub.Run(ctx, cfg, nil, bad)

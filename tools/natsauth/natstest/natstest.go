@@ -63,9 +63,10 @@ func Setup(t testing.TB) *Env {
 // Seed is the path of a user's NKEY seed file.
 func (e *Env) Seed(user string) string { return filepath.Join(e.Dir, natsauth.SeedFile(user)) }
 
-// Bus is how user reaches the servers at url: its NKEY over TLS.
+// Bus is how user reaches the servers at url: its NKEY over TLS, its own reply inbox.
 func (e *Env) Bus(url, user string, replicas int) events.BusConfig {
-	return events.BusConfig{URL: url, NKeyFile: e.Seed(user), CAFile: e.TLS.CA, Replicas: replicas}
+	return events.BusConfig{URL: url, NKeyFile: e.Seed(user), CAFile: e.TLS.CA, Replicas: replicas,
+		InboxPrefix: events.UserInbox(user)}
 }
 
 // WriteNode writes a node's configuration into the directory and returns its path.
