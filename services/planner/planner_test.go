@@ -157,14 +157,16 @@ func TestApprovalMustNameThePlanHash(t *testing.T) {
 	if d := e.rollout(ask.RolloutID); d.State != query.RolloutAwaitingApproval || e.exec.count() != 0 {
 		t.Fatalf("after refused approvals: state %s, %d jobs", d.State, e.exec.count())
 	}
-	// Rejecting takes an approver too.
+	// Rejecting and cancelling take an approver too.
 	e.bus.Publish(t, events.RolloutRejected{Decision: events.Decision{RolloutID: ask.RolloutID, By: "mallory"}}, ask.RolloutID)
-	eventstest.WaitFor(t, 30*time.Second, "a third dead letter", func() bool { dls = e.deadLetters(); return len(dls) >= 3 })
-	if r := dls[2].Reason; !strings.Contains(r, "reject rollout") || !strings.Contains(r, "mallory is not an approver") {
-		t.Errorf("dead letter reason: %s", r)
+	e.bus.Publish(t, events.RolloutCancelled{Decision: events.Decision{RolloutID: ask.RolloutID, By: "mallory"}}, ask.RolloutID)
+	eventstest.WaitFor(t, 30*time.Second, "four dead letters", func() bool { dls = e.deadLetters(); return len(dls) >= 4 })
+	reasons = dls[2].Reason + " | " + dls[3].Reason
+	if !strings.Contains(reasons, "reject rollout") || !strings.Contains(reasons, "cancel rollout") || strings.Count(reasons, "mallory is not an approver") != 2 {
+		t.Errorf("dead letter reasons: %s", reasons)
 	}
 	if d := e.rollout(ask.RolloutID); d.State != query.RolloutAwaitingApproval {
-		t.Fatalf("after a refused rejection: state %s", d.State)
+		t.Fatalf("after a refused rejection and cancel: state %s", d.State)
 	}
 
 	e.bus.Publish(t, events.RolloutApproved{Decision: events.Decision{RolloutID: ask.RolloutID, By: "alice"}, PlanHash: ask.PlanHash}, ask.RolloutID)

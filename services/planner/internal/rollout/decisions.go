@@ -119,9 +119,8 @@ func (e *Engine) OnApproved(ctx context.Context, m events.Meta, a events.Rollout
 			log.Warn("approval refused: it names another plan", "approved_hash", a.PlanHash, "plan_hash", r.PlanHash)
 			return events.Permanent(fmt.Errorf("approve rollout %s: approval by %s names plan %s, the plan is %s", r.ID, a.By, a.PlanHash, r.PlanHash))
 		}
-		if f := e.Policy.Fleet(r.Fleet); f == nil || !f.MayApprove(a.By) {
-			log.Warn("approval refused: not an approver of the fleet", "fleet", r.Fleet)
-			return events.Permanent(fmt.Errorf("approve rollout %s: %s is not an approver of fleet %s", r.ID, a.By, r.Fleet))
+		if err := e.mayDecide("approve", r, a.By); err != nil {
+			return err
 		}
 		if err := q.ApproveRollout(ctx, plannerdb.ApproveRolloutParams{ID: r.ID, ApprovedBy: a.By, Now: now}); err != nil {
 			return wrapRollout("approve", r.ID, err)
@@ -132,9 +131,19 @@ func (e *Engine) OnApproved(ctx context.Context, m events.Meta, a events.Rollout
 	})
 }
 
-// OnRejected ends a rollout that has not started without touching a host. Rejecting is the
-// other half of approving, so it takes one of the fleet's approvers too: anyone else's
-// rejection is refused (dead-lettered with the reason) and the rollout keeps its state.
+// mayDecide refuses a decision that only the fleet's approvers may take — approving,
+// rejecting, resuming, cancelling — when who is not one:
+// a permanent error, so the event is dead-lettered with the reason and the rollout keeps its
+// state. Pausing is a brake anyone allowed to publish decisions may pull.
+func (e *Engine) mayDecide(verb string, r plannerdb.Rollout, who string) error {
+	if f := e.Policy.Fleet(r.Fleet); f == nil || !f.MayApprove(who) {
+		e.log(r.ID).Warn(verb+" refused: not an approver of the fleet", "by", who, "fleet", r.Fleet)
+		return events.Permanent(fmt.Errorf("%s rollout %s: %s is not an approver of fleet %s", verb, r.ID, who, r.Fleet))
+	}
+	return nil
+}
+
+// OnRejected ends a rollout that has not started without touching a host.
 func (e *Engine) OnRejected(ctx context.Context, m events.Meta, rj events.RolloutRejected) error {
 	now := e.now()
 	return e.decide(ctx, m, rj.Decision, "reject", func(tx pgx.Tx, q *plannerdb.Queries, r plannerdb.Rollout) error {
@@ -142,9 +151,8 @@ func (e *Engine) OnRejected(ctx context.Context, m events.Meta, rj events.Rollou
 			e.log(r.ID).Info("rejection of a rollout already decided; ignored", "state", r.State, "by", rj.By)
 			return nil
 		}
-		if f := e.Policy.Fleet(r.Fleet); f == nil || !f.MayApprove(rj.By) {
-			e.log(r.ID).Warn("rejection refused: not an approver of the fleet", "by", rj.By, "fleet", r.Fleet)
-			return events.Permanent(fmt.Errorf("reject rollout %s: %s is not an approver of fleet %s", r.ID, rj.By, r.Fleet))
+		if err := e.mayDecide("reject", r, rj.By); err != nil {
+			return err
 		}
 		return e.finish(ctx, tx, q, r, query.RolloutRejected, "rejected", "rejected by "+rj.By, now, m.ID)
 	})
@@ -171,6 +179,9 @@ func (e *Engine) OnResumed(ctx context.Context, m events.Meta, rs events.Rollout
 			e.log(r.ID).Info("resume of a rollout neither paused nor halted; ignored", "state", r.State)
 			return nil
 		}
+		if err := e.mayDecide("resume", r, rs.By); err != nil {
+			return err
+		}
 		if err := q.ResumeRollout(ctx, plannerdb.ResumeRolloutParams{ID: r.ID, Now: now}); err != nil {
 			return wrapRollout("resume", r.ID, err)
 		}
@@ -190,6 +201,9 @@ func (e *Engine) OnCancelled(ctx context.Context, m events.Meta, c events.Rollou
 		if !isOpen(r.State) {
 			e.log(r.ID).Info("cancel of an ended rollout; ignored", "state", r.State)
 			return nil
+		}
+		if err := e.mayDecide("cancel", r, c.By); err != nil {
+			return err
 		}
 		return e.finish(ctx, tx, q, r, query.RolloutCancelled, "cancelled", "cancelled by "+c.By, now, m.ID)
 	})
