@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -114,5 +115,56 @@ func (c *setCache) evictLocked() {
 			}
 		}
 		delete(c.sources, oldest)
+	}
+}
+
+// maxCachedLists bounds the package-list cache: hosts built from a few images share a few
+// sets, and a list is ~700 packages (~100 KiB).
+const maxCachedLists = 64
+
+// listCache keeps the whole package lists of the sets read most recently. A scan that
+// changed a host's set reads the previous list (its changes), and the planner asks for a
+// host's list after every scan; both hit the few sets a fleet's images share. A set never
+// changes once stored, and its id is never reused, so an entry is never stale.
+type listCache struct {
+	mu    sync.Mutex
+	lists map[int64]*cachedList
+	clock uint64 // advances on every use; an entry's used is its last
+}
+
+type cachedList struct {
+	pkgs []query.Package
+	used uint64
+}
+
+// get returns a copy of a set's list, if cached.
+func (c *listCache) get(id int64) ([]query.Package, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.lists[id]
+	if !ok {
+		return nil, false
+	}
+	c.clock++
+	e.used = c.clock
+	return slices.Clone(e.pkgs), true
+}
+
+func (c *listCache) put(id int64, pkgs []query.Package) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lists == nil {
+		c.lists = map[int64]*cachedList{}
+	}
+	c.clock++
+	c.lists[id] = &cachedList{pkgs: slices.Clone(pkgs), used: c.clock}
+	for len(c.lists) > maxCachedLists {
+		oldest, at := int64(0), uint64(0)
+		for id, e := range c.lists {
+			if at == 0 || e.used < at {
+				oldest, at = id, e.used
+			}
+		}
+		delete(c.lists, oldest)
 	}
 }

@@ -29,9 +29,10 @@ var ErrNotFound = errors.New("not found")
 
 // Store is the inventory's database.
 type Store struct {
-	pool *pgxpool.Pool
-	now  func() time.Time
-	sets setCache
+	pool  *pgxpool.Pool
+	now   func() time.Time
+	sets  setCache
+	lists listCache
 }
 
 // New returns a store on a pool connected to the inventory schema.
@@ -165,14 +166,18 @@ func (s *Store) Host(ctx context.Context, id string, withPackages bool) (query.H
 	}
 	out := query.HostDetail{Host: ToHost(h)}
 	if withPackages && h.PackageSetID.Valid {
-		if out.Packages, err = setPackages(ctx, q, h.PackageSetID.Int64); err != nil {
+		if out.Packages, err = s.setPackages(ctx, q, h.PackageSetID.Int64); err != nil {
 			return query.HostDetail{}, fmt.Errorf("host %s packages: %w", id, err)
 		}
 	}
 	return out, nil
 }
 
-func setPackages(ctx context.Context, q *inventorydb.Queries, setID int64) ([]query.Package, error) {
+// setPackages returns a package set's members in canonical order.
+func (s *Store) setPackages(ctx context.Context, q *inventorydb.Queries, setID int64) ([]query.Package, error) {
+	if out, ok := s.lists.get(setID); ok {
+		return out, nil
+	}
 	rows, err := q.SetMembers(ctx, setID)
 	if err != nil {
 		return nil, err
@@ -182,6 +187,7 @@ func setPackages(ctx context.Context, q *inventorydb.Queries, setID int64) ([]qu
 		out[i] = query.Package{Name: r.Name, Version: r.Version, Arch: r.Arch, SourceName: r.SourceName,
 			SourceVersion: r.SourceVersion, Status: r.Status}
 	}
+	s.lists.put(setID, out)
 	return out, nil
 }
 

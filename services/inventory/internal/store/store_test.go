@@ -12,6 +12,7 @@ import (
 	"github.com/patchfleet/patchfleet/db/pgtest"
 	"github.com/patchfleet/patchfleet/events"
 	"github.com/patchfleet/patchfleet/events/hostfacts"
+	"github.com/patchfleet/patchfleet/events/query"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -75,5 +76,64 @@ func TestObserveUnknownHost(t *testing.T) {
 		Facts: hostfacts.Facts{OS: hostfacts.OSRelease{ID: "debian"}}})
 	if err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("err = %v, want not found", err)
+	}
+}
+
+// A host's package list comes from the cache once its set has been read, as a copy; after a
+// scan changes the host's set, the new set's list.
+func TestHostPackagesAcrossSets(t *testing.T) {
+	st := New(pgtest.New(t, inventorydb.Schema, inventorydb.Migrations))
+	ctx := context.Background()
+	if _, err := st.Register(ctx, events.HostRegistered{HostID: "h", Name: "h", Fleet: "f",
+		SSH: events.SSHTarget{Address: "10.0.0.1", TOFU: true}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	observe := func(version string) {
+		t.Helper()
+		facts := hostfacts.Facts{OS: hostfacts.OSRelease{ID: "debian", VersionID: "12"}, Packages: []hostfacts.Package{
+			{Name: "libssl3", Version: version, Arch: "amd64", SourceName: "openssl", SourceVersion: version, Status: "ii", Installed: true},
+			{Name: "zlib1g", Version: "1.2", Arch: "amd64", SourceName: "zlib", SourceVersion: "1.2", Status: "ii", Installed: true}}}
+		if _, err := st.Observe(ctx, Observation{HostID: "h", ScanID: events.NewID(), At: time.Now(), Facts: facts}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	libssl := func() string {
+		t.Helper()
+		d, err := st.Host(ctx, "h", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.Packages) != 2 || d.Packages[0].Name != "libssl3" {
+			t.Fatalf("packages %+v", d.Packages)
+		}
+		v := d.Packages[0].Version
+		d.Packages[0].Version = "changed by the caller"
+		return v
+	}
+	observe("3.0.1")
+	for range 2 {
+		if v := libssl(); v != "3.0.1" {
+			t.Fatalf("libssl3 %s, want 3.0.1", v)
+		}
+	}
+	observe("3.0.2") // reads the previous set's list for its changes
+	if v := libssl(); v != "3.0.2" {
+		t.Fatalf("libssl3 %s after the upgrade, want 3.0.2", v)
+	}
+}
+
+func TestListCacheIsBounded(t *testing.T) {
+	var c listCache
+	for id := range int64(maxCachedLists + 10) {
+		c.put(id, []query.Package{{Name: fmt.Sprint(id)}})
+	}
+	if n := len(c.lists); n != maxCachedLists {
+		t.Fatalf("%d lists cached, want %d", n, maxCachedLists)
+	}
+	if _, ok := c.get(0); ok {
+		t.Error("the least recently used list is still cached")
+	}
+	if ps, ok := c.get(maxCachedLists + 9); !ok || ps[0].Name != fmt.Sprint(maxCachedLists+9) {
+		t.Errorf("latest list: %v, %v", ps, ok)
 	}
 }
