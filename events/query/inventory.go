@@ -85,7 +85,11 @@ type Package struct {
 // HostDetail is one host with its packages.
 type HostDetail struct {
 	Host
-	Packages []Package `json:"packages,omitempty"`
+	// PackageSet is the content hash of the host's installed packages (as in
+	// HostInventoryReported): two answers with the same set have the same packages, so a
+	// client that keeps lists by set may ask without them.
+	PackageSet string    `json:"package_set,omitempty"`
+	Packages   []Package `json:"packages,omitempty"`
 }
 
 // ExposureRequest asks which hosts an advisory affects: by advisory id or CVE (an advisory

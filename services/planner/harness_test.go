@@ -138,10 +138,11 @@ func (e *env) run(name string) (stop func()) {
 // ---- inventory responder ----
 
 type inventory struct {
-	mu      sync.Mutex
-	exposed []query.ExposedHost
-	hosts   map[string]query.HostDetail
-	calls   int
+	mu        sync.Mutex
+	exposed   []query.ExposedHost
+	hosts     map[string]query.HostDetail
+	calls     int
+	hostAsked []query.HostRequest // every host request, in order
 }
 
 func startInventory(t testing.TB, nc *nats.Conn) *inventory {
@@ -210,9 +211,13 @@ func startInventory(t testing.TB, nc *nats.Conn) *inventory {
 		}
 		inv.mu.Lock()
 		defer inv.mu.Unlock()
+		inv.hostAsked = append(inv.hostAsked, req)
 		h, ok := inv.hosts[req.ID]
 		if !ok {
 			return nil, fmt.Errorf("no host %s", req.ID)
+		}
+		if !req.WithPackages {
+			h.Packages = nil
 		}
 		return h, nil
 	})
@@ -247,6 +252,28 @@ func (inv *inventory) expose(fleet string, tags map[string]string, n int, adv st
 		}
 	}
 	return ids
+}
+
+// setPackages sets a host's packages and the package set the inventory names them by.
+func (inv *inventory) setPackages(id, set string, pkgs ...query.Package) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	h := inv.hosts[id]
+	h.PackageSet, h.Packages = set, pkgs
+	inv.hosts[id] = h
+}
+
+// asked returns the host requests made for one host.
+func (inv *inventory) asked(id string) []query.HostRequest {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	var out []query.HostRequest
+	for _, r := range inv.hostAsked {
+		if r.ID == id {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // setComponents sets the Docker/Weave versions the inventory reports for a host.

@@ -372,6 +372,53 @@ func TestOnDemandRequestPreviewAndPolicies(t *testing.T) {
 	}
 }
 
+// Hosts upgraded outside Patchfleet are re-evaluated after their scans: the first host's
+// package list is fetched, the next hosts reporting the same package set are asked for
+// without it (the list is kept by set), and a host whose set changed since its report is
+// asked for its packages again. Each is skipped in the waiting rollout as already satisfied.
+func TestReevaluationKeepsPackageListsBySet(t *testing.T) {
+	e := newEnv(t, autoPolicy)
+	hosts := e.inv.expose("db", nil, 3, "DSA-11") // approval required: nothing is dispatched
+	e.run("a")
+	e.bus.Publish(t, advisory("DSA-11", events.SeverityHigh), "DSA-11")
+	ask := decode[events.RolloutApprovalRequested](t, e.waitEvent("RolloutApprovalRequested", 1)[0])
+
+	fixed := query.Package{Name: "libssl3", Version: "3.0.13-1~deb12u1", SourceName: "openssl", SourceVersion: "3.0.13-1~deb12u1", Status: "install ok installed"}
+	for _, id := range hosts {
+		e.inv.setPackages(id, "set-fixed", fixed)
+	}
+	e.inv.setPackages(hosts[2], "set-later", fixed) // scanned again since its report
+	for _, id := range hosts {
+		e.bus.Publish(t, events.HostInventoryReported{HostID: id, ScanID: "scan-" + id, ScannedAt: time.Now().UTC(),
+			OS: events.OSRelease{ID: "debian", VersionID: "12"}, PackageSet: "set-fixed", PackageCount: 1}, id)
+		eventstest.WaitFor(t, 30*time.Second, id+" skipped", func() bool {
+			for _, h := range e.rollout(ask.RolloutID).Hosts {
+				if h.HostID == id {
+					return h.State == events.ResultSkipped
+				}
+			}
+			return false
+		})
+	}
+	withPackages := func(rs []query.HostRequest) (n int) {
+		for _, r := range rs {
+			if r.WithPackages {
+				n++
+			}
+		}
+		return n
+	}
+	if a := e.inv.asked(hosts[0]); len(a) != 1 || withPackages(a) != 1 {
+		t.Errorf("first host asked %+v, want once with packages", a)
+	}
+	if a := e.inv.asked(hosts[1]); len(a) != 1 || withPackages(a) != 0 {
+		t.Errorf("second host asked %+v, want once without packages", a)
+	}
+	if a := e.inv.asked(hosts[2]); len(a) != 2 || withPackages(a) != 1 {
+		t.Errorf("host with a newer set asked %+v, want without and then with packages", a)
+	}
+}
+
 func TestDecommissionedHostIsDropped(t *testing.T) {
 	e := newEnv(t, autoPolicy)
 	hosts := e.inv.expose("web", nil, 4, "DSA-10")

@@ -122,7 +122,7 @@ func (s *Store) Observe(ctx context.Context, o Observation) (events.HostInventor
 		}
 		var changes []events.PackageChange
 		if h.PackageSetID.Valid && h.PackageSetID.Int64 != setID {
-			prev, err := s.setPackages(ctx, q, h.PackageSetID.Int64)
+			_, prev, err := s.setPackages(ctx, q, h.PackageSetID.Int64)
 			if err != nil {
 				return fmt.Errorf("previous packages of %s: %w", h.ID, err)
 			}

@@ -122,10 +122,11 @@ func (c *setCache) evictLocked() {
 // sets, and a list is ~700 packages (~100 KiB).
 const maxCachedLists = 64
 
-// listCache keeps the whole package lists of the sets read most recently. A scan that
-// changed a host's set reads the previous list (its changes), and the planner asks for a
-// host's list after every scan; both hit the few sets a fleet's images share. A set never
-// changes once stored, and its id is never reused, so an entry is never stale.
+// listCache keeps the whole package lists of the sets read most recently, with their
+// hashes. A scan that changed a host's set reads the previous list (its changes), and the
+// planner asks for a host's list after every scan; both hit the few sets a fleet's images
+// share. A set never changes once stored, and its id is never reused, so an entry is never
+// stale.
 type listCache struct {
 	mu    sync.Mutex
 	lists map[int64]*cachedList
@@ -133,31 +134,43 @@ type listCache struct {
 }
 
 type cachedList struct {
+	hash string
 	pkgs []query.Package
 	used uint64
 }
 
-// get returns a copy of a set's list, if cached.
-func (c *listCache) get(id int64) ([]query.Package, bool) {
+// get returns a set's hash and a copy of its list, if cached.
+func (c *listCache) get(id int64) (string, []query.Package, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.lists[id]
 	if !ok {
-		return nil, false
+		return "", nil, false
 	}
 	c.clock++
 	e.used = c.clock
-	return slices.Clone(e.pkgs), true
+	return e.hash, slices.Clone(e.pkgs), true
 }
 
-func (c *listCache) put(id int64, pkgs []query.Package) {
+// hash returns a set's hash, if its list is cached.
+func (c *listCache) hash(id int64) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.lists[id]
+	if !ok {
+		return "", false
+	}
+	return e.hash, true
+}
+
+func (c *listCache) put(id int64, hash string, pkgs []query.Package) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.lists == nil {
 		c.lists = map[int64]*cachedList{}
 	}
 	c.clock++
-	c.lists[id] = &cachedList{pkgs: slices.Clone(pkgs), used: c.clock}
+	c.lists[id] = &cachedList{hash: hash, pkgs: slices.Clone(pkgs), used: c.clock}
 	for len(c.lists) > maxCachedLists {
 		oldest, at := int64(0), uint64(0)
 		for id, e := range c.lists {

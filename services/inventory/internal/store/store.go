@@ -165,30 +165,47 @@ func (s *Store) Host(ctx context.Context, id string, withPackages bool) (query.H
 		return query.HostDetail{}, fmt.Errorf("get host %s: %w", id, err)
 	}
 	out := query.HostDetail{Host: ToHost(h)}
-	if withPackages && h.PackageSetID.Valid {
-		if out.Packages, err = s.setPackages(ctx, q, h.PackageSetID.Int64); err != nil {
-			return query.HostDetail{}, fmt.Errorf("host %s packages: %w", id, err)
-		}
+	if !h.PackageSetID.Valid {
+		return out, nil
+	}
+	if withPackages {
+		out.PackageSet, out.Packages, err = s.setPackages(ctx, q, h.PackageSetID.Int64)
+	} else {
+		out.PackageSet, err = s.setHash(ctx, q, h.PackageSetID.Int64)
+	}
+	if err != nil {
+		return query.HostDetail{}, fmt.Errorf("host %s packages: %w", id, err)
 	}
 	return out, nil
 }
 
-// setPackages returns a package set's members in canonical order.
-func (s *Store) setPackages(ctx context.Context, q *inventorydb.Queries, setID int64) ([]query.Package, error) {
-	if out, ok := s.lists.get(setID); ok {
-		return out, nil
+// setPackages returns a package set's hash and its members in canonical order.
+func (s *Store) setPackages(ctx context.Context, q *inventorydb.Queries, setID int64) (string, []query.Package, error) {
+	if hash, out, ok := s.lists.get(setID); ok {
+		return hash, out, nil
+	}
+	hash, err := q.PackageSetHash(ctx, setID)
+	if err != nil {
+		return "", nil, err
 	}
 	rows, err := q.SetMembers(ctx, setID)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	out := make([]query.Package, len(rows))
 	for i, r := range rows {
 		out[i] = query.Package{Name: r.Name, Version: r.Version, Arch: r.Arch, SourceName: r.SourceName,
 			SourceVersion: r.SourceVersion, Status: r.Status}
 	}
-	s.lists.put(setID, out)
-	return out, nil
+	s.lists.put(setID, hash, out)
+	return hash, out, nil
+}
+
+func (s *Store) setHash(ctx context.Context, q *inventorydb.Queries, setID int64) (string, error) {
+	if hash, ok := s.lists.hash(setID); ok {
+		return hash, nil
+	}
+	return q.PackageSetHash(ctx, setID)
 }
 
 // Target is what the scanner needs of a host.

@@ -80,7 +80,8 @@ func TestObserveUnknownHost(t *testing.T) {
 }
 
 // A host's package list comes from the cache once its set has been read, as a copy; after a
-// scan changes the host's set, the new set's list.
+// scan changes the host's set, the new set's list. Either answer names the set the scan
+// reported, with or without the packages.
 func TestHostPackagesAcrossSets(t *testing.T) {
 	st := New(pgtest.New(t, inventorydb.Schema, inventorydb.Migrations))
 	ctx := context.Background()
@@ -88,36 +89,44 @@ func TestHostPackagesAcrossSets(t *testing.T) {
 		SSH: events.SSHTarget{Address: "10.0.0.1", TOFU: true}}, "test"); err != nil {
 		t.Fatal(err)
 	}
-	observe := func(version string) {
+	observe := func(version string) string {
 		t.Helper()
 		facts := hostfacts.Facts{OS: hostfacts.OSRelease{ID: "debian", VersionID: "12"}, Packages: []hostfacts.Package{
 			{Name: "libssl3", Version: version, Arch: "amd64", SourceName: "openssl", SourceVersion: version, Status: "ii", Installed: true},
 			{Name: "zlib1g", Version: "1.2", Arch: "amd64", SourceName: "zlib", SourceVersion: "1.2", Status: "ii", Installed: true}}}
-		if _, err := st.Observe(ctx, Observation{HostID: "h", ScanID: events.NewID(), At: time.Now(), Facts: facts}); err != nil {
+		r, err := st.Observe(ctx, Observation{HostID: "h", ScanID: events.NewID(), At: time.Now(), Facts: facts})
+		if err != nil {
 			t.Fatal(err)
 		}
+		return r.PackageSet
 	}
-	libssl := func() string {
+	libssl := func(set string) string {
 		t.Helper()
+		if d, err := st.Host(ctx, "h", false); err != nil || d.PackageSet != set || d.Packages != nil {
+			t.Fatalf("host without packages: set %s (want %s), %d packages, %v", d.PackageSet, set, len(d.Packages), err)
+		}
 		d, err := st.Host(ctx, "h", true)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(d.Packages) != 2 || d.Packages[0].Name != "libssl3" {
-			t.Fatalf("packages %+v", d.Packages)
+		if d.PackageSet != set || len(d.Packages) != 2 || d.Packages[0].Name != "libssl3" {
+			t.Fatalf("set %s (want %s), packages %+v", d.PackageSet, set, d.Packages)
 		}
 		v := d.Packages[0].Version
 		d.Packages[0].Version = "changed by the caller"
 		return v
 	}
-	observe("3.0.1")
+	set := observe("3.0.1")
 	for range 2 {
-		if v := libssl(); v != "3.0.1" {
+		if v := libssl(set); v != "3.0.1" {
 			t.Fatalf("libssl3 %s, want 3.0.1", v)
 		}
 	}
-	observe("3.0.2") // reads the previous set's list for its changes
-	if v := libssl(); v != "3.0.2" {
+	upgraded := observe("3.0.2") // reads the previous set's list for its changes
+	if upgraded == set {
+		t.Fatal("the upgrade reported the same package set")
+	}
+	if v := libssl(upgraded); v != "3.0.2" {
 		t.Fatalf("libssl3 %s after the upgrade, want 3.0.2", v)
 	}
 }
@@ -125,15 +134,15 @@ func TestHostPackagesAcrossSets(t *testing.T) {
 func TestListCacheIsBounded(t *testing.T) {
 	var c listCache
 	for id := range int64(maxCachedLists + 10) {
-		c.put(id, []query.Package{{Name: fmt.Sprint(id)}})
+		c.put(id, fmt.Sprint(id), []query.Package{{Name: fmt.Sprint(id)}})
 	}
 	if n := len(c.lists); n != maxCachedLists {
 		t.Fatalf("%d lists cached, want %d", n, maxCachedLists)
 	}
-	if _, ok := c.get(0); ok {
+	if _, _, ok := c.get(0); ok {
 		t.Error("the least recently used list is still cached")
 	}
-	if ps, ok := c.get(maxCachedLists + 9); !ok || ps[0].Name != fmt.Sprint(maxCachedLists+9) {
-		t.Errorf("latest list: %v, %v", ps, ok)
+	if h, ps, ok := c.get(maxCachedLists + 9); !ok || h != fmt.Sprint(maxCachedLists+9) || ps[0].Name != h {
+		t.Errorf("latest list: %s %v, %v", h, ps, ok)
 	}
 }

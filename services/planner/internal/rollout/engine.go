@@ -55,6 +55,8 @@ type Engine struct {
 	// Docker is the Docker manifest docker rollouts upgrade to; nil refuses them.
 	Docker *manifest.Manifest
 
+	lists packageLists // package lists by set, for re-evaluations
+
 	kickMu sync.Mutex
 	kicked map[string]string // rollouts to advance (see kick) → the event that asked
 	wake   chan struct{}     // the ticker's: something was kicked

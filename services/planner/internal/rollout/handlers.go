@@ -243,7 +243,7 @@ func (e *Engine) OnWithdrawn(ctx context.Context, m events.Meta, a events.Adviso
 // a re-registered one.
 func (e *Engine) OnHostRegistered(ctx context.Context, m events.Meta, h events.HostRegistered) error {
 	if !h.New {
-		return e.reevaluate(ctx, m, h.HostID, nil)
+		return e.reevaluate(ctx, m, h.HostID, "")
 	}
 	now := e.now()
 	res := plan.NewHost(e.Policy, plan.Selected{ID: h.HostID, Fleet: h.Fleet, Tags: h.Tags})
@@ -303,20 +303,21 @@ func (e *Engine) OnDecommissioned(ctx context.Context, m events.Meta, d events.H
 
 // OnInventory re-evaluates a host after a scan.
 func (e *Engine) OnInventory(ctx context.Context, m events.Meta, r events.HostInventoryReported) error {
-	return e.reevaluate(ctx, m, r.HostID, nil)
+	return e.reevaluate(ctx, m, r.HostID, r.PackageSet)
 }
 
 // OnDrift re-evaluates a host changed outside Patchfleet.
 func (e *Engine) OnDrift(ctx context.Context, m events.Meta, d events.HostDriftDetected) error {
-	return e.reevaluate(ctx, m, d.HostID, nil)
+	return e.reevaluate(ctx, m, d.HostID, "")
 }
 
 // reevaluate matches one host's packages against the advisories the planner knows: what is
 // no longer exposed is patched (by hand, or another tool), jobs not yet started whose
-// packages are all installed are skipped, and fixes no open job covers get a rollout.
-func (e *Engine) reevaluate(ctx context.Context, m events.Meta, hostID string, _ []string) error {
+// packages are all installed are skipped, and fixes no open job covers get a rollout. set is
+// the package set the event reported, if it did (see host).
+func (e *Engine) reevaluate(ctx context.Context, m events.Meta, hostID, set string) error {
 	now := e.now()
-	detail, err := e.Inventory.Host(ctx, query.HostRequest{ID: hostID, WithPackages: true})
+	detail, err := e.host(ctx, hostID, set)
 	if err != nil {
 		return fmt.Errorf("load host %s: %w", hostID, err)
 	}
