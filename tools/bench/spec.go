@@ -40,9 +40,6 @@ type Spec struct {
 	Pattern string
 }
 
-// rolloutMissing explains the rollout rows while tools/bench has no BenchmarkRollout.
-const rolloutMissing = "no end-to-end rollout benchmark yet (all four services + fleetsim, advisory -> RolloutCompleted)"
-
 // Table is every figure the issues name, in the order shown. Add a row to measure more.
 var Table = []Spec{
 	// advisory-ingest
@@ -89,11 +86,12 @@ var Table = []Spec{
 	{Figure: "executor: jobs/s, 1,000 hosts, apt instant", Pkg: "services/executor", Bench: "BenchmarkExecutor1000Hosts/apt-0s",
 		Unit: "jobs/s", Short: 1, Full: 1, Timeout: 30 * time.Minute},
 
-	// whole system
+	// whole system. The runner runs a top-level benchmark whole: the 10,000-host system runs
+	// in short mode too (~10 minutes), only its row is left out.
 	{Figure: "rollout, 1,000 fleetsim hosts, advisory -> RolloutCompleted", Pkg: "tools/bench", Bench: "BenchmarkRollout/hosts-1000",
-		Unit: "s", Show: "s", Goal: 30, Dir: AtMost, Short: 1, Full: 1, Timeout: 30 * time.Minute, NotInPlan: rolloutMissing},
+		Unit: "s", Show: "s", Goal: 30, Dir: AtMost, Short: 1, Full: 1, Timeout: 45 * time.Minute},
 	{Figure: "rollout, 10,000 fleetsim hosts, advisory -> RolloutCompleted", Pkg: "tools/bench", Bench: "BenchmarkRollout/hosts-10000",
-		Unit: "s", Show: "s", Goal: 120, Dir: AtMost, Short: 0, Full: 1, Timeout: 30 * time.Minute, NotInPlan: rolloutMissing},
+		Unit: "s", Show: "s", Goal: 120, Dir: AtMost, Short: 0, Full: 1, Timeout: 45 * time.Minute},
 
 	// event plumbing
 	{Figure: "JetStream consumer throughput, events.Consumer, trivial handler, concurrency 1", Pkg: "tools/bench", Bench: "BenchmarkConsumerThroughput/concurrency-1",
