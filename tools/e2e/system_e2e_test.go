@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,9 +64,10 @@ func TestE2ESystem(t *testing.T) {
 	if err := os.WriteFile(policy, []byte(systemPolicy), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	common := func(port int) service.Common {
-		return service.Common{Bus: events.BusConfig{URL: ns.ClientURL(), Replicas: 1}, DatabaseURL: dbURL,
-			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", port)}
+	// HTTP on ports of their own (the test asks over NATS): a port picked free may be taken
+	// by the time a service listens.
+	common := func() service.Common {
+		return service.Common{Bus: events.BusConfig{URL: ns.ClientURL(), Replicas: 1}, DatabaseURL: dbURL, HTTPAddr: "127.0.0.1:0"}
 	}
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	sctx, stop := context.WithCancel(context.Background())
@@ -93,19 +93,19 @@ func TestE2ESystem(t *testing.T) {
 	t.Cleanup(func() { stop(); wg.Wait() })
 	key := fleet.ClientKeyPath()
 	run("inventory", func(ctx context.Context) error {
-		return inventory.Run(ctx, inventory.Config{Common: common(freePort(t)), Tokens: []string{"e2e:0123456789abcdef0123"},
+		return inventory.Run(ctx, inventory.Config{Common: common(), Tokens: []string{"e2e:0123456789abcdef0123"},
 			SSHKeyFiles: []string{key}, ScanPoll: 200 * time.Millisecond}, logger.With("svc", "inventory"))
 	})
 	run("planner", func(ctx context.Context) error {
-		return planner.Run(ctx, planner.Config{Common: common(freePort(t)), PolicyFile: policy, Tick: 200 * time.Millisecond},
+		return planner.Run(ctx, planner.Config{Common: common(), PolicyFile: policy, Tick: 200 * time.Millisecond},
 			logger.With("svc", "planner"))
 	})
 	run("executor", func(ctx context.Context) error {
-		return executor.Run(ctx, executor.Config{Common: common(freePort(t)), SSHKeyFiles: []string{key},
+		return executor.Run(ctx, executor.Config{Common: common(), SSHKeyFiles: []string{key},
 			RebootTimeout: 2 * time.Minute}, logger.With("svc", "executor"))
 	})
 	run("advisory-ingest", func(ctx context.Context) error {
-		return ingest.Run(ctx, ingest.Config{Common: common(freePort(t))}, logger.With("svc", "advisory-ingest"))
+		return ingest.Run(ctx, ingest.Config{Common: common()}, logger.With("svc", "advisory-ingest"))
 	})
 
 	nc, err := nats.Connect(ns.ClientURL())
@@ -210,16 +210,6 @@ func publish(t *testing.T, js jetstream.JetStream, e events.Event, producer stri
 func envelopes(t *testing.T, js jetstream.JetStream, stream string) []events.Envelope {
 	t.Helper()
 	return (&eventstest.Bus{JS: js}).Envelopes(t, stream)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 type testWriter struct{ t *testing.T }

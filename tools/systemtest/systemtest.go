@@ -136,9 +136,10 @@ func Start(tb testing.TB, opts Options) *System {
 	}
 
 	dbURL := pgtest.EmptyDatabase(tb)
+	// HTTP on a port of its own, so no other test can take it first; the executor's is picked
+	// beforehand, because a test may need its address (the console links to its job logs).
 	common := func() service.Common {
-		return service.Common{Bus: events.BusConfig{URL: s.NATSURL, Replicas: 1}, DatabaseURL: dbURL,
-			HTTPAddr: "127.0.0.1:" + strconv.Itoa(freePort(tb))}
+		return service.Common{Bus: events.BusConfig{URL: s.NATSURL, Replicas: 1}, DatabaseURL: dbURL, HTTPAddr: "127.0.0.1:0"}
 	}
 	var keys []string
 	if s.KeyFile != "" {
@@ -148,6 +149,7 @@ func Start(tb testing.TB, opts Options) *System {
 		ScanPoll: 200 * time.Millisecond}
 	planCfg := planner.Config{Common: common(), PolicyFile: policy, Tick: 200 * time.Millisecond}
 	execCfg := executor.Config{Common: common(), SSHKeyFiles: keys, RebootTimeout: 2 * time.Minute}
+	execCfg.HTTPAddr = "127.0.0.1:" + strconv.Itoa(freePort(tb))
 	ingCfg := ingest.Config{Common: common()}
 	if opts.Inventory != nil {
 		opts.Inventory(&invCfg)
