@@ -6,10 +6,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -71,6 +73,33 @@ type runOutcome struct {
 	results []Result
 	output  []byte
 	err     error
+}
+
+// shortPattern is the -bench pattern of top in short mode: only the sub-benchmarks some row of
+// Table measures in short mode, so a full-mode-only one (the 10,000-host rollout) does not run
+// with its siblings.
+func shortPattern(pkg, top string) string {
+	subs := map[string]bool{}
+	skipped := false
+	for _, t := range Table {
+		if t.Pkg != pkg || topLevel(t.Bench) != top {
+			continue
+		}
+		_, sub, ok := strings.Cut(t.Bench, "/")
+		switch {
+		case t.Short == 0:
+			skipped = true
+		case !ok:
+			return "^" + top + "$" // a row measures the benchmark whole
+		default:
+			first, _, _ := strings.Cut(sub, "/")
+			subs[regexp.QuoteMeta(first)] = true
+		}
+	}
+	if !skipped || len(subs) == 0 {
+		return "^" + top + "$"
+	}
+	return "^" + top + "$/^(" + strings.Join(slices.Sorted(maps.Keys(subs)), "|") + ")$"
 }
 
 func topLevel(bench string) string {
@@ -196,7 +225,11 @@ func (g *GoRunner) run(ctx context.Context, s Spec, top string, n int) runOutcom
 		timeout = 20 * time.Minute
 	}
 	// -v: benchmarks' logs are printed too (figures some benchmarks log, see Spec.Pattern).
-	args := []string{"test", "-v", "-run", "^$", "-bench", "^" + top + "$", "-benchtime", fmt.Sprintf("%dx", n),
+	pattern := "^" + top + "$"
+	if g.Short {
+		pattern = shortPattern(s.Pkg, top)
+	}
+	args := []string{"test", "-v", "-run", "^$", "-bench", pattern, "-benchtime", fmt.Sprintf("%dx", n),
 		"-count", "1", "-timeout", timeout.String()}
 	if s.Tags != "" {
 		args = append(args, "-tags", s.Tags)

@@ -65,3 +65,17 @@ func TestPeerRowsRatios(t *testing.T) {
 		t.Errorf("ratio row: %+v", ratio)
 	}
 }
+
+// In short mode a benchmark whose sub-benchmarks are partly full-mode only runs just the
+// others; one measured whole, or with every sub-benchmark in short mode, runs whole.
+func TestShortPattern(t *testing.T) {
+	for _, c := range []struct{ pkg, top, want string }{
+		{"tools/bench", "BenchmarkRollout", "^BenchmarkRollout$/^(hosts-1000)$"},
+		{"services/inventory", "BenchmarkExposure100k", "^BenchmarkExposure100k$"},
+		{"services/advisory-ingest/internal/feeds", "BenchmarkIngestDump50k", "^BenchmarkIngestDump50k$"},
+	} {
+		if got := shortPattern(c.pkg, c.top); got != c.want {
+			t.Errorf("shortPattern(%s, %s) = %q, want %q", c.pkg, c.top, got, c.want)
+		}
+	}
+}
