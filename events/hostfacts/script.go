@@ -27,6 +27,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/patchfleet/patchfleet/events/shell"
 )
 
 // FormatVersion is the report format this package writes and reads.
@@ -214,7 +216,7 @@ func ScanScript(railsApps ...string) (string, error) {
 			if err := validAppPath(app); err != nil {
 				return "", err
 			}
-			b.WriteString(" " + Quote(app))
+			b.WriteString(" " + shell.Quote(app))
 		}
 		b.WriteString("\n")
 	}
@@ -252,9 +254,4 @@ func validAppPath(p string) error {
 		}
 	}
 	return nil
-}
-
-// Quote returns s as one single-quoted POSIX shell word.
-func Quote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

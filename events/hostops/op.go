@@ -42,7 +42,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/patchfleet/patchfleet/events/deb"
-	"github.com/patchfleet/patchfleet/events/hostfacts"
+	"github.com/patchfleet/patchfleet/events/shell"
 )
 
 // FormatVersion is the report format the scripts print and the parsers read.
@@ -182,8 +182,8 @@ func header(b *strings.Builder, op string, args any) {
 	fmt.Fprintf(b, "printf '%sop %%s %%s\\n' %s %s\n", markerPrefix, quote(op), FormatVersion)
 }
 
-// quote single-quotes s for sh. hostfacts.Quote is the one the scan uses.
-func quote(s string) string { return hostfacts.Quote(s) }
+// quote single-quotes s for sh.
+func quote(s string) string { return shell.Quote(s) }
 
 // seconds rounds d up to whole seconds for apt and timeout(1), at least min.
 func seconds(d time.Duration, min int) int {

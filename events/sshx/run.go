@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/patchfleet/patchfleet/events/shell"
 )
 
 // DefaultMaxOutput is how much of each output stream a Result keeps.
@@ -161,7 +163,7 @@ func wrapper(sudo bool, token string) string {
 	if sudo {
 		cmd += "sudo -n "
 	}
-	return cmd + "setsid -w sh -c " + Quote(inner)
+	return cmd + "setsid -w sh -c " + shell.Quote(inner)
 }
 
 // killScript kills the process group led by pid if the leader still carries
@@ -169,9 +171,9 @@ func wrapper(sudo bool, token string) string {
 func killScript(sudo bool, pid int, token string) string {
 	s := `p=` + strconv.Itoa(pid) + `; if tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -qx PATCHFLEET_RUN=` + token + `; then kill -s KILL -- -$p; fi`
 	if sudo {
-		return "sudo -n sh -c " + Quote(s)
+		return "sudo -n sh -c " + shell.Quote(s)
 	}
-	return "sh -c " + Quote(s)
+	return "sh -c " + shell.Quote(s)
 }
 
 // kill stops a cancelled script. It runs in a session of its own, outside the

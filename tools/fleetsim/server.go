@@ -12,7 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/patchfleet/patchfleet/events/hostops"
-	"github.com/patchfleet/patchfleet/events/sshx"
+	"github.com/patchfleet/patchfleet/events/shell"
 )
 
 // maxScript bounds a script read from stdin; ours are a few kilobytes.
@@ -128,15 +128,15 @@ func wrapperLine(sudo bool, token string) string {
 	if sudo {
 		cmd += "sudo -n "
 	}
-	return cmd + "setsid -w sh -c " + sshx.Quote(inner)
+	return cmd + "setsid -w sh -c " + shell.Quote(inner)
 }
 
 func killLine(sudo bool, pid int, token string) string {
 	s := `p=` + strconv.Itoa(pid) + `; if tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -qx PATCHFLEET_RUN=` + token + `; then kill -s KILL -- -$p; fi`
 	if sudo {
-		return "sudo -n sh -c " + sshx.Quote(s)
+		return "sudo -n sh -c " + shell.Quote(s)
 	}
-	return "sh -c " + sshx.Quote(s)
+	return "sh -c " + shell.Quote(s)
 }
 
 // parseCommand recognises exactly the accepted command lines: the values are

@@ -1,4 +1,6 @@
-package sshx
+// Package shell quotes strings for POSIX sh: the one quoting every command line Patchfleet sends
+// to a host goes through.
+package shell
 
 import "strings"
 
