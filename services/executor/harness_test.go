@@ -285,6 +285,7 @@ type inventory struct {
 	mu    sync.Mutex
 	hosts map[string]query.HostDetail
 	calls int
+	away  bool // answers 503, as an inventory that is restarting would
 }
 
 func authorizedKey(k ssh.PublicKey) string { return string(ssh.MarshalAuthorizedKey(k)) }
@@ -306,7 +307,12 @@ func startInventory(t testing.TB, nc *nats.Conn, hosts map[string]query.HostDeta
 		inv.mu.Lock()
 		inv.calls++
 		h, ok := inv.hosts[req.ID]
+		away := inv.away
 		inv.mu.Unlock()
+		if away {
+			r.Error("503", "inventory unavailable", nil)
+			return
+		}
 		if !ok {
 			r.Error("404", "no such host", nil)
 			return
@@ -317,6 +323,19 @@ func startInventory(t testing.TB, nc *nats.Conn, hosts map[string]query.HostDeta
 		t.Fatal(err)
 	}
 	return inv
+}
+
+// setAway makes the inventory answer every lookup with 503 (true) or serve again (false).
+func (inv *inventory) setAway(away bool) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.away = away
+}
+
+func (inv *inventory) callCount() int {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return inv.calls
 }
 
 // pin replaces a host's pinned key.

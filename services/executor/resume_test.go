@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/patchfleet/patchfleet/events"
+	"github.com/patchfleet/patchfleet/services/executor"
 	"github.com/patchfleet/patchfleet/tools/fleetsim"
 )
 
@@ -137,4 +138,48 @@ func TestAJobStoppedAfterRecordingTheRebootBeforeSendingItRebootsOnce(t *testing
 	if n := strings.Count(e.jobLog(req.JobID), "==> patchfleet:op reboot"); n != 1 {
 		t.Errorf("the host answered op reboot %d times, want once", n)
 	}
+}
+
+// stopMidInstall runs a job on executor a and stops a while apt runs: attempt 1 ends cut
+// short, not for anything the host did.
+func stopMidInstall(t *testing.T, e *env) events.UpgradeRequested {
+	t.Helper()
+	stopA := e.run("a", nil)
+	req := e.job(0, nil)
+	waitFor(t, func() bool { return strings.Contains(e.jobLog(req.JobID), "step install") })
+	stopA()
+	return req
+}
+
+// The job's second attempt is its last (MaxAttempts 2) if executor stops counted. The
+// inventory being away when it resumes says nothing about the host: the job waits for it
+// and completes.
+func TestAResumedJobWaitsForTheInventoryInsteadOfFailing(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 1, AptLatency: 2 * time.Second})
+	req := stopMidInstall(t, e)
+	e.inv.setAway(true)
+	calls := e.inv.callCount()
+	e.run("b", nil)
+	waitFor(t, func() bool { return e.inv.callCount() > calls })
+	e.inv.setAway(false)
+	e.mustComplete(req.JobID, 90*time.Second)
+}
+
+// Attempts cut short by an executor stopping are not counted as the host being unreachable:
+// with MaxAttempts 2, a job stopped once and then meeting a dropped connection is tried
+// again, and completes once the host answers.
+func TestExecutorStopsDoNotCountAsUnreachableAttempts(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 1, AptLatency: 2 * time.Second})
+	host := e.fleet.Hosts()[0]
+	req := stopMidInstall(t, e)
+	host.SetFaults(fleetsim.FaultDrop)
+	e.run("b", func(c *executor.Config) { c.TransportRetries = 1 })
+	waitFor(t, func() bool {
+		var n int
+		err := e.db.QueryRow(context.Background(), "select coalesce((progress->>'unreachable')::int, 0) from jobs where job_id = $1", req.JobID).Scan(&n)
+		// A job failed already ends the wait; mustComplete then says why.
+		return err == nil && n == 1 || len(e.envelopes(events.StreamUpgrades, "UpgradeFailed", req.JobID)) > 0
+	})
+	host.SetFaults(0)
+	e.mustComplete(req.JobID, 90*time.Second)
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ var (
 	seedFlag  = flag.Int64("chaos.seed", 0, "seed of the kill schedule (0: from the clock)")
 	hostsFlag = flag.Int("chaos.hosts", 200, "simulated hosts")
 	killsFlag = flag.Int("chaos.kills", 20, "services killed with SIGKILL during the rollout")
+	victims   = flag.String("chaos.victims", "", "comma-separated processes killed in turn (default: every service)")
 )
 
 // TestChaos (make chaos): the four services as separate processes against one nats-server
@@ -90,7 +92,7 @@ func TestChaos(t *testing.T) {
 	report := Report{}
 	ended := false
 	err = sys.Break(ctx, Plan{
-		Seed: seed, Kills: *killsFlag, NATSAt: *killsFlag / 3, PGAt: 2 * *killsFlag / 3,
+		Seed: seed, Kills: *killsFlag, Victims: victimList(), NATSAt: *killsFlag / 3, PGAt: 2 * *killsFlag / 3,
 		RestartNATS: func(ctx context.Context) error { return RestartProc(ctx, natsProc) },
 		MinGap:      500 * time.Millisecond, MaxGap: 4 * time.Second,
 		Running: func() bool {
@@ -130,4 +132,11 @@ func TestChaos(t *testing.T) {
 	if got.KillsDuringRollout < got.Kills/2 {
 		t.Errorf("only %d of %d kills happened while the rollout ran", got.KillsDuringRollout, got.Kills)
 	}
+}
+
+func victimList() []string {
+	if *victims == "" {
+		return nil
+	}
+	return strings.Split(*victims, ",")
 }

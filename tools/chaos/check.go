@@ -307,6 +307,21 @@ func (s *System) Check(ctx context.Context) (Report, error) {
 			r.Problems = append(r.Problems, fmt.Sprintf("host %s has openssl %s", h.Name, v))
 		}
 	}
-	sort.Strings(r.Problems)
+	// Consequences first, causes last: a log's tail then shows why hosts were lost.
+	rank := func(p string) int {
+		for i, prefix := range []string{"lost: ", "host ", "duplicate: ", "job ", "rollout "} {
+			if strings.HasPrefix(p, prefix) {
+				return i
+			}
+		}
+		return 5
+	}
+	sort.Slice(r.Problems, func(i, j int) bool {
+		a, b := r.Problems[i], r.Problems[j]
+		if ra, rb := rank(a), rank(b); ra != rb {
+			return ra < rb
+		}
+		return a < b
+	})
 	return r, nil
 }

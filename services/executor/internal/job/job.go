@@ -48,6 +48,11 @@ type Progress struct {
 	HealthReboot   bool      `json:"health_reboot,omitempty"`
 
 	Replace ReplaceProgress `json:"replace,omitzero"` // strategy replace
+
+	// Unreachable counts the attempts that gave up because the host could not be reached.
+	// Attempts cut short by the executor stopping do not count: a job is failed as
+	// unreachable for what its host did, not for what happened to the executor.
+	Unreachable int `json:"unreachable,omitempty"`
 }
 
 // Rebooting reports whether a reboot was issued and not yet seen to finish.

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
 	"github.com/patchfleet/patchfleet/events"
 	"github.com/patchfleet/patchfleet/events/hostops"
+	"github.com/patchfleet/patchfleet/events/query"
 	"github.com/patchfleet/patchfleet/services/executor/internal/job"
 	"github.com/patchfleet/patchfleet/services/executor/internal/reboot"
 	"github.com/patchfleet/patchfleet/services/executor/internal/remote"
@@ -22,7 +24,7 @@ const maxSteps = 40
 func (x *Exec) InPlace(ctx context.Context, hostID string) error {
 	h, err := x.host(ctx, hostID)
 	if err != nil {
-		return x.transport(ctx, "resolve", err, "")
+		return x.unresolved(ctx, hostID, err)
 	}
 	names := job.RequestedNames(x.Req)
 	failures := 0
@@ -84,15 +86,42 @@ func (x *Exec) retryable(ctx context.Context, failures *int, op string, err erro
 	return false, x.transport(ctx, op, err, "")
 }
 
-// transport gives up this attempt: redeliver, or fail as unreachable after MaxAttempts.
+// transport gives up this attempt: redeliver, or fail as unreachable once MaxAttempts
+// attempts have given up this way.
 func (x *Exec) transport(ctx context.Context, op string, err error, output string) error {
 	if cause := context.Cause(ctx); cause != nil {
 		return fmt.Errorf("job %s %s: %w", x.Job.ID, op, cause)
 	}
-	if x.Attempt >= x.r.Cfg.MaxAttempts {
-		return x.Fail(ctx, events.FailUnreachable, fmt.Sprintf("%s: %v (attempt %d)", op, err, x.Attempt), output)
+	again, serr := x.unreachableAgain(ctx)
+	if serr != nil {
+		return fmt.Errorf("job %s %s: %w (%v)", x.Job.ID, op, err, serr)
 	}
-	return fmt.Errorf("job %s %s (attempt %d): %w", x.Job.ID, op, x.Attempt, err)
+	if !again {
+		return x.Fail(ctx, events.FailUnreachable, fmt.Sprintf("%s: %v (%d attempts)", op, err, x.Progress.Unreachable), output)
+	}
+	return fmt.Errorf("job %s %s (attempt %d, unreachable %d of %d): %w", x.Job.ID, op, x.Attempt, x.Progress.Unreachable, x.r.Cfg.MaxAttempts, err)
+}
+
+// unreachableAgain records an attempt given up because the host could not be reached, and
+// reports whether the job may still be tried again.
+func (x *Exec) unreachableAgain(ctx context.Context) (bool, error) {
+	x.Progress.Unreachable++
+	if x.Progress.Unreachable >= x.r.Cfg.MaxAttempts {
+		return false, nil
+	}
+	return true, x.Save(ctx)
+}
+
+// unresolved handles a host the inventory could not name a target for. The inventory being
+// away (restarting, no responders, a timeout) says nothing about the host: the job is
+// delivered again later without counting against it. A host the inventory retired or does
+// not know fails the job.
+func (x *Exec) unresolved(ctx context.Context, hostID string, err error) error {
+	var re *query.RemoteError
+	if errors.Is(err, remote.ErrRetired) || errors.As(err, &re) && re.Code == http.StatusNotFound {
+		return x.Fail(ctx, events.FailUnreachable, err.Error(), "")
+	}
+	return fmt.Errorf("job %s host %s: %w", x.Job.ID, hostID, err)
 }
 
 // step performs one decision. done is true when the job has its outcome.

@@ -57,7 +57,7 @@ func (rp *Replace) Replace(ctx context.Context, x *Exec) error {
 		case job.RegisterNew:
 			old, err := x.r.Targets.Inventory.Host(ctx, query.HostRequest{ID: oldID})
 			if err != nil {
-				return x.transport(ctx, "look up old host", err, "")
+				return x.unresolved(ctx, oldID, err)
 			}
 			n := p.New
 			reg := events.HostRegistered{HostID: n.ID, Name: n.Name, Fleet: old.Fleet, Tags: old.Tags, New: true,
@@ -89,12 +89,18 @@ func (rp *Replace) Replace(ctx context.Context, x *Exec) error {
 				err = x.checkNew(ctx, h)
 			}
 			if err != nil {
-				var oe *remote.OpError
-				if errors.As(err, &oe) && x.Attempt < x.r.Cfg.MaxAttempts && context.Cause(ctx) == nil {
-					return fmt.Errorf("job %s replace %s (attempt %d): %w", x.Job.ID, step, x.Attempt, err)
-				}
 				if cause := context.Cause(ctx); cause != nil {
 					return fmt.Errorf("job %s replace %s: %w", x.Job.ID, step, cause)
+				}
+				var oe *remote.OpError
+				if errors.As(err, &oe) {
+					again, serr := x.unreachableAgain(ctx)
+					if serr != nil {
+						return fmt.Errorf("job %s replace %s: %w (%v)", x.Job.ID, step, err, serr)
+					}
+					if again {
+						return fmt.Errorf("job %s replace %s (attempt %d, unreachable %d of %d): %w", x.Job.ID, step, x.Attempt, x.Progress.Unreachable, x.r.Cfg.MaxAttempts, err)
+					}
 				}
 				if err := x.newHostFailed(ctx, step.String(), err); err != nil {
 					return err
