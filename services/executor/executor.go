@@ -49,7 +49,7 @@ const MaxConcurrency = 1000
 type Config struct {
 	service.Common
 
-	InstanceID  string        // lease holder name; default: host name + random suffix
+	InstanceID  string        // names the instance in events and leases; default: host name + random suffix
 	Concurrency int           // jobs at once per instance; default 64, at most 1,000
 	AckWait     time.Duration // JetStream redelivery after a silent (dead) executor; default 60s
 	MaxDeliver  int           // deliveries before a job is dead-lettered (busy hosts retry); default 200
@@ -138,6 +138,15 @@ func (c *Config) defaults() {
 		rand.Read(b)
 		c.InstanceID = fmt.Sprintf("%s-%s-%s", Name, host, hex.EncodeToString(b))
 	}
+}
+
+// leaseHolder names this process as a lease holder: the instance id and a suffix of its
+// own. An instance restarted after a crash must wait out its predecessor's leases like any
+// other executor, because the commands the dead process started may still run on the hosts.
+func leaseHolder(instance string) string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return instance + "/" + hex.EncodeToString(b)
 }
 
 // Validate names each missing or wrong setting.
@@ -246,7 +255,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			NoAuth: noAuth,
 		},
 		Store:   &store.Store{Pool: svc.Pool},
-		Leases:  &lease.Leases{Pool: svc.Pool, Holder: cfg.InstanceID, TTL: cfg.LeaseTTL},
+		Leases:  &lease.Leases{Pool: svc.Pool, Holder: leaseHolder(cfg.InstanceID), TTL: cfg.LeaseTTL},
 		Targets: &remote.Targets{Inventory: query.Client{NC: svc.NC}, TTL: cfg.InventoryTTL},
 		Pool:    pool, DB: svc.Pool, NC: svc.NC, Logger: svc.Logger,
 	}

@@ -183,3 +183,27 @@ func TestExecutorStopsDoNotCountAsUnreachableAttempts(t *testing.T) {
 	host.SetFaults(0)
 	e.mustComplete(req.JobID, 90*time.Second)
 }
+
+// An executor restarted after a crash keeps its instance name, but not its leases: the
+// commands its predecessor started may still run on the host, so the job waits until the
+// dead process's lease has expired before it touches the host again.
+func TestARestartedInstanceWaitsOutTheLeaseOfTheProcessBeforeIt(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 1})
+	ctx := context.Background()
+	req := e.job(0, nil) // published before any executor runs
+	// What a process named "a" that died while running this job leaves behind.
+	var expires time.Time
+	if err := e.db.QueryRow(ctx, `insert into host_leases (host_id, holder, job_id, expires_at)
+		values ($1, 'a', $2, now() + interval '2 seconds') returning expires_at`, req.HostID, req.JobID).Scan(&expires); err != nil {
+		t.Fatal(err)
+	}
+	e.run("a", nil)
+	e.mustComplete(req.JobID, 60*time.Second)
+	var started time.Time
+	if err := e.db.QueryRow(ctx, "select started_at from jobs where job_id = $1", req.JobID).Scan(&started); err != nil {
+		t.Fatal(err)
+	}
+	if started.Before(expires) {
+		t.Errorf("job started at %s, before the dead process's lease expired at %s", started, expires)
+	}
+}
