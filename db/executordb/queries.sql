@@ -6,10 +6,17 @@ insert into service_info (key, value)
 values (@key, @value)
 on conflict (key) do update set value = excluded.value, updated_at = now();
 
--- name: CreateJob :exec
-insert into jobs (job_id, host_id, rollout_id, event_id, correlation_id, request)
-values (@job_id, @host_id, @rollout_id, @event_id, @correlation_id, @request)
-on conflict (job_id) do nothing;
+-- name: ReceiveJob :one
+-- Records a job once and returns its row; a redelivery finds the row stored before.
+with added as (
+    insert into jobs (job_id, host_id, rollout_id, event_id, correlation_id, request)
+    values (@job_id, @host_id, @rollout_id, @event_id, @correlation_id, @request)
+    on conflict (job_id) do nothing
+    returning *
+)
+select * from added
+union all
+select * from jobs where job_id = @job_id and not exists (select 1 from added);
 
 -- name: GetJob :one
 select * from jobs where job_id = @job_id;

@@ -60,33 +60,6 @@ func (q *Queries) AppendLog(ctx context.Context, arg AppendLogParams) error {
 	return err
 }
 
-const createJob = `-- name: CreateJob :exec
-insert into jobs (job_id, host_id, rollout_id, event_id, correlation_id, request)
-values ($1, $2, $3, $4, $5, $6)
-on conflict (job_id) do nothing
-`
-
-type CreateJobParams struct {
-	JobID         string
-	HostID        string
-	RolloutID     string
-	EventID       string
-	CorrelationID string
-	Request       []byte
-}
-
-func (q *Queries) CreateJob(ctx context.Context, arg CreateJobParams) error {
-	_, err := q.db.Exec(ctx, createJob,
-		arg.JobID,
-		arg.HostID,
-		arg.RolloutID,
-		arg.EventID,
-		arg.CorrelationID,
-		arg.Request,
-	)
-	return err
-}
-
 const finishJob = `-- name: FinishJob :execrows
 update jobs
 set status = $1, step = $2, progress = $3, reason = $4,
@@ -280,6 +253,84 @@ func (q *Queries) JobLogSize(ctx context.Context, jobID string) (JobLogSizeRow, 
 	row := q.db.QueryRow(ctx, jobLogSize, jobID)
 	var i JobLogSizeRow
 	err := row.Scan(&i.LastSeq, &i.Bytes)
+	return i, err
+}
+
+const receiveJob = `-- name: ReceiveJob :one
+with added as (
+    insert into jobs (job_id, host_id, rollout_id, event_id, correlation_id, request)
+    values ($1, $2, $3, $4, $5, $6)
+    on conflict (job_id) do nothing
+    returning job_id, host_id, rollout_id, event_id, correlation_id, request, status, step, attempt, executor, progress, reason, result_subject, result_id, result_data, received_at, started_at, finished_at, updated_at
+)
+select job_id, host_id, rollout_id, event_id, correlation_id, request, status, step, attempt, executor, progress, reason, result_subject, result_id, result_data, received_at, started_at, finished_at, updated_at from added
+union all
+select job_id, host_id, rollout_id, event_id, correlation_id, request, status, step, attempt, executor, progress, reason, result_subject, result_id, result_data, received_at, started_at, finished_at, updated_at from jobs where job_id = $1 and not exists (select 1 from added)
+`
+
+type ReceiveJobParams struct {
+	JobID         string
+	HostID        string
+	RolloutID     string
+	EventID       string
+	CorrelationID string
+	Request       []byte
+}
+
+type ReceiveJobRow struct {
+	JobID         string
+	HostID        string
+	RolloutID     string
+	EventID       string
+	CorrelationID string
+	Request       []byte
+	Status        string
+	Step          string
+	Attempt       int32
+	Executor      string
+	Progress      []byte
+	Reason        string
+	ResultSubject string
+	ResultID      string
+	ResultData    []byte
+	ReceivedAt    time.Time
+	StartedAt     *time.Time
+	FinishedAt    *time.Time
+	UpdatedAt     time.Time
+}
+
+// Records a job once and returns its row; a redelivery finds the row stored before.
+func (q *Queries) ReceiveJob(ctx context.Context, arg ReceiveJobParams) (ReceiveJobRow, error) {
+	row := q.db.QueryRow(ctx, receiveJob,
+		arg.JobID,
+		arg.HostID,
+		arg.RolloutID,
+		arg.EventID,
+		arg.CorrelationID,
+		arg.Request,
+	)
+	var i ReceiveJobRow
+	err := row.Scan(
+		&i.JobID,
+		&i.HostID,
+		&i.RolloutID,
+		&i.EventID,
+		&i.CorrelationID,
+		&i.Request,
+		&i.Status,
+		&i.Step,
+		&i.Attempt,
+		&i.Executor,
+		&i.Progress,
+		&i.Reason,
+		&i.ResultSubject,
+		&i.ResultID,
+		&i.ResultData,
+		&i.ReceivedAt,
+		&i.StartedAt,
+		&i.FinishedAt,
+		&i.UpdatedAt,
+	)
 	return i, err
 }
 

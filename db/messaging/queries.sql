@@ -1,9 +1,14 @@
--- name: InsertOutboxBatch :execrows
+-- name: InsertOutboxBatch :exec
 -- Events in one statement, stored in the order given. An event id already in the outbox is
--- not stored twice (a derived id produced again).
-insert into outbox (event_id, subject, data)
-select unnest(@event_ids::text[]), unnest(@subjects::text[]), unnest(@datas::bytea[])
-on conflict (event_id) do nothing;
+-- not stored twice (a derived id produced again). When any was stored, the relays of this
+-- schema are woken (see NotifyOutbox) by the same statement: one round trip, not two.
+with added as (
+    insert into outbox (event_id, subject, data)
+    select unnest(@event_ids::text[]), unnest(@subjects::text[]), unnest(@datas::bytea[])
+    on conflict (event_id) do nothing
+    returning 1
+)
+select pg_notify('patchfleet_outbox.' || current_schema(), '') from added limit 1;
 
 -- name: NotifyOutbox :exec
 -- Wakes the relays of this schema (see outbox.Channel). Delivered at commit, never for a

@@ -34,12 +34,10 @@ func Add(ctx context.Context, tx pgx.Tx, msgs ...events.Message) error {
 		}
 		batch.EventIds[i], batch.Subjects[i], batch.Datas[i] = m.ID, m.Subject, m.Data
 	}
-	// One statement for the lot: a batch of advisories adds hundreds of events at once.
-	if _, err := q.InsertOutboxBatch(ctx, batch); err != nil {
+	// One statement for the lot, the relays' wake-up included: a batch of advisories adds
+	// hundreds of events at once, and a job's every step adds one.
+	if err := q.InsertOutboxBatch(ctx, batch); err != nil {
 		return fmt.Errorf("add %d events to outbox (first %s): %w", len(msgs), msgs[0].ID, err)
-	}
-	if err := q.NotifyOutbox(ctx); err != nil {
-		return fmt.Errorf("notify outbox relays: %w", err)
 	}
 	return nil
 }

@@ -3,8 +3,11 @@ package bench_test
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/url"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,6 +25,10 @@ import (
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// rolloutProfile, when set, is a CPU profile of the timed span alone (the advisory to
+// RolloutCompleted), without the registration and scan that -cpuprofile would include.
+var rolloutProfile = flag.String("rollout.cpuprofile", "", "write a CPU profile of the timed rollout span to this file")
 
 // BenchmarkRollout is the whole system on fleetsim hosts (issue #7): every host is registered
 // and scanned first (not timed), then the time from the advisory reaching the feed to
@@ -101,6 +108,16 @@ func rolloutOnce(b *testing.B, n int) time.Duration {
 		b.Fatal(err)
 	}
 
+	if *rolloutProfile != "" {
+		f, err := os.Create(*rolloutProfile)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+	}
 	b.StartTimer()
 	start := time.Now()
 	s.PublishAdvisory(b, "advisory.json", fleetsim.AdvisoryOSV)
@@ -114,6 +131,9 @@ func rolloutOnce(b *testing.B, n int) time.Duration {
 		}
 	})
 	b.StopTimer()
+	if *rolloutProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	elapsed := got.at.Sub(start)
 
 	env, err := events.DecodeEnvelope(got.msg.Data)

@@ -59,11 +59,15 @@ type Writer struct {
 }
 
 // Open continues the log of jobID (a resumed job appends to what was stored), keeping at most
-// limit bytes in the database.
-func Open(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, jobID, hostID string, limit int64, log *slog.Logger) (*Writer, error) {
-	size, err := executordb.New(pool).JobLogSize(ctx, jobID)
-	if err != nil {
-		return nil, fmt.Errorf("open log of job %s: %w", jobID, err)
+// limit bytes in the database. A job's first attempt has no log yet: resumed says whether
+// to look for one.
+func Open(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, jobID, hostID string, limit int64, resumed bool, log *slog.Logger) (*Writer, error) {
+	var size executordb.JobLogSizeRow
+	if resumed {
+		var err error
+		if size, err = executordb.New(pool).JobLogSize(ctx, jobID); err != nil {
+			return nil, fmt.Errorf("open log of job %s: %w", jobID, err)
+		}
 	}
 	w := &Writer{pool: pool, nc: nc, subject: Subject(hostID), jobID: jobID, limit: limit, log: log,
 		seq: size.LastSeq, stored: size.Bytes, truncated: size.Bytes >= limit,

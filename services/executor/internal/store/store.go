@@ -47,12 +47,17 @@ func (s *Store) Receive(ctx context.Context, req events.UpgradeRequested, m even
 	if err != nil {
 		return Job{}, fmt.Errorf("receive job %s: %w", req.JobID, err)
 	}
-	q := executordb.New(s.Pool)
-	if err := q.CreateJob(ctx, executordb.CreateJobParams{JobID: req.JobID, HostID: req.HostID, RolloutID: req.RolloutID,
-		EventID: m.ID, CorrelationID: m.CorrelationID, Request: body}); err != nil {
+	r, err := executordb.New(s.Pool).ReceiveJob(ctx, executordb.ReceiveJobParams{JobID: req.JobID, HostID: req.HostID,
+		RolloutID: req.RolloutID, EventID: m.ID, CorrelationID: m.CorrelationID, Request: body})
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Another executor stored the job while this statement waited: its snapshot
+		// predates that row.
+		return s.Get(ctx, req.JobID)
+	}
+	if err != nil {
 		return Job{}, fmt.Errorf("receive job %s: %w", req.JobID, err)
 	}
-	return s.Get(ctx, req.JobID)
+	return fromRow(executordb.Job(r))
 }
 
 // Get returns a job.
@@ -64,14 +69,18 @@ func (s *Store) Get(ctx context.Context, id string) (Job, error) {
 	if err != nil {
 		return Job{}, fmt.Errorf("load job %s: %w", id, err)
 	}
+	return fromRow(r)
+}
+
+func fromRow(r executordb.Job) (Job, error) {
 	j := Job{ID: r.JobID, HostID: r.HostID, RolloutID: r.RolloutID, EventID: r.EventID, CorrelationID: r.CorrelationID,
 		Status: r.Status, Step: r.Step, Reason: r.Reason, Executor: r.Executor, Attempt: int(r.Attempt),
 		ReceivedAt: r.ReceivedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
 	if err := json.Unmarshal(r.Request, &j.Request); err != nil {
-		return Job{}, fmt.Errorf("load job %s: request: %w", id, err)
+		return Job{}, fmt.Errorf("load job %s: request: %w", r.JobID, err)
 	}
 	if err := json.Unmarshal(r.Progress, &j.Progress); err != nil {
-		return Job{}, fmt.Errorf("load job %s: progress: %w", id, err)
+		return Job{}, fmt.Errorf("load job %s: progress: %w", r.JobID, err)
 	}
 	if r.ResultID != "" {
 		j.Result = &events.Message{Subject: r.ResultSubject, ID: r.ResultID, Data: r.ResultData}

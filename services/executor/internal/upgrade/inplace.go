@@ -48,14 +48,19 @@ func (x *Exec) InPlace(ctx context.Context, hostID string) error {
 		} else {
 			o = job.Observe(st)
 		}
-		if x.Progress.BootID == "" {
+		first := x.Progress.BootID == ""
+		if first {
 			x.Progress.BootID = o.BootID
 			x.Progress.Before = versions(o, names)
+		}
+		d := job.Next(x.Req, x.Progress, o, x.r.Cfg.Rules, x.now())
+		// The first look must be stored before anything changes a package. apt-get update
+		// changes none and saves the progress right after, the first look with it.
+		if first && d.Action != job.AptUpdate {
 			if err := x.Save(ctx); err != nil {
 				return err
 			}
 		}
-		d := job.Next(x.Req, x.Progress, o, x.r.Cfg.Rules, x.now())
 		x.Log.Info("step", "action", d.Action.String(), "attempt", x.Attempt)
 		x.Out.Printf("step %s", d.Action)
 		done, err := x.step(ctx, h, d, o, &failures)

@@ -152,7 +152,7 @@ func (r *Runner) Handle(ctx context.Context, m events.Meta, req events.UpgradeRe
 	if err != nil {
 		return err
 	}
-	x.Out, err = joblog.Open(ctx, r.DB, r.NC, j.ID, j.HostID, r.Cfg.LogLimit, log)
+	x.Out, err = joblog.Open(ctx, r.DB, r.NC, j.ID, j.HostID, r.Cfg.LogLimit, x.Attempt > 1, log)
 	if err != nil {
 		return err
 	}
