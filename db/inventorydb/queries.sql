@@ -146,9 +146,10 @@ where not retired and not key_mismatch
   and (cardinality(@ids::text[]) = 0 or id = any(@ids::text[]))
   and (@fleet::text = '' or fleet = @fleet);
 
--- name: AddInstall :exec
+-- name: AddInstalls :exec
+-- The packages one job installed on a host, in one statement.
 insert into installs (host_id, name, version, job_id, installed_at)
-values (@host_id, @name, @version, @job_id, @installed_at)
+select @host_id, unnest(@names::text[]), unnest(@versions::text[]), @job_id, @installed_at
 on conflict (host_id, name, version) do update set job_id = excluded.job_id, installed_at = excluded.installed_at;
 
 -- name: Installs :many

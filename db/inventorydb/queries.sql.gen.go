@@ -12,25 +12,26 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-const addInstall = `-- name: AddInstall :exec
+const addInstalls = `-- name: AddInstalls :exec
 insert into installs (host_id, name, version, job_id, installed_at)
-values ($1, $2, $3, $4, $5)
+select $1, unnest($2::text[]), unnest($3::text[]), $4, $5
 on conflict (host_id, name, version) do update set job_id = excluded.job_id, installed_at = excluded.installed_at
 `
 
-type AddInstallParams struct {
+type AddInstallsParams struct {
 	HostID      string
-	Name        string
-	Version     string
+	Names       []string
+	Versions    []string
 	JobID       string
 	InstalledAt time.Time
 }
 
-func (q *Queries) AddInstall(ctx context.Context, arg AddInstallParams) error {
-	_, err := q.db.Exec(ctx, addInstall,
+// The packages one job installed on a host, in one statement.
+func (q *Queries) AddInstalls(ctx context.Context, arg AddInstallsParams) error {
+	_, err := q.db.Exec(ctx, addInstalls,
 		arg.HostID,
-		arg.Name,
-		arg.Version,
+		arg.Names,
+		arg.Versions,
 		arg.JobID,
 		arg.InstalledAt,
 	)

@@ -213,6 +213,11 @@ func (r *Relay) drain(ctx context.Context, q *messaging.Queries) (int, error) {
 		if pubErr != nil {
 			return total, pubErr
 		}
+		if len(rows) < r.cfg.BatchSize {
+			// The outbox was empty behind this batch when it was read; anything committed
+			// since has notified, and the notification wakes the relay again.
+			return total, nil
+		}
 	}
 }
 

@@ -120,16 +120,27 @@ func (s *Store) Save(ctx context.Context, id string, p job.Progress, msgs ...eve
 	if err != nil {
 		return fmt.Errorf("save job %s: %w", id, err)
 	}
-	err = db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		n, err := executordb.New(tx).SaveProgress(ctx, executordb.SaveProgressParams{Step: p.Step(), Progress: body, JobID: id})
+	save := func(q executordb.DBTX) error {
+		n, err := executordb.New(q).SaveProgress(ctx, executordb.SaveProgressParams{Step: p.Step(), Progress: body, JobID: id})
 		if err != nil {
 			return err
 		}
 		if n == 0 {
 			return errors.New("job is not running")
 		}
-		return outbox.Add(ctx, tx, msgs...)
-	})
+		return nil
+	}
+	if len(msgs) == 0 {
+		// One statement needs no transaction of its own: one round trip instead of three.
+		err = save(s.Pool)
+	} else {
+		err = db.InTx(ctx, s.Pool, func(tx pgx.Tx) error {
+			if err := save(tx); err != nil {
+				return err
+			}
+			return outbox.Add(ctx, tx, msgs...)
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("save job %s step %s: %w", id, p.Step(), err)
 	}

@@ -71,10 +71,17 @@ func (s *Store) Advisories(ctx context.Context, key string) ([]Advisory, error) 
 // does not call them drift) and makes the host due for a scan now.
 func (s *Store) UpgradeCompleted(ctx context.Context, consumer string, m events.Meta, e events.UpgradeCompleted) error {
 	return s.consume(ctx, consumer, m.ID, func(_ pgx.Tx, q *inventorydb.Queries) error {
+		add := inventorydb.AddInstallsParams{HostID: e.HostID, JobID: e.JobID, InstalledAt: m.Time}
+		seen := map[[2]string]bool{} // one statement may not touch a row twice
 		for _, p := range e.Packages {
-			if err := q.AddInstall(ctx, inventorydb.AddInstallParams{HostID: e.HostID, Name: p.Name, Version: p.After,
-				JobID: e.JobID, InstalledAt: m.Time}); err != nil {
-				return fmt.Errorf("remember install %s %s on %s: %w", p.Name, p.After, e.HostID, err)
+			if k := [2]string{p.Name, p.After}; !seen[k] {
+				seen[k] = true
+				add.Names, add.Versions = append(add.Names, p.Name), append(add.Versions, p.After)
+			}
+		}
+		if len(add.Names) > 0 {
+			if err := q.AddInstalls(ctx, add); err != nil {
+				return fmt.Errorf("remember the installs of job %s on %s: %w", e.JobID, e.HostID, err)
 			}
 		}
 		if _, err := q.ScanNow(ctx, inventorydb.ScanNowParams{Now: s.now(), Ids: []string{e.HostID}}); err != nil {
