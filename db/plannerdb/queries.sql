@@ -131,9 +131,28 @@ select count(*) filter (where state = 'pending')::int as pending,
 from rollout_hosts where rollout_id = @rollout_id;
 
 -- name: HostByJob :one
+-- (job_id <> '' lets a generic plan use the partial index rollout_hosts_job.)
 select h.rollout_id, h.host_id, h.wave, h.state, t.advisory_ids from rollout_hosts h
 join rollout_targets t on t.rollout_id = h.rollout_id and t.idx = h.target
-where h.job_id = @job_id;
+where h.job_id = @job_id and h.job_id <> '';
+
+-- name: SucceedHost :one
+-- Records the success of a job's host and its exposures to the rollout's advisories as
+-- patched, in one statement. No row: the job is unknown or its host has a result already.
+with done as (
+    update rollout_hosts h
+    set state = 'succeeded', reason = '', reboot_pending = @reboot_pending, rebooted = @rebooted, finished_at = @now
+    from rollout_targets t
+    where h.job_id = @job_id and h.job_id <> '' and h.state in ('pending', 'dispatched')
+      and t.rollout_id = h.rollout_id and t.idx = h.target
+    returning h.rollout_id, h.host_id, t.advisory_ids
+), patched as (
+    update exposures e
+    set patched_at = coalesce(e.patched_at, @now), reboot_pending = @reboot_pending, rollout_id = done.rollout_id
+    from done
+    where e.host_id = done.host_id and e.advisory_id = any(done.advisory_ids)
+)
+select rollout_id, host_id from done;
 
 -- name: FinishHost :execrows
 update rollout_hosts
@@ -172,10 +191,6 @@ on conflict (advisory_id, host_id) do update
 set exposed_since = case when exposures.patched_at is not null then excluded.exposed_since else exposures.exposed_since end,
     patched_at = null
 where exposures.patched_at is not null;
-
--- name: PatchExposures :exec
-update exposures set patched_at = coalesce(patched_at, @now), reboot_pending = @reboot_pending, rollout_id = @rollout_id
-where host_id = @host_id and advisory_id = any(@advisory_ids::text[]);
 
 -- name: PatchedOutside :exec
 -- A host no longer exposed to these advisories (upgraded outside Patchfleet) is patched now.

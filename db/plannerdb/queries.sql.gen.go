@@ -319,7 +319,7 @@ func (q *Queries) GetWave(ctx context.Context, arg GetWaveParams) (Wave, error) 
 const hostByJob = `-- name: HostByJob :one
 select h.rollout_id, h.host_id, h.wave, h.state, t.advisory_ids from rollout_hosts h
 join rollout_targets t on t.rollout_id = h.rollout_id and t.idx = h.target
-where h.job_id = $1
+where h.job_id = $1 and h.job_id <> ''
 `
 
 type HostByJobRow struct {
@@ -330,6 +330,7 @@ type HostByJobRow struct {
 	AdvisoryIds []string
 }
 
+// (job_id <> ” lets a generic plan use the partial index rollout_hosts_job.)
 func (q *Queries) HostByJob(ctx context.Context, jobID string) (HostByJobRow, error) {
 	row := q.db.QueryRow(ctx, hostByJob, jobID)
 	var i HostByJobRow
@@ -790,30 +791,6 @@ func (q *Queries) OpenRolloutsOfAdvisory(ctx context.Context, advisoryID string)
 	return items, nil
 }
 
-const patchExposures = `-- name: PatchExposures :exec
-update exposures set patched_at = coalesce(patched_at, $1), reboot_pending = $2, rollout_id = $3
-where host_id = $4 and advisory_id = any($5::text[])
-`
-
-type PatchExposuresParams struct {
-	Now           *time.Time
-	RebootPending bool
-	RolloutID     string
-	HostID        string
-	AdvisoryIds   []string
-}
-
-func (q *Queries) PatchExposures(ctx context.Context, arg PatchExposuresParams) error {
-	_, err := q.db.Exec(ctx, patchExposures,
-		arg.Now,
-		arg.RebootPending,
-		arg.RolloutID,
-		arg.HostID,
-		arg.AdvisoryIds,
-	)
-	return err
-}
-
 const patchedOutside = `-- name: PatchedOutside :exec
 update exposures set patched_at = $1
 where host_id = $2 and patched_at is null and not (advisory_id = any($3::text[]))
@@ -1156,6 +1133,49 @@ type StartWaveParams struct {
 func (q *Queries) StartWave(ctx context.Context, arg StartWaveParams) error {
 	_, err := q.db.Exec(ctx, startWave, arg.Now, arg.RolloutID, arg.Idx)
 	return err
+}
+
+const succeedHost = `-- name: SucceedHost :one
+with done as (
+    update rollout_hosts h
+    set state = 'succeeded', reason = '', reboot_pending = $1, rebooted = $2, finished_at = $3
+    from rollout_targets t
+    where h.job_id = $4 and h.job_id <> '' and h.state in ('pending', 'dispatched')
+      and t.rollout_id = h.rollout_id and t.idx = h.target
+    returning h.rollout_id, h.host_id, t.advisory_ids
+), patched as (
+    update exposures e
+    set patched_at = coalesce(e.patched_at, $3), reboot_pending = $1, rollout_id = done.rollout_id
+    from done
+    where e.host_id = done.host_id and e.advisory_id = any(done.advisory_ids)
+)
+select rollout_id, host_id from done
+`
+
+type SucceedHostParams struct {
+	RebootPending bool
+	Rebooted      bool
+	Now           *time.Time
+	JobID         string
+}
+
+type SucceedHostRow struct {
+	RolloutID string
+	HostID    string
+}
+
+// Records the success of a job's host and its exposures to the rollout's advisories as
+// patched, in one statement. No row: the job is unknown or its host has a result already.
+func (q *Queries) SucceedHost(ctx context.Context, arg SucceedHostParams) (SucceedHostRow, error) {
+	row := q.db.QueryRow(ctx, succeedHost,
+		arg.RebootPending,
+		arg.Rebooted,
+		arg.Now,
+		arg.JobID,
+	)
+	var i SucceedHostRow
+	err := row.Scan(&i.RolloutID, &i.HostID)
+	return i, err
 }
 
 const tryLockRollout = `-- name: TryLockRollout :one

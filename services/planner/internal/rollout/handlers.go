@@ -514,27 +514,21 @@ func (e *Engine) succeeded(ctx context.Context, m events.Meta, jobID, hostID str
 		if seen, err := inbox.Seen(ctx, tx, inboxUpgrades, m.ID); err != nil || seen {
 			return err
 		}
-		job, err := e.hostByJob(ctx, q, jobID, hostID)
-		if err != nil {
-			return err
-		}
-		n, err := q.FinishHost(ctx, plannerdb.FinishHostParams{
-			RolloutID: job.RolloutID, HostID: job.HostID, State: events.ResultSucceeded,
-			RebootPending: rebootPending, Rebooted: rebooted, Now: &now,
-		})
-		if err != nil {
-			return fmt.Errorf("record result of host %s in rollout %s: %w", job.HostID, job.RolloutID, err)
-		}
-		log := e.log(job.RolloutID).With("host_id", job.HostID, "job_id", jobID)
-		if n == 0 {
-			log.Info("result for a host already finished; ignored", "status", events.ResultSucceeded)
+		done, err := q.SucceedHost(ctx, plannerdb.SucceedHostParams{JobID: jobID, RebootPending: rebootPending, Rebooted: rebooted, Now: &now})
+		if notFound(err) {
+			// An unknown job (a permanent error) or a host that has its result already.
+			job, err := e.hostByJob(ctx, q, jobID, hostID)
+			if err != nil {
+				return err
+			}
+			e.log(job.RolloutID).Info("result for a host already finished; ignored", "host_id", job.HostID, "job_id", jobID, "status", events.ResultSucceeded)
 			return nil
 		}
-		log.Info("job finished", "status", events.ResultSucceeded, "reboot_pending", rebootPending)
-		if err := q.PatchExposures(ctx, plannerdb.PatchExposuresParams{RolloutID: job.RolloutID, HostID: job.HostID, AdvisoryIds: job.AdvisoryIds, RebootPending: rebootPending, Now: &now}); err != nil {
-			return fmt.Errorf("record patch of host %s in rollout %s: %w", job.HostID, job.RolloutID, err)
+		if err != nil {
+			return fmt.Errorf("record success of job %s on host %s: %w", jobID, hostID, err)
 		}
-		rolloutID = job.RolloutID
+		e.log(done.RolloutID).Info("job finished", "host_id", done.HostID, "job_id", jobID, "status", events.ResultSucceeded, "reboot_pending", rebootPending)
+		rolloutID = done.RolloutID
 		return nil
 	})
 	if err == nil && rolloutID != "" {
