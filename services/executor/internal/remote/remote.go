@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"sync"
 	"time"
 
@@ -40,6 +41,13 @@ type cached struct {
 
 // ErrRetired means the inventory says the host is retired or refused until re-pinned.
 var ErrRetired = errors.New("host is retired")
+
+// Gone reports whether a host lookup failed because the inventory answered that the host is
+// retired or unknown, as opposed to the inventory not answering at all.
+func Gone(err error) bool {
+	var re *query.RemoteError
+	return errors.Is(err, ErrRetired) || errors.As(err, &re) && re.Code == http.StatusNotFound
+}
 
 // Resolve returns the host's target.
 func (ts *Targets) Resolve(ctx context.Context, hostID string) (sshx.Target, error) {

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
 	"github.com/patchfleet/patchfleet/events"
 	"github.com/patchfleet/patchfleet/events/hostops"
-	"github.com/patchfleet/patchfleet/events/query"
 	"github.com/patchfleet/patchfleet/services/executor/internal/job"
 	"github.com/patchfleet/patchfleet/services/executor/internal/reboot"
 	"github.com/patchfleet/patchfleet/services/executor/internal/remote"
@@ -103,24 +101,24 @@ func (x *Exec) transport(ctx context.Context, op string, err error, output strin
 	if cause := context.Cause(ctx); cause != nil {
 		return fmt.Errorf("job %s %s: %w", x.Job.ID, op, cause)
 	}
-	again, serr := x.unreachableAgain(ctx)
-	if serr != nil {
-		return fmt.Errorf("job %s %s: %w (%v)", x.Job.ID, op, err, serr)
+	if retry := x.retryLater(ctx, op, err); retry != nil {
+		return retry
 	}
-	if !again {
-		return x.Fail(ctx, events.FailUnreachable, fmt.Sprintf("%s: %v (%d attempts)", op, err, x.Progress.Unreachable), output)
-	}
-	return fmt.Errorf("job %s %s (attempt %d, unreachable %d of %d): %w", x.Job.ID, op, x.Attempt, x.Progress.Unreachable, x.r.Cfg.MaxAttempts, err)
+	return x.Fail(ctx, events.FailUnreachable, fmt.Sprintf("%s: %v (%d attempts)", op, err, x.Progress.Unreachable), output)
 }
 
-// unreachableAgain records an attempt given up because the host could not be reached, and
-// reports whether the job may still be tried again.
-func (x *Exec) unreachableAgain(ctx context.Context) (bool, error) {
+// retryLater records an attempt given up because the host could not be reached. It returns
+// the error that has the job delivered again, or nil when MaxAttempts attempts have given up
+// this way and the caller is to fail what it was doing.
+func (x *Exec) retryLater(ctx context.Context, op string, err error) error {
 	x.Progress.Unreachable++
 	if x.Progress.Unreachable >= x.r.Cfg.MaxAttempts {
-		return false, nil
+		return nil
 	}
-	return true, x.Save(ctx)
+	if serr := x.Save(ctx); serr != nil {
+		return fmt.Errorf("job %s %s: %w (%v)", x.Job.ID, op, err, serr)
+	}
+	return fmt.Errorf("job %s %s (attempt %d, unreachable %d of %d): %w", x.Job.ID, op, x.Attempt, x.Progress.Unreachable, x.r.Cfg.MaxAttempts, err)
 }
 
 // unresolved handles a host the inventory could not name a target for. The inventory being
@@ -128,8 +126,7 @@ func (x *Exec) unreachableAgain(ctx context.Context) (bool, error) {
 // delivered again later without counting against it. A host the inventory retired or does
 // not know fails the job.
 func (x *Exec) unresolved(ctx context.Context, hostID string, err error) error {
-	var re *query.RemoteError
-	if errors.Is(err, remote.ErrRetired) || errors.As(err, &re) && re.Code == http.StatusNotFound {
+	if remote.Gone(err) {
 		return x.Fail(ctx, events.FailUnreachable, err.Error(), "")
 	}
 	return fmt.Errorf("job %s host %s: %w", x.Job.ID, hostID, err)

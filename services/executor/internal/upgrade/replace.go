@@ -94,12 +94,8 @@ func (rp *Replace) Replace(ctx context.Context, x *Exec) error {
 				}
 				var oe *remote.OpError
 				if errors.As(err, &oe) {
-					again, serr := x.unreachableAgain(ctx)
-					if serr != nil {
-						return fmt.Errorf("job %s replace %s: %w (%v)", x.Job.ID, step, err, serr)
-					}
-					if again {
-						return fmt.Errorf("job %s replace %s (attempt %d, unreachable %d of %d): %w", x.Job.ID, step, x.Attempt, x.Progress.Unreachable, x.r.Cfg.MaxAttempts, err)
+					if retry := x.retryLater(ctx, "replace "+step.String(), err); retry != nil {
+						return retry
 					}
 				}
 				if err := x.newHostFailed(ctx, step.String(), err); err != nil {
