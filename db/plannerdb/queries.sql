@@ -102,9 +102,12 @@ where h.rollout_id = @rollout_id and h.wave = @wave and h.state = 'pending'
 order by h.host_id
 limit @max;
 
--- name: DispatchHost :exec
-update rollout_hosts set state = 'dispatched', job_id = @job_id, attempt = @attempt, dispatched_at = @now
-where rollout_id = @rollout_id and host_id = @host_id;
+-- name: DispatchHosts :exec
+-- Marks hosts of a rollout dispatched, each with its job and attempt, in one statement.
+update rollout_hosts h
+set state = 'dispatched', job_id = d.job_id, attempt = d.attempt, dispatched_at = @now
+from (select unnest(@host_ids::text[]) as host_id, unnest(@job_ids::text[]) as job_id, unnest(@attempts::int[]) as attempt) d
+where h.rollout_id = @rollout_id and h.host_id = d.host_id;
 
 -- name: WaveCounts :one
 select count(*) filter (where state = 'pending')::int as pending,

@@ -182,26 +182,29 @@ func (q *Queries) CoveredPackages(ctx context.Context, hostIds []string) ([]Cove
 	return items, nil
 }
 
-const dispatchHost = `-- name: DispatchHost :exec
-update rollout_hosts set state = 'dispatched', job_id = $1, attempt = $2, dispatched_at = $3
-where rollout_id = $4 and host_id = $5
+const dispatchHosts = `-- name: DispatchHosts :exec
+update rollout_hosts h
+set state = 'dispatched', job_id = d.job_id, attempt = d.attempt, dispatched_at = $1
+from (select unnest($3::text[]) as host_id, unnest($4::text[]) as job_id, unnest($5::int[]) as attempt) d
+where h.rollout_id = $2 and h.host_id = d.host_id
 `
 
-type DispatchHostParams struct {
-	JobID     string
-	Attempt   int32
+type DispatchHostsParams struct {
 	Now       *time.Time
 	RolloutID string
-	HostID    string
+	HostIds   []string
+	JobIds    []string
+	Attempts  []int32
 }
 
-func (q *Queries) DispatchHost(ctx context.Context, arg DispatchHostParams) error {
-	_, err := q.db.Exec(ctx, dispatchHost,
-		arg.JobID,
-		arg.Attempt,
+// Marks hosts of a rollout dispatched, each with its job and attempt, in one statement.
+func (q *Queries) DispatchHosts(ctx context.Context, arg DispatchHostsParams) error {
+	_, err := q.db.Exec(ctx, dispatchHosts,
 		arg.Now,
 		arg.RolloutID,
-		arg.HostID,
+		arg.HostIds,
+		arg.JobIds,
+		arg.Attempts,
 	)
 	return err
 }

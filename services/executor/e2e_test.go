@@ -78,6 +78,24 @@ func TestE2ESecurityFixIsUpgradedAndVerified(t *testing.T) {
 	}
 }
 
+// The advisory names a fix the repository does not have yet: apt upgrades to what it has
+// and exits 0, and the job fails rather than call the host fixed.
+func TestE2EAFixTheRepositoryLacksFailsAsNotFixed(t *testing.T) {
+	e := newRealEnv(t, 1)
+	h := e.fleet.Hosts()[0]
+	e.run("a", nil)
+	req := e.job(0, func(r *events.UpgradeRequested) {
+		r.Packages = []events.PackageTarget{{Name: "pf-demo", MinVersion: "1.2"}}
+	})
+	f := e.mustFail(req.JobID, events.FailNotFixed, 3*time.Minute)
+	if !strings.Contains(f.Message, "pf-demo 1.1 < 1.2") {
+		t.Errorf("failure %q does not name pf-demo 1.1 < 1.2", f.Message)
+	}
+	if v := version(t, h, "pf-demo"); v != "1.1" {
+		t.Errorf("pf-demo is %s on the host, want 1.1 (the repository's newest)", v)
+	}
+}
+
 func TestE2ERebootIfRequiredRebootsTheHost(t *testing.T) {
 	e := newRealEnv(t, 1)
 	h := e.fleet.Hosts()[0]

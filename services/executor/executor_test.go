@@ -202,6 +202,23 @@ func TestFaultsFailJobsWithTheirReason(t *testing.T) {
 	}
 }
 
+// apt upgrades to what the repository has and exits 0; when that is still below the fix,
+// the job fails instead of calling the host fixed.
+func TestAnInstallThatLeavesTheHostBelowTheFixFails(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 1})
+	e.run("a", nil)
+	req := e.job(0, func(r *events.UpgradeRequested) {
+		r.Packages = []events.PackageTarget{{Name: "openssl", MinVersion: "3.0.20-1~deb12u1"}}
+	})
+	f := e.mustFail(req.JobID, events.FailNotFixed, 60*time.Second)
+	if want := "openssl " + fixed + " < 3.0.20-1~deb12u1"; !strings.Contains(f.Message, want) {
+		t.Errorf("failure %q does not say %q", f.Message, want)
+	}
+	if got := e.fleet.Hosts()[0].PackageVersion("openssl"); got != fixed {
+		t.Errorf("openssl on the host is %s, want %s (the repository's newest)", got, fixed)
+	}
+}
+
 func TestLockHeldThenReleasedWaitsAndProceeds(t *testing.T) {
 	e := newEnv(t, fleetsim.Options{N: 1})
 	e.fleet.Hosts()[0].HoldLock(2 * time.Second)

@@ -108,6 +108,28 @@ func Observe(s hostops.State) Observation {
 	return o
 }
 
+// AfterInstall is o brought up to date by what op install read in the same shell right
+// after apt-get: the targets' dpkg state and reboot-required. That is all the decisions
+// after an install read, apart from the boot, which an install does not change; so it stands
+// for a fresh look. ok is false when the report is incomplete or lacks a target: then only a
+// fresh look will do.
+func (o Observation) AfterInstall(res hostops.InstallResult, names []string) (_ Observation, ok bool) {
+	if !res.Complete || len(res.Problems) > 0 {
+		return o, false
+	}
+	o.Packages = make(map[string]hostops.PackageState, len(res.After))
+	for _, p := range res.After {
+		o.Packages[p.Name] = p
+	}
+	for _, n := range names {
+		if _, ok := o.Packages[n]; !ok {
+			return o, false
+		}
+	}
+	o.RebootRequired, o.RebootPackages = res.RebootRequired, res.RebootPackages
+	return o, true
+}
+
 // Rules are the executor's settings that decisions depend on.
 type Rules struct {
 	MinFreeKB     int64         // refuse to upgrade below this much free space on / or /var

@@ -176,3 +176,29 @@ func TestObserveTreatsAnUnknownRebootMarkerAsScheduled(t *testing.T) {
 		}
 	}
 }
+
+func TestAfterInstallStandsOnlyForACompleteReportOfEveryTarget(t *testing.T) {
+	before := Observation{BootID: "b1", FreeKB: 5000, Packages: map[string]hostops.PackageState{
+		"openssl": {Name: "openssl", Present: true, Version: "3.0.17-1~deb12u2"}}}
+	after := []hostops.PackageState{{Name: "openssl", Present: true, Version: "3.0.19-1~deb12u3"}, {Name: "libssl3"}}
+	names := []string{"openssl", "libssl3"}
+	res := hostops.InstallResult{Report: hostops.Report{Complete: true}, After: after, RebootRequired: true, RebootPackages: []string{"libc6"}}
+
+	o, ok := before.AfterInstall(res, names)
+	if !ok || o.BootID != "b1" || o.Packages["openssl"].Version != "3.0.19-1~deb12u3" || o.Packages["libssl3"].Present ||
+		!o.RebootRequired || len(o.RebootPackages) != 1 {
+		t.Errorf("complete report: %+v %t, want the versions and reboot-required it read, the boot kept", o, ok)
+	}
+	if before.Packages["openssl"].Version != "3.0.17-1~deb12u2" {
+		t.Error("AfterInstall changed the observation it was called on")
+	}
+	for name, r := range map[string]hostops.InstallResult{
+		"truncated":      {Report: hostops.Report{Complete: false}, After: after},
+		"with problems":  {Report: hostops.Report{Complete: true, Problems: []string{"section after line 1: bad"}}, After: after},
+		"target missing": {Report: hostops.Report{Complete: true}, After: after[:1]},
+	} {
+		if _, ok := before.AfterInstall(r, names); ok {
+			t.Errorf("%s report stands for a fresh look", name)
+		}
+	}
+}

@@ -64,13 +64,15 @@ func (x *Exec) InPlace(ctx context.Context, hostID string) error {
 		}
 		x.Log.Info("step", "action", d.Action.String(), "attempt", x.Attempt)
 		x.Out.Printf("step %s", d.Action)
-		done, err := x.step(ctx, h, d, o, &failures)
+		done, err := x.step(ctx, h, d, &o, &failures)
 		if done || err != nil {
 			return err
 		}
-		// apt-get update changes nothing the next decision reads (versions, holds, dpkg's
-		// state, the boot): the look before it stands, and the job saves an SSH command.
-		stands = d.Action == job.AptUpdate && x.Progress.Updated
+		// Where o still describes the host, the next step need not look again (one SSH
+		// command less): apt-get update changes nothing the decisions read (versions, holds,
+		// dpkg's state, the boot), and op install reports what they read after it (see
+		// job.Observation.AfterInstall); step zeroes o when it cannot tell.
+		stands = o.BootID != "" && (d.Action == job.AptUpdate && x.Progress.Updated || d.Action == job.Install && x.Progress.Installed)
 	}
 	return x.Fail(ctx, events.FailAptError, fmt.Sprintf("job did not finish within %d steps", maxSteps), "")
 }
@@ -132,9 +134,10 @@ func (x *Exec) unresolved(ctx context.Context, hostID string, err error) error {
 	return fmt.Errorf("job %s host %s: %w", x.Job.ID, hostID, err)
 }
 
-// step performs one decision. done is true when the job has its outcome.
-func (x *Exec) step(ctx context.Context, h *remote.Host, d job.Decision, o job.Observation, failures *int) (done bool, err error) {
-	p := &x.Progress
+// step performs one decision. done is true when the job has its outcome. An install
+// updates *obs with what it read of the host afterwards.
+func (x *Exec) step(ctx context.Context, h *remote.Host, d job.Decision, obs *job.Observation, failures *int) (done bool, err error) {
+	p, o := &x.Progress, *obs
 	// opErr handles an op's error: a transport failure is retried (the next observation
 	// tells what happened), anything else is returned.
 	opErr := func(op string, err error) (bool, error) {
@@ -183,7 +186,13 @@ func (x *Exec) step(ctx context.Context, h *remote.Host, d job.Decision, o job.O
 		if err != nil {
 			return opErr("install", err)
 		}
-		return x.installed(ctx, res, "apt-get install")
+		done, err := x.installed(ctx, res, "apt-get install")
+		if after, ok := o.AfterInstall(res, job.RequestedNames(x.Req)); ok {
+			*obs = after
+		} else {
+			*obs = job.Observation{} // the next step looks again
+		}
+		return done, err
 
 	case job.FullUpgrade:
 		res, err := h.FullUpgrade(ctx)

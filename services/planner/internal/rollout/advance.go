@@ -121,6 +121,9 @@ func (e *Engine) dispatch(ctx context.Context, tx pgx.Tx, q *plannerdb.Queries, 
 	if err != nil {
 		return wrapRollout("list pending hosts of", r.ID, err)
 	}
+	// The lot in two statements (the hosts, their jobs' events), not two per host.
+	d := plannerdb.DispatchHostsParams{RolloutID: r.ID, Now: &now}
+	msgs := make([]events.Message, 0, len(pending))
 	for _, h := range pending {
 		attempt := h.Attempt + 1
 		jobID := events.DerivedID("job", r.ID, h.HostID, strconv.Itoa(int(attempt)))
@@ -132,16 +135,24 @@ func (e *Engine) dispatch(ctx context.Context, tx pgx.Tx, q *plannerdb.Queries, 
 		if err := json.Unmarshal(h.Components, &comps); err != nil {
 			return fmt.Errorf("decode components of host %s in rollout %s: %w", h.HostID, r.ID, err)
 		}
-		if err := q.DispatchHost(ctx, plannerdb.DispatchHostParams{RolloutID: r.ID, HostID: h.HostID, JobID: jobID, Attempt: attempt, Now: &now}); err != nil {
-			return fmt.Errorf("dispatch host %s in rollout %s: %w", h.HostID, r.ID, err)
-		}
+		d.HostIds, d.JobIds, d.Attempts = append(d.HostIds, h.HostID), append(d.JobIds, jobID), append(d.Attempts, attempt)
 		job := events.UpgradeRequested{
 			JobID: jobID, RolloutID: r.ID, Wave: int(r.CurrentWave), HostID: h.HostID, Kind: r.Kind,
 			Strategy: r.Strategy, Reboot: r.Reboot, Packages: pkgs, HealthCheck: r.HealthCheck,
 			ConfigureUnattended: r.ConfigureUnattended, Components: comps,
 		}
-		if err := e.emit(ctx, tx, r.ID, causation, now, job, h.HostID, strconv.Itoa(int(attempt))); err != nil {
-			return err
+		msg, err := events.NewDerived(job, e.origin(r.ID, causation), now, r.ID, h.HostID, strconv.Itoa(int(attempt)))
+		if err != nil {
+			return wrapRollout("announce the job of host "+h.HostID+" in", r.ID, err)
+		}
+		msgs = append(msgs, msg)
+	}
+	if len(pending) > 0 {
+		if err := q.DispatchHosts(ctx, d); err != nil {
+			return wrapRollout("dispatch hosts of", r.ID, err)
+		}
+		if err := outbox.Add(ctx, tx, msgs...); err != nil {
+			return wrapRollout("announce the jobs of", r.ID, err)
 		}
 	}
 	if len(pending) > 0 {

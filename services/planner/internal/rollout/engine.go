@@ -10,7 +10,8 @@
 //	any open state ──RolloutCancelled──► cancelled
 //
 // Every transition and the events announcing it commit in one transaction (outbox.Add); every
-// consumed event is recorded in the same transaction (inbox.Seen). Event ids are derived
+// consumed event is recorded in the same transaction (inbox.Seen), except a job's success,
+// whose one statement is a no-op when delivered again. Event ids are derived
 // from the rollout, host and attempt, so a transaction replayed after a crash, or a second
 // planner instance doing the same work, produces the same ids and JetStream stores each
 // event once.

@@ -448,7 +448,7 @@ func (e *Engine) OnFailed(ctx context.Context, m events.Meta, f events.UpgradeFa
 
 func (e *Engine) result(ctx context.Context, m events.Meta, jobID, hostID, status, reason string, rebootPending, rebooted bool) error {
 	if status == events.ResultSucceeded {
-		return e.succeeded(ctx, m, jobID, hostID, rebootPending, rebooted)
+		return e.succeeded(ctx, jobID, hostID, rebootPending, rebooted, m.ID)
 	}
 	now := e.now()
 	return e.inTx(ctx, func(tx pgx.Tx, q *plannerdb.Queries) error {
@@ -507,34 +507,28 @@ func (e *Engine) result(ctx context.Context, m events.Meta, jobID, hostID, statu
 // rollout are recorded in parallel, and then has the rollout advanced (see kick): a success
 // changes nothing the rollout's state depends on, only what advance reads (the hosts in
 // flight, the wave's count), and advance runs after this commit.
-func (e *Engine) succeeded(ctx context.Context, m events.Meta, jobID, hostID string, rebootPending, rebooted bool) error {
-	now := e.now()
-	var rolloutID string
-	err := e.inTx(ctx, func(tx pgx.Tx, q *plannerdb.Queries) error {
-		if seen, err := inbox.Seen(ctx, tx, inboxUpgrades, m.ID); err != nil || seen {
+//
+// It is one statement and needs neither a transaction nor the inbox: SucceedHost changes
+// only a host still waiting for its result, so the same event delivered again changes
+// nothing.
+func (e *Engine) succeeded(ctx context.Context, jobID, hostID string, rebootPending, rebooted bool, causation string) error {
+	q := plannerdb.New(e.Pool)
+	done, err := q.SucceedHost(ctx, plannerdb.SucceedHostParams{JobID: jobID, RebootPending: rebootPending, Rebooted: rebooted, Now: new(e.now())})
+	if notFound(err) {
+		// An unknown job (a permanent error) or a host that has its result already.
+		job, err := e.hostByJob(ctx, q, jobID, hostID)
+		if err != nil {
 			return err
 		}
-		done, err := q.SucceedHost(ctx, plannerdb.SucceedHostParams{JobID: jobID, RebootPending: rebootPending, Rebooted: rebooted, Now: &now})
-		if notFound(err) {
-			// An unknown job (a permanent error) or a host that has its result already.
-			job, err := e.hostByJob(ctx, q, jobID, hostID)
-			if err != nil {
-				return err
-			}
-			e.log(job.RolloutID).Info("result for a host already finished; ignored", "host_id", job.HostID, "job_id", jobID, "status", events.ResultSucceeded)
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("record success of job %s on host %s: %w", jobID, hostID, err)
-		}
-		e.log(done.RolloutID).Info("job finished", "host_id", done.HostID, "job_id", jobID, "status", events.ResultSucceeded, "reboot_pending", rebootPending)
-		rolloutID = done.RolloutID
+		e.log(job.RolloutID).Info("result for a host already finished; ignored", "host_id", job.HostID, "job_id", jobID, "status", events.ResultSucceeded)
 		return nil
-	})
-	if err == nil && rolloutID != "" {
-		e.kick(rolloutID, m.ID)
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("record success of job %s on host %s: %w", jobID, hostID, err)
+	}
+	e.log(done.RolloutID).Info("job finished", "host_id", done.HostID, "job_id", jobID, "status", events.ResultSucceeded, "reboot_pending", rebootPending)
+	e.kick(done.RolloutID, causation)
+	return nil
 }
 
 func (e *Engine) hostByJob(ctx context.Context, q *plannerdb.Queries, jobID, hostID string) (plannerdb.HostByJobRow, error) {
