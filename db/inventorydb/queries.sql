@@ -109,7 +109,9 @@ update hosts set
     package_count = @package_count, held = @held, reboot_required = @reboot_required,
     reboot_packages = @reboot_packages, reboot_since = sqlc.narg('reboot_since'),
     components = @components, last_scan = @scanned_at, last_scan_id = @scan_id,
-    last_scan_error = '', problems = @problems
+    last_scan_error = '', problems = @problems,
+    -- The next scan, when this one was claimed and the claim still stands (see ScheduleScan).
+    next_scan = case when next_scan = sqlc.narg('claimed_until') then sqlc.narg('next_scan')::timestamptz else next_scan end
 where id = @id;
 
 -- name: SaveScanError :exec

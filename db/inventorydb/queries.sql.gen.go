@@ -777,8 +777,10 @@ update hosts set
     package_count = $7, held = $8, reboot_required = $9,
     reboot_packages = $10, reboot_since = $11,
     components = $12, last_scan = $13, last_scan_id = $14,
-    last_scan_error = '', problems = $15
-where id = $16
+    last_scan_error = '', problems = $15,
+    -- The next scan, when this one was claimed and the claim still stands (see ScheduleScan).
+    next_scan = case when next_scan = $16 then $17::timestamptz else next_scan end
+where id = $18
 `
 
 type SaveObservationParams struct {
@@ -797,6 +799,8 @@ type SaveObservationParams struct {
 	ScannedAt      *time.Time
 	ScanID         string
 	Problems       int32
+	ClaimedUntil   *time.Time
+	NextScan       *time.Time
 	ID             string
 }
 
@@ -817,6 +821,8 @@ func (q *Queries) SaveObservation(ctx context.Context, arg SaveObservationParams
 		arg.ScannedAt,
 		arg.ScanID,
 		arg.Problems,
+		arg.ClaimedUntil,
+		arg.NextScan,
 		arg.ID,
 	)
 	return err

@@ -112,15 +112,11 @@ func (s *Scanner) Run(ctx context.Context) error {
 		wg.Go(func() {
 			for j := range jobs {
 				// A scan started finishes even during shutdown, within its timeout.
-				sctx := context.WithoutCancel(ctx)
-				_ = s.Scan(sctx, j.id)
 				next := s.now().Add(s.cfg.Interval)
 				if s.cfg.Jitter > 0 {
 					next = next.Add(rand.N(s.cfg.Jitter))
 				}
-				if err := s.store.Schedule(sctx, j.id, j.until, next); err != nil {
-					s.logger.Warn("schedule next scan", "host", j.id, "err", err)
-				}
+				_ = s.Scan(context.WithoutCancel(ctx), j.id, store.Next{ClaimedUntil: j.until, At: next})
 			}
 		})
 	}
@@ -151,11 +147,22 @@ func (s *Scanner) Run(ctx context.Context) error {
 	}
 }
 
-// Scan scans one host now and records the outcome: the observation and its events, a key
-// mismatch (marked and announced), or the error. It returns the error too.
-func (s *Scanner) Scan(ctx context.Context, id string) error {
+// Scan scans one host, claimed by the scheduler, now and records the outcome: the
+// observation and its events, a key mismatch (marked and announced), or the error. It
+// returns the error too. The next scan is stored with the observation, or on its own
+// whatever else happened.
+func (s *Scanner) Scan(ctx context.Context, id string, next store.Next) error {
 	outcome := "ok"
-	defer func() { s.scans.WithLabelValues(outcome).Inc() }()
+	scheduled := false
+	defer func() {
+		s.scans.WithLabelValues(outcome).Inc()
+		if scheduled {
+			return
+		}
+		if err := s.store.Schedule(ctx, id, next.ClaimedUntil, next.At); err != nil {
+			s.logger.Warn("schedule next scan", "host", id, "err", err)
+		}
+	}()
 	t, err := s.store.Target(ctx, id)
 	if err != nil {
 		outcome = "error"
@@ -206,11 +213,13 @@ func (s *Scanner) Scan(ctx context.Context, id string) error {
 		return fail("bad_output", fmt.Errorf("scan %s (exit status %d, stderr %q): %w", id, res.ExitStatus,
 			truncate(string(res.Stderr), 200), err))
 	}
-	rep, err := s.store.Observe(ctx, store.Observation{HostID: id, ScanID: events.NewID(), At: s.now(), Facts: facts, AcceptedKey: res.AcceptedKey})
+	rep, err := s.store.Observe(ctx, store.Observation{HostID: id, ScanID: events.NewID(), At: s.now(), Facts: facts,
+		AcceptedKey: res.AcceptedKey, Next: &next})
 	if err != nil {
 		outcome = "error"
 		return fmt.Errorf("store scan of %s: %w", id, err)
 	}
+	scheduled = true
 	s.logger.Debug("host scanned", "host", id, "packages", rep.PackageCount, "changes", len(rep.Changes),
 		"problems", len(facts.Problems), "took", s.now().Sub(start))
 	return nil

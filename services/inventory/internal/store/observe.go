@@ -33,7 +33,13 @@ type Observation struct {
 	// AcceptedKey is the host key a trust-on-first-use contact accepted (authorized_keys
 	// format); it is pinned with the observation.
 	AcceptedKey string
+	// Next, for a scan the scheduler claimed, is its next scan, set with the observation
+	// (as Schedule would).
+	Next *Next
 }
+
+// Next is the next scan of a host claimed until ClaimedUntil.
+type Next struct{ ClaimedUntil, At time.Time }
 
 // Packages returns the facts' packages in canonical order (name, architecture).
 func Packages(f hostfacts.Facts) []query.Package {
@@ -70,20 +76,26 @@ func installed(status string) bool {
 	return len(status) >= 2 && strings.ContainsRune("itW", rune(status[1]))
 }
 
-// packageSet returns the id of the set holding exactly pkgs, storing it if it is new.
-func packageSet(ctx context.Context, q *inventorydb.Queries, pkgs []query.Package) (int64, string, error) {
-	hash := SetHash(pkgs)
-	id, err := q.InsertPackageSet(ctx, inventorydb.InsertPackageSetParams{Hash: hash, PackageCount: int32(len(pkgs))})
+// packageSet returns the id of the set holding exactly pkgs, storing it if it is new. A set
+// it stored (new) exists once the caller's transaction commits; only then may the caller
+// remember it (s.setIDs.put).
+func (s *Store) packageSet(ctx context.Context, q *inventorydb.Queries, pkgs []query.Package) (id int64, hash string, isNew bool, err error) {
+	hash = SetHash(pkgs)
+	if id, ok := s.setIDs.get(hash); ok {
+		return id, hash, false, nil
+	}
+	id, err = q.InsertPackageSet(ctx, inventorydb.InsertPackageSetParams{Hash: hash, PackageCount: int32(len(pkgs))})
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Stored before (or by a concurrent transaction, which the insert waited for).
 		id, err = q.PackageSetByHash(ctx, hash)
 		if err != nil {
-			return 0, "", fmt.Errorf("package set %s: %w", hash, err)
+			return 0, "", false, fmt.Errorf("package set %s: %w", hash, err)
 		}
-		return id, hash, nil
+		s.setIDs.put(hash, id)
+		return id, hash, false, nil
 	}
 	if err != nil {
-		return 0, "", fmt.Errorf("store package set %s: %w", hash, err)
+		return 0, "", false, fmt.Errorf("store package set %s: %w", hash, err)
 	}
 	rows := make([]inventorydb.InsertSetMembersParams, len(pkgs))
 	for i, p := range pkgs {
@@ -91,9 +103,9 @@ func packageSet(ctx context.Context, q *inventorydb.Queries, pkgs []query.Packag
 			SourceName: p.SourceName, SourceVersion: p.SourceVersion, Status: p.Status, Installed: installed(p.Status)}
 	}
 	if _, err := q.InsertSetMembers(ctx, rows); err != nil {
-		return 0, "", fmt.Errorf("store package set %s members: %w", hash, err)
+		return 0, "", false, fmt.Errorf("store package set %s members: %w", hash, err)
 	}
-	return id, hash, nil
+	return id, hash, true, nil
 }
 
 // Observe stores an observation and, in the same transaction, the events it causes:
@@ -102,6 +114,9 @@ func packageSet(ctx context.Context, q *inventorydb.Queries, pkgs []query.Packag
 // reboot newly became required. The first observation of a host is its baseline: no changes.
 func (s *Store) Observe(ctx context.Context, o Observation) (events.HostInventoryReported, error) {
 	var report events.HostInventoryReported
+	var setID int64
+	var hash string
+	var isNew bool
 	err := s.inTx(ctx, func(tx pgx.Tx, q *inventorydb.Queries) error {
 		h, err := q.LockHost(ctx, o.HostID)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -116,8 +131,7 @@ func (s *Store) Observe(ctx context.Context, o Observation) (events.HostInventor
 			}
 		}
 		pkgs := Packages(o.Facts)
-		setID, hash, err := packageSet(ctx, q, pkgs)
-		if err != nil {
+		if setID, hash, isNew, err = s.packageSet(ctx, q, pkgs); err != nil {
 			return err
 		}
 		var changes []events.PackageChange
@@ -166,13 +180,17 @@ func (s *Store) Observe(ctx context.Context, o Observation) (events.HostInventor
 		case f.RebootRequired:
 			since = h.RebootSince
 		}
-		err = q.SaveObservation(ctx, inventorydb.SaveObservationParams{
+		save := inventorydb.SaveObservationParams{
 			ID: h.ID, OsID: f.OS.ID, OsVersionID: f.OS.VersionID, OsCodename: f.OS.VersionCodename,
 			Kernel: f.Kernel, BootID: f.BootID, PackageSetID: pgtype.Int8{Int64: setID, Valid: true},
 			PackageCount: int32(len(pkgs)), Held: nonNil(f.Held), RebootRequired: f.RebootRequired,
 			RebootPackages: nonNil(f.RebootPackages), RebootSince: since, Components: compJSON,
 			ScannedAt: &o.At, ScanID: o.ScanID, Problems: int32(len(f.Problems)),
-		})
+		}
+		if o.Next != nil {
+			save.ClaimedUntil, save.NextScan = &o.Next.ClaimedUntil, &o.Next.At
+		}
+		err = q.SaveObservation(ctx, save)
 		if err != nil {
 			return fmt.Errorf("save observation of %s: %w", h.ID, err)
 		}
@@ -185,8 +203,11 @@ func (s *Store) Observe(ctx context.Context, o Observation) (events.HostInventor
 			report.Previous = &events.PreviousObservation{ScanID: h.LastScanID, ScannedAt: h.LastScan.UTC(),
 				OS: events.OSRelease{ID: h.OsID, VersionID: h.OsVersionID, Codename: h.OsCodename}, Kernel: h.Kernel,
 				BootID: h.BootID, RebootRequired: h.RebootRequired}
-			if h.PackageSetID.Valid {
-				if report.Previous.PackageSet, err = q.PackageSetHash(ctx, h.PackageSetID.Int64); err != nil {
+			switch prev := h.PackageSetID; {
+			case prev.Valid && prev.Int64 == setID:
+				report.Previous.PackageSet = hash
+			case prev.Valid:
+				if report.Previous.PackageSet, err = s.setHash(ctx, q, prev.Int64); err != nil {
 					return fmt.Errorf("previous package set of %s: %w", h.ID, err)
 				}
 			}
@@ -216,6 +237,9 @@ func (s *Store) Observe(ctx context.Context, o Observation) (events.HostInventor
 		}
 		return outbox.Add(ctx, tx, msgs...)
 	})
+	if err == nil && isNew {
+		s.setIDs.put(hash, setID)
+	}
 	return report, err
 }
 

@@ -181,3 +181,32 @@ func (c *listCache) put(id int64, hash string, pkgs []query.Package) {
 		delete(c.lists, oldest)
 	}
 }
+
+// maxCachedSetIDs bounds the set id cache; it is emptied when full. An entry is a hash and
+// an id: 100,000 sets take about 10 MB.
+const maxCachedSetIDs = 100_000
+
+// setIDCache maps a package set's hash to its id, so that a scan that finds a known set —
+// almost every scan of a fleet built from images — stores no set and reads none. Only
+// committed sets are put in: a set is never deleted and its id never reused, so an entry
+// is never stale.
+type setIDCache struct {
+	mu  sync.Mutex
+	ids map[string]int64
+}
+
+func (c *setIDCache) get(hash string) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, ok := c.ids[hash]
+	return id, ok
+}
+
+func (c *setIDCache) put(hash string, id int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ids == nil || len(c.ids) >= maxCachedSetIDs {
+		c.ids = map[string]int64{}
+	}
+	c.ids[hash] = id
+}

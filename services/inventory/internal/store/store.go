@@ -29,10 +29,11 @@ var ErrNotFound = errors.New("not found")
 
 // Store is the inventory's database.
 type Store struct {
-	pool  *pgxpool.Pool
-	now   func() time.Time
-	sets  setCache
-	lists listCache
+	pool   *pgxpool.Pool
+	now    func() time.Time
+	sets   setCache
+	lists  listCache
+	setIDs setIDCache
 }
 
 // New returns a store on a pool connected to the inventory schema.

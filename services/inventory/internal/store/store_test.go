@@ -146,3 +146,57 @@ func TestListCacheIsBounded(t *testing.T) {
 		t.Errorf("latest list: %s %v, %v", h, ps, ok)
 	}
 }
+
+// A claimed scan's observation sets the next scan, unless a scan was asked for while it
+// ran: that request stands.
+func TestObservationOfAClaimedScanSchedulesTheNext(t *testing.T) {
+	pool := pgtest.New(t, inventorydb.Schema, inventorydb.Migrations)
+	st := New(pool)
+	ctx := context.Background()
+	if _, err := st.Register(ctx, events.HostRegistered{HostID: "h", Name: "h", Fleet: "f",
+		SSH: events.SSHTarget{Address: "10.0.0.1", TOFU: true}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	nextScan := func() time.Time {
+		t.Helper()
+		var at time.Time
+		if err := pool.QueryRow(ctx, "select next_scan from hosts where id = 'h'").Scan(&at); err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	claim := func() time.Time {
+		t.Helper()
+		if _, err := st.ScanNow(ctx, []string{"h"}, ""); err != nil {
+			t.Fatal(err)
+		}
+		ids, until, err := st.Claim(ctx, 10, time.Minute)
+		if err != nil || len(ids) != 1 {
+			t.Fatalf("claim: %v %v", ids, err)
+		}
+		return until
+	}
+	observe := func(next Next) {
+		t.Helper()
+		facts := hostfacts.Facts{OS: hostfacts.OSRelease{ID: "debian", VersionID: "12"}}
+		if _, err := st.Observe(ctx, Observation{HostID: "h", ScanID: events.NewID(), At: time.Now(), Facts: facts, Next: &next}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	later := time.Now().Add(time.Hour).Truncate(time.Second)
+	observe(Next{ClaimedUntil: claim(), At: later})
+	if got := nextScan(); !got.Equal(later) {
+		t.Errorf("next scan %s, want %s", got, later)
+	}
+
+	until := claim()
+	if _, err := st.ScanNow(ctx, []string{"h"}, ""); err != nil { // asked for while the scan runs
+		t.Fatal(err)
+	}
+	asked := nextScan()
+	observe(Next{ClaimedUntil: until, At: later})
+	if got := nextScan(); !got.Equal(asked) {
+		t.Errorf("next scan %s after a scan asked for meanwhile, want it kept at %s", got, asked)
+	}
+}
