@@ -74,7 +74,7 @@ func Parse(output []byte) (Facts, error) {
 		byName[s.name] = s
 	}
 	for _, name := range []string{"os-release", "kernel", "arch", "dpkg-arch", "boot-id", "hostname",
-		"packages", "held", "reboot-required", "reboot-required-pkgs"} {
+		"packages", "reboot-required", "reboot-required-pkgs"} {
 		s := byName[name]
 		if s == nil {
 			p.problem(0, name, "section missing")
@@ -98,8 +98,6 @@ func Parse(output []byte) (Facts, error) {
 			f.Hostname = p.single(s, validHostname)
 		case "packages":
 			p.packages(s)
-		case "held":
-			p.held(s)
 		case "reboot-required":
 			switch v := p.single(s, nil); v {
 			case "yes":
@@ -112,8 +110,11 @@ func Parse(output []byte) (Facts, error) {
 			p.rebootPackages(s)
 		}
 	}
-	if s := byName["held"]; (s == nil || s.status != 0) && byName["packages"] != nil {
-		// apt-mark failed; dpkg's selection state says the same thing.
+	if s := byName["held"]; s != nil && p.ok(s) {
+		// Reports of earlier scripts list held packages (apt-mark showhold).
+		p.held(s)
+	} else {
+		// dpkg's selection state says the same thing.
 		for _, pkg := range f.Packages {
 			if strings.HasPrefix(pkg.Status, "h") {
 				f.Held = append(f.Held, pkg.Name)

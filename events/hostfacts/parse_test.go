@@ -44,7 +44,6 @@ func minimal(extra ...string) string {
 		"boot-id", "9d7205ff-ab21-47e5-8ae9-1fa49b1bca6f",
 		"hostname", "web-1",
 		"packages", "",
-		"held", "",
 		"reboot-required", "no",
 		"reboot-required-pkgs", "",
 	}
@@ -282,18 +281,37 @@ UBUNTU_CODENAME=jammy`),
 		},
 		{
 			name: "failed probe keeps its stderr, the rest still parses",
-			in: strings.Replace(minimal(), "==> patchfleet:section held\n==> patchfleet:status 0\n",
-				"==> patchfleet:section held\n==> patchfleet:stderr\nsh: 1: apt-mark: not found\n==> patchfleet:status 127\n", 1),
+			in: strings.Replace(minimal(), "==> patchfleet:section dpkg-arch\namd64\n==> patchfleet:status 0\n",
+				"==> patchfleet:section dpkg-arch\n==> patchfleet:stderr\nsh: 1: dpkg: not found\n==> patchfleet:status 127\n", 1),
 			check: func(t *testing.T, f Facts) {
-				if f.Hostname != "web-1" {
-					t.Errorf("hostname %q", f.Hostname)
+				if f.Hostname != "web-1" || f.DpkgArch != "" {
+					t.Errorf("hostname %q, dpkg arch %q", f.Hostname, f.DpkgArch)
 				}
 			},
-			problems: []string{"(held): exit status 127: sh: 1: apt-mark: not found"},
+			problems: []string{"(dpkg-arch): exit status 127: sh: 1: dpkg: not found"},
 		},
 		{
-			name: "held derived from dpkg selections when apt-mark fails",
-			in: strings.Replace(minimal("packages", "docker-ce\t5:24.0.7-1~debian.12~bookworm\tamd64\tdocker-ce\t5:24.0.7-1~debian.12~bookworm\thi "),
+			name: "held from dpkg selections, the blank line closing each body ignored",
+			in: minimal("kernel", "6.1.0-37-amd64\n", "packages", "docker-ce\t5:24.0.7-1~debian.12~bookworm\tamd64\tdocker-ce\t5:24.0.7-1~debian.12~bookworm\thi \n"+
+				"zlib1g\t1:1.2.13.dfsg-1\tamd64\tzlib\t1:1.2.13.dfsg-1\tii \n"),
+			check: func(t *testing.T, f Facts) {
+				if !slices.Equal(f.Held, []string{"docker-ce"}) || f.Kernel != "6.1.0-37-amd64" || len(f.Packages) != 2 {
+					t.Errorf("held %v, kernel %q, %d packages", f.Held, f.Kernel, len(f.Packages))
+				}
+			},
+		},
+		{
+			name: "held listed by an earlier script's apt-mark section",
+			in:   minimal("packages", "docker-ce\t5:24.0.7-1~debian.12~bookworm\tamd64\tdocker-ce\t5:24.0.7-1~debian.12~bookworm\tii ", "held", "docker-ce"),
+			check: func(t *testing.T, f Facts) {
+				if !slices.Equal(f.Held, []string{"docker-ce"}) {
+					t.Errorf("held %v", f.Held)
+				}
+			},
+		},
+		{
+			name: "held derived from dpkg selections when an earlier script's apt-mark failed",
+			in: strings.Replace(minimal("packages", "docker-ce\t5:24.0.7-1~debian.12~bookworm\tamd64\tdocker-ce\t5:24.0.7-1~debian.12~bookworm\thi ", "held", ""),
 				"==> patchfleet:section held\n==> patchfleet:status 0\n", "==> patchfleet:section held\n==> patchfleet:status 1\n", 1),
 			check: func(t *testing.T, f Facts) {
 				if !slices.Equal(f.Held, []string{"docker-ce"}) {

@@ -132,26 +132,28 @@ pf_nl='
 exec 3>&1
 
 # pf_run NAME FUNCTION [ARG...] prints one section. The body goes straight
-# to fd 3 (the real stdout); stderr and the exit status are captured and
-# printed after it, so they cannot interleave with the body.
+# to fd 3 (the real stdout), followed by a newline in case it lacked one;
+# stderr and the exit status are captured (one subshell) and printed after
+# it, so they cannot interleave with the body.
 pf_run() {
 	pf_name=$1
 	shift
 	printf '==> patchfleet:section %s\n' "$pf_name"
 	pf_all=$(
-		{
-			pf_out=$("$@" </dev/null 3>&-)
-			pf_rc=$?
-			if [ -n "$pf_out" ]; then printf '%s\n' "$pf_out" >&3; fi
-		} 2>&1
-		printf 'rc=%s' "$pf_rc"
+		"$@" </dev/null 2>&1 >&3 3>&-
+		printf 'rc=%s' "$?"
 	)
+	printf '\n'
 	pf_rc=${pf_all##*rc=}
 	pf_err=${pf_all%rc=*}
 	pf_err=${pf_err%"$pf_nl"}
 	if [ -n "$pf_err" ]; then printf '==> patchfleet:stderr\n%s\n' "$pf_err"; fi
 	printf '==> patchfleet:status %s\n' "$pf_rc"
 }
+
+# pf_absent NAME prints the section of a component whose executable is not
+# on PATH, as the probe would (status 127), without running anything.
+pf_absent() { printf '==> patchfleet:section %s\n==> patchfleet:status 127\n' "$1"; }
 
 if command -v timeout >/dev/null 2>&1; then
 	pf_t() { timeout 30 "$@"; }
@@ -160,15 +162,19 @@ else
 fi
 
 pf_os_release() { cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release; }
-pf_kernel() { uname -r; }
+# Where Linux has the answer in a file, the shell reads it: a scan runs on
+# every host of a fleet, and each command it spares is a process less.
+pf_kernel() { if read -r pf_v </proc/sys/kernel/osrelease; then printf '%s\n' "$pf_v"; else uname -r; fi; }
 pf_arch() { uname -m; }
 pf_dpkg_arch() { dpkg --print-architecture; }
-pf_boot_id() { cat /proc/sys/kernel/random/boot_id; }
-pf_hostname() { hostname 2>/dev/null || uname -n; }
+pf_boot_id() { read -r pf_v </proc/sys/kernel/random/boot_id && printf '%s\n' "$pf_v"; }
+pf_hostname() { if read -r pf_v </proc/sys/kernel/hostname; then printf '%s\n' "$pf_v"; else hostname 2>/dev/null || uname -n; fi; }
+# Held packages are those whose dpkg selection is hold: the first letter of
+# db:Status-Abbrev, which Parse reads (apt-mark showhold would load the
+# whole apt cache to say the same).
 pf_packages() {
 	dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${source:Package}\t${source:Version}\t${db:Status-Abbrev}\n'
 }
-pf_held() { apt-mark showhold; }
 pf_reboot_required() {
 	if [ -e /var/run/reboot-required ]; then echo yes; else echo no; fi
 }
@@ -184,7 +190,6 @@ pf_run dpkg-arch pf_dpkg_arch
 pf_run boot-id pf_boot_id
 pf_run hostname pf_hostname
 pf_run packages pf_packages
-pf_run held pf_held
 pf_run reboot-required pf_reboot_required
 pf_run reboot-required-pkgs pf_reboot_required_pkgs
 `
@@ -202,7 +207,8 @@ func ScanScript(railsApps ...string) (string, error) {
 	b.WriteString(scanBody)
 	for _, p := range probes {
 		fmt.Fprintf(&b, "pf_probe_%s() {\n", strings.ReplaceAll(p.Name, "-", "_"))
-		if p.Requires != "" {
+		if p.Requires != "" && p.PerApp {
+			// Checked here, once per app; the others are checked before their subshell.
 			fmt.Fprintf(&b, "\tcommand -v %s >/dev/null 2>&1 || return 127\n", p.Requires)
 		}
 		for line := range strings.SplitSeq(p.Command, "\n") {
@@ -224,6 +230,9 @@ func ScanScript(railsApps ...string) (string, error) {
 		fn := "pf_probe_" + strings.ReplaceAll(p.Name, "-", "_")
 		if p.PerApp {
 			fmt.Fprintf(&b, "for pf_app in \"$@\"; do pf_run \"component %s $pf_app\" %s \"$pf_app\"; done\n", p.Name, fn)
+		} else if p.Requires != "" {
+			fmt.Fprintf(&b, "if command -v %s >/dev/null 2>&1; then pf_run 'component %s' %s; else pf_absent 'component %s'; fi\n",
+				p.Requires, p.Name, fn, p.Name)
 		} else {
 			fmt.Fprintf(&b, "pf_run 'component %s' %s\n", p.Name, fn)
 		}

@@ -123,7 +123,7 @@ type State struct {
 	Report
 	BootID   string
 	Packages []PackageState
-	Held     []string // apt-mark showhold: name or name:arch
+	Held     []string // the asked packages whose dpkg selection is hold (older reports: apt-mark showhold, name or name:arch)
 	// DpkgAudit is dpkg --audit's output: empty when every package is in a
 	// consistent state.
 	DpkgAudit string
@@ -200,9 +200,14 @@ func ParseState(out []byte) (State, error) {
 	} else if sec != nil {
 		s.Packages = parsePackages(&r.Report, "packages", sec.body) // partial is better than none
 	}
-	if sec, ok := r.ok("held"); ok {
-		s.Held = parseHeld(&r.Report, sec.body)
-	} else {
+	// Reports of earlier scripts have a held section (apt-mark showhold); the packages'
+	// dpkg status says the same of the packages asked about.
+	if r.sections["held"] != nil {
+		if sec, ok := r.ok("held"); ok {
+			s.Held = parseHeld(&r.Report, sec.body)
+		}
+	}
+	if s.Held == nil {
 		for _, p := range s.Packages {
 			if p.Held() {
 				s.Held = append(s.Held, p.Name)

@@ -282,3 +282,23 @@ func TestParseStateRebootScheduled(t *testing.T) {
 		}
 	}
 }
+
+func TestParseStateHeldFromDpkgStatus(t *testing.T) {
+	captured := string(readTestdata(t, "state-debian12.txt")) // from when the script ran apt-mark showhold
+	without := strings.Replace(captured, "==> patchfleet:section held\n==> patchfleet:status 0\n", "", 1)
+	for name, out := range map[string]string{
+		"current script, no held section": strings.Replace(without, "pf-demo\t1.0\tall\tii ", "pf-demo\t1.0\tall\thi ", 1),
+		"earlier script, apt-mark's list": strings.Replace(captured, "==> patchfleet:section held\n", "==> patchfleet:section held\npf-demo\n", 1),
+	} {
+		if out == captured || out == without {
+			t.Fatalf("%s: the capture did not change", name)
+		}
+		s, err := ParseState([]byte(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(s.Held, []string{"pf-demo"}) || len(s.Problems) > 0 {
+			t.Errorf("%s: held %q, problems %q; want pf-demo, none", name, s.Held, s.Problems)
+		}
+	}
+}

@@ -90,7 +90,7 @@ func aptGet(sub string, lock int, extra ...string) string {
 }
 
 // StateScript returns the script of op state: boot id, the given packages'
-// dpkg state, holds, whether dpkg was interrupted or its lock is held, free
+// dpkg state (holds included), whether dpkg was interrupted or its lock is held, free
 // space on / and /var, reboot-required, and whether op reboot has scheduled a
 // reboot during this boot (RebootMarkerPath exists). It changes nothing and
 // runs as any user.
@@ -106,8 +106,9 @@ func StateScript(packages ...string) (string, error) {
 	b.WriteString(stateFuncs)
 	b.WriteString("pf_run boot-id pf_boot_id\n")
 	b.WriteString("pf_run packages pf_packages" + quoteAll(packages) + "\n")
-	b.WriteString(`pf_run held apt-mark showhold
-pf_run dpkg-audit dpkg --audit
+	// No apt-mark showhold: a held package's dpkg status says hold (the first letter),
+	// and apt-mark would load the whole apt cache to say the same.
+	b.WriteString(`pf_run dpkg-audit dpkg --audit
 pf_run dpkg-updates pf_dpkg_updates
 pf_run dpkg-lock pf_dpkg_lock
 pf_run df df -Pk / /var

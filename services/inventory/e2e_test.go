@@ -68,10 +68,17 @@ func TestE2EInventory(t *testing.T) {
 	if err := hosts[0].ManualUpgrade(ctx, "pf-demo", "1.1"); err != nil {
 		t.Fatal(err)
 	}
+	// And held there: the scan reads holds from dpkg's status.
+	if _, err := hosts[0].MustRun(ctx, "apt-mark hold pf-demo"); err != nil {
+		t.Fatal(err)
+	}
 	s.do("POST", "/v1/hosts/real-0/scan", nil, nil)
 	drift := decodeAll[events.HostDriftDetected](t, s.waitEvents(events.StreamHosts, "HostDriftDetected", 1))[0]
 	if len(drift.Changes) != 1 || drift.Changes[0].Name != "pf-demo" || drift.Changes[0].From != before || drift.Changes[0].To != "1.1" {
 		t.Fatalf("drift = %+v", drift)
+	}
+	if held := s.host("real-0").Held; len(held) != 1 || held[0] != "pf-demo" {
+		t.Errorf("held %q after apt-mark hold pf-demo, want pf-demo", held)
 	}
 
 	// A wrong pinned key (host 0's key for host 1): refused, marked, announced.

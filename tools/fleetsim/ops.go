@@ -139,18 +139,19 @@ func (h *Host) scan(apps []string) outcome {
 	r.section("dpkg-arch", "amd64", "", 0)
 	r.section("boot-id", h.bootID, "", 0)
 	r.section("hostname", h.Name, "", 0)
-	if len(h.over) == 0 {
+	// As the real script: no held section, a held package's status says hold.
+	if len(h.over) == 0 && len(h.held) == 0 {
 		r.line("==> patchfleet:section packages")
 		r.b.Write(h.image.scanPackages)
 		r.line("==> patchfleet:status 0")
 	} else {
 		var b strings.Builder
 		for _, p := range h.packagesLocked() {
+			p.Status = h.heldStatus(p.Name, p.Status)
 			writePkgLine(&b, p)
 		}
 		r.section("packages", b.String(), "", 0)
 	}
-	r.section("held", strings.Join(h.heldLocked(), "\n"), "", 0)
 	r.section("reboot-required", yesNo(h.rebootRequired), "", 0)
 	r.section("reboot-required-pkgs", strings.Join(h.rebootPkgs, "\n"), "", 0)
 	comp := func(name, out string) {
@@ -216,13 +217,12 @@ func (h *Host) packagesLocked() []pkg {
 	return out
 }
 
-func (h *Host) heldLocked() []string {
-	var out []string
-	for n := range h.held {
-		out = append(out, n)
+// heldStatus is a package's dpkg status with the hold selection where it is held.
+func (h *Host) heldStatus(name, status string) string {
+	if h.held[name] && status[0] == 'i' {
+		return "h" + status[1:]
 	}
-	slices.Sort(out)
-	return out
+	return status
 }
 
 // pkgLines renders the hostops package lines for names.
@@ -234,10 +234,7 @@ func (h *Host) pkgLines(names []string) string {
 			b.WriteString(n + "\tabsent\n")
 			continue
 		}
-		st := p.Status
-		if h.held[n] && st[0] == 'i' {
-			st = "h" + st[1:]
-		}
+		st := h.heldStatus(n, p.Status)
 		b.WriteString(p.Name + "\t" + p.Version + "\t" + p.Arch + "\t" + st + statusPad(st) + "\t" + p.SourceName + "\t" + p.SourceVersion + "\n")
 	}
 	return b.String()
@@ -280,8 +277,7 @@ func (h *Host) state(a hostops.StateArgs, now time.Time) outcome {
 	var r report
 	r.line("==> patchfleet:op state 1")
 	r.section("boot-id", h.bootID, "", 0)
-	r.section("packages", h.pkgLines(a.Packages), "", 0)
-	r.section("held", strings.Join(h.heldLocked(), "\n"), "", 0)
+	r.section("packages", h.pkgLines(a.Packages), "", 0) // a held package's status says so, as the real script's
 	r.section("dpkg-audit", h.audit(), "", 0)
 	r.section("dpkg-updates", "", "", 0)
 	lock := "/var/lib/dpkg/lock-frontend free\n/var/lib/dpkg/lock free"
