@@ -148,6 +148,14 @@ func splitLines(s string) []line {
 	return out
 }
 
+// trimBody drops the empty lines that end a section's body: the script
+// prints a newline after every body, in case the output lacked one.
+func (s *section) trimBody() {
+	for len(s.body) > 0 && s.body[len(s.body)-1].text == "" {
+		s.body = s.body[:len(s.body)-1]
+	}
+}
+
 // split groups lines into sections and reports whether the end marker was
 // seen.
 func (p *parser) split(lines []line) ([]*section, bool) {
@@ -190,12 +198,14 @@ func (p *parser) split(lines []line) ([]*section, bool) {
 				p.problem(l.n, "", "stderr marker outside a section")
 				continue
 			}
+			cur.trimBody()
 			inStderr = true
 		case "status":
 			if cur == nil || cur.status >= 0 {
 				p.problem(l.n, "", "status marker outside a section")
 				continue
 			}
+			cur.trimBody()
 			st, err := strconv.Atoi(arg)
 			if err != nil || st < 0 || st > 255 {
 				p.problem(l.n, cur.name, fmt.Sprintf("bad exit status %.16q", arg))

@@ -33,6 +33,14 @@ type section struct {
 	status int // -1 when the status line is missing
 }
 
+// trimBody drops the empty lines that end a section's body: pf_run prints a
+// newline after every body, in case the output lacked one.
+func (s *section) trimBody() {
+	for len(s.body) > 0 && s.body[len(s.body)-1] == "" {
+		s.body = s.body[:len(s.body)-1]
+	}
+}
+
 func (s *section) stdout() string { return joinLines(s.body) }
 func (s *section) errout() string { return joinLines(s.stderr) }
 
@@ -145,12 +153,14 @@ func parseReport(out []byte, op string) (report, error) {
 				r.problem("line %d: stderr marker outside a section", n)
 				continue
 			}
+			cur.trimBody()
 			inStderr = true
 		case "status":
 			if cur == nil || cur.status >= 0 {
 				r.problem("line %d: status marker outside a section", n)
 				continue
 			}
+			cur.trimBody()
 			st, err := strconv.Atoi(arg)
 			if err != nil || st < 0 || st > 255 {
 				r.problem("line %d: bad exit status %.16q", n, arg)

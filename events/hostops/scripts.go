@@ -11,9 +11,10 @@ import (
 )
 
 // prelude follows the header of every script. pf_run is the scan's: each
-// step runs in a subshell with stdin from /dev/null (the script itself is
-// read from stdin by sh -s), its stdout goes out as the section body, and
-// its stderr and exit status follow it; $pf_rc holds the status afterwards.
+// step runs in one subshell with stdin from /dev/null (the script itself is
+// read from stdin by sh -s), its stdout goes out as it comes (people follow
+// a long apt run live) and a newline after it, and its stderr and exit
+// status follow; $pf_rc holds the status afterwards.
 const prelude = `LC_ALL=C
 export LC_ALL
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
@@ -26,13 +27,10 @@ pf_run() {
 	shift
 	printf '==> patchfleet:section %s\n' "$pf_name"
 	pf_all=$(
-		{
-			pf_out=$("$@" </dev/null 3>&-)
-			pf_rc=$?
-			if [ -n "$pf_out" ]; then printf '%s\n' "$pf_out" >&3; fi
-		} 2>&1
-		printf 'rc=%s' "$pf_rc"
+		"$@" </dev/null 2>&1 >&3 3>&-
+		printf 'rc=%s' "$?"
 	)
+	printf '\n'
 	pf_rc=${pf_all##*rc=}
 	pf_err=${pf_all%rc=*}
 	pf_err=${pf_err%"$pf_nl"}
@@ -58,22 +56,27 @@ export DEBIAN_FRONTEND NEEDRESTART_MODE NEEDRESTART_SUSPEND APT_LISTCHANGES_FRON
 `
 
 // pkgFuncs prints one line per package (see README.md): dpkg-query's
-// fields, or "<name>\tabsent" when dpkg has never heard of it. dpkg-query
-// exits 1 for "no packages found"; anything else is a real failure.
+// fields, or "<name>\tabsent" when dpkg has never heard of it. One
+// dpkg-query for them all (each reads dpkg's whole database); it exits 1
+// when some name matched nothing, anything else is a real failure. Names
+// are valid package names, so none is a pattern.
 const pkgFuncs = `pf_packages() {
-	pf_fail=0
+	[ "$#" -gt 0 ] || return 0
+	pf_l=$(dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\t${source:Package}\t${source:Version}\n' "$@" 2>/dev/null)
+	pf_q=$?
+	if [ "$pf_q" -gt 1 ]; then
+		echo "dpkg-query: exit status $pf_q" >&2
+		return "$pf_q"
+	fi
+	if [ -n "$pf_l" ]; then printf '%s\n' "$pf_l"; fi
 	for pf_p in "$@"; do
-		pf_l=$(dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\t${source:Package}\t${source:Version}\n' "$pf_p" 2>/dev/null)
-		pf_q=$?
-		case $pf_q in
-		0) printf '%s\n' "$pf_l" ;;
-		1) printf '%s\tabsent\n' "$pf_p" ;;
-		*) echo "dpkg-query $pf_p: exit status $pf_q" >&2; pf_fail=$pf_q ;;
+		case "$pf_nl$pf_l" in
+		*"$pf_nl$pf_p	"*) ;;
+		*) printf '%s\tabsent\n' "$pf_p" ;;
 		esac
 	done
-	return "$pf_fail"
 }
-pf_boot_id() { cat /proc/sys/kernel/random/boot_id; }
+pf_boot_id() { read -r pf_v </proc/sys/kernel/random/boot_id && printf '%s\n' "$pf_v"; }
 pf_reboot_required() {
 	if [ -e /var/run/reboot-required ]; then echo yes; else echo no; fi
 	if [ -e /var/run/reboot-required.pkgs ]; then cat /var/run/reboot-required.pkgs; fi

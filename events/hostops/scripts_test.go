@@ -162,7 +162,7 @@ func TestStateScriptRunsHere(t *testing.T) {
 	if _, err := exec.LookPath("dpkg-query"); err != nil {
 		t.Fatalf("dpkg-query: %v (Patchfleet builds and tests on Debian or Ubuntu)", err)
 	}
-	out, status := runLocal(t, must(StateScript("dpkg", "pf-surely-not-installed")))
+	out, status := runLocal(t, must(StateScript("dpkg", "pf-surely-not-installed", "coreutils")))
 	st, err := ParseState(out)
 	if err != nil {
 		t.Fatal(err)
@@ -175,6 +175,14 @@ func TestStateScriptRunsHere(t *testing.T) {
 	}
 	if p, ok := st.Package("pf-surely-not-installed"); !ok || p.Present {
 		t.Errorf("absent package = %+v, %t", p, ok)
+	}
+	if p, _ := st.Package("coreutils"); !p.Installed || len(st.Packages) != 3 {
+		t.Errorf("coreutils = %+v, %d packages, want it installed and 3", p, len(st.Packages))
+	}
+	// No packages asked: none listed (dpkg-query without a name would list them all).
+	out, status = runLocal(t, must(StateScript()))
+	if st, err = ParseState(out); err != nil || status != 0 || len(st.Packages) != 0 || len(st.Problems) > 0 {
+		t.Errorf("state of no packages: status %d, %d packages, problems %q, %v", status, len(st.Packages), st.Problems, err)
 	}
 	if len(st.Disks) != 2 || len(st.Locks) != 2 {
 		t.Errorf("disks %+v locks %+v", st.Disks, st.Locks)
@@ -263,6 +271,25 @@ Inst openssl [3.0.11-1~deb12u2] (3.0.13-1~deb12u1 Debian-Security:13/testing-sec
 		var r Report
 		if ups := parseUpgrades(&r, got); len(ups) != len(got) || len(r.Problems) > 0 {
 			t.Errorf("%s: parsed %+v, problems %q", tc.name, ups, r.Problems)
+		}
+	}
+}
+
+// A step's output reaches the report as the step wrote it, whether or not it
+// ended with a newline, and stderr stays apart from it.
+func TestStepOutputWithAndWithoutFinalNewline(t *testing.T) {
+	for cmd, want := range map[string]string{
+		"printf 'one\ntwo\n'; echo oops >&2": "one\ntwo\n",
+		"printf 'one\ntwo'; echo oops >&2":   "one\ntwo\n",
+		"echo oops >&2":                      "",
+	} {
+		out, _ := runLocal(t, must(HealthScript(cmd, 10*time.Second)))
+		h, err := ParseHealth(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Stdout != want || h.Stderr != "oops\n" || !h.Complete || len(h.Problems) > 0 {
+			t.Errorf("%s: stdout %q stderr %q, complete %t, problems %q; want %q, \"oops\\n\"", cmd, h.Stdout, h.Stderr, h.Complete, h.Problems, want)
 		}
 	}
 }
