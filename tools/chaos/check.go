@@ -113,10 +113,19 @@ func (s *System) Settle(ctx context.Context, timeout time.Duration) {
 // Check compares the event log, the planner's and the executor's tables and the hosts.
 func (s *System) Check(ctx context.Context) (Report, error) {
 	r := Report{Seed: s.opts.Seed, Hosts: len(s.Fleet.Hosts()), Rollout: "missing"}
+	// A read can fail while a killed node's streams elect leaders ("no responders"): it is
+	// read again, for up to a minute (see poll).
 	stream := func(name string) ([]events.Envelope, error) {
-		rctx, cancel := context.WithTimeout(ctx, time.Minute) // see poll
-		defer cancel()
-		return Envelopes(rctx, s.JS, name)
+		var envs []events.Envelope
+		var last error
+		err := poll(ctx, time.Minute, "a read of "+name, func(ctx context.Context) (bool, error) {
+			envs, last = Envelopes(ctx, s.JS, name)
+			return last == nil, nil
+		})
+		if err != nil && last != nil {
+			err = fmt.Errorf("%w (last: %v)", err, last)
+		}
+		return envs, err
 	}
 
 	advisories, err := stream(events.StreamAdvisories)
