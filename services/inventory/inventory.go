@@ -205,13 +205,9 @@ func importFile(ctx context.Context, st *store.Store, path string, logger *slog.
 	return nil
 }
 
-// consume registers the service's event handlers: the register on one durable consumer (in
-// order), advisories on another so a flood of them never delays a registration, and
-// upgrades on a third, several at once: a large rollout completes hundreds of jobs a second,
-// and each one's installs and re-scan depend on no other's.
+// consume registers the service's event handlers: the register and upgrades on one durable
+// consumer (in order), advisories on another so a flood of them never delays a registration.
 func consume(svc *service.Service, st *store.Store, scanner *scan.Scanner) {
-	// Upgrades share the hosts' inbox name, which they had when they were on that consumer:
-	// an event recorded under it is not taken again.
 	const hostsInbox, advisoriesInbox = Name + ".hosts", Name + ".advisories"
 	hosts := svc.Consumer("", events.ConsumerConfig{})
 	events.On(hosts, func(ctx context.Context, m events.Meta, e events.HostRegistered) error {
@@ -227,8 +223,7 @@ func consume(svc *service.Service, st *store.Store, scanner *scan.Scanner) {
 	events.On(hosts, func(ctx context.Context, m events.Meta, e events.HostDecommissioned) error {
 		return st.DecommissionEvent(ctx, hostsInbox, m, e)
 	})
-	upgrades := svc.Consumer("upgrades", events.ConsumerConfig{Concurrency: 8})
-	events.On(upgrades, func(ctx context.Context, m events.Meta, e events.UpgradeCompleted) error {
+	events.On(hosts, func(ctx context.Context, m events.Meta, e events.UpgradeCompleted) error {
 		if err := st.UpgradeCompleted(ctx, hostsInbox, m, e); err != nil {
 			return err
 		}

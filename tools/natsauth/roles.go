@@ -82,8 +82,7 @@ func Roles() []Role {
 			User: "inventory", Description: "host register and scans; serves pf.query.inventory.*",
 			Publishes: []string{"HostInventoryReported", "HostDriftDetected", "RebootRequired", "HostKeyMismatch"},
 			Consumers: []Consumer{
-				{Name: "inventory", Events: []string{"HostRegistered", "HostDecommissioned"}},
-				{Name: "inventory-upgrades", Events: []string{"UpgradeCompleted"}},
+				{Name: "inventory", Events: []string{"HostRegistered", "HostDecommissioned", "UpgradeCompleted"}},
 				{Name: "inventory-advisories", Events: []string{"SecurityAdvisoryPublished", "AdvisoryWithdrawn"}},
 			},
 			Serves:        map[string][]string{query.ServiceInventory: {"pf.query.inventory.>"}},
