@@ -115,15 +115,10 @@ return "$pf_rc"`,
 // Probes returns the component probes the scan runs, in order.
 func Probes() []Probe { return append([]Probe(nil), probes...) }
 
-// scanBody is the fixed part of the script. Names start with pf_ so they
-// cannot clash with anything in the environment.
-// The first line names the op for dispatchers such as fleetsim (see
-// hostops.ParseOp); sh reads it as a comment.
-const scanBody = `# patchfleet:op scan v1
-# Patchfleet inventory scan, report format ` + FormatVersion + `.
-# POSIX sh, runs as any user, changes nothing. Arguments: Rails application
-# directories to probe. See README.md in events/hostfacts.
-LC_ALL=C
+// Prelude starts every Patchfleet report script, the scan's and the executor's
+// ops' (events/hostops): the C locale, a PATH with the sbin directories, and
+// pf_run, which prints one section of the report.
+const Prelude = `LC_ALL=C
 export LC_ALL
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 export PATH
@@ -150,7 +145,17 @@ pf_run() {
 	if [ -n "$pf_err" ]; then printf '==> patchfleet:stderr\n%s\n' "$pf_err"; fi
 	printf '==> patchfleet:status %s\n' "$pf_rc"
 }
+`
 
+// scanBody is the fixed part of the script. Names start with pf_ so they
+// cannot clash with anything in the environment.
+// The first line names the op for dispatchers such as fleetsim (see
+// hostops.ParseOp); sh reads it as a comment.
+const scanBody = `# patchfleet:op scan v1
+# Patchfleet inventory scan, report format ` + FormatVersion + `.
+# POSIX sh, runs as any user, changes nothing. Arguments: Rails application
+# directories to probe. See README.md in events/hostfacts.
+` + Prelude + `
 # pf_absent NAME prints the section of a component whose executable is not
 # on PATH, as the probe would (status 127), without running anything.
 pf_absent() { printf '==> patchfleet:section %s\n==> patchfleet:status 127\n' "$1"; }

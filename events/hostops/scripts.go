@@ -8,37 +8,15 @@ import (
 	"time"
 
 	"github.com/patchfleet/patchfleet/events/deb"
+	"github.com/patchfleet/patchfleet/events/hostfacts"
 )
 
-// prelude follows the header of every script. pf_run is the scan's: each
-// step runs in one subshell with stdin from /dev/null (the script itself is
-// read from stdin by sh -s), its stdout goes out as it comes (people follow
-// a long apt run live) and a newline after it, and its stderr and exit
-// status follow; $pf_rc holds the status afterwards.
-const prelude = `LC_ALL=C
-export LC_ALL
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-export PATH
-pf_nl='
-'
-exec 3>&1
-pf_run() {
-	pf_name=$1
-	shift
-	printf '==> patchfleet:section %s\n' "$pf_name"
-	pf_all=$(
-		"$@" </dev/null 2>&1 >&3 3>&-
-		printf 'rc=%s' "$?"
-	)
-	printf '\n'
-	pf_rc=${pf_all##*rc=}
-	pf_err=${pf_all%rc=*}
-	pf_err=${pf_err%"$pf_nl"}
-	if [ -n "$pf_err" ]; then printf '==> patchfleet:stderr\n%s\n' "$pf_err"; fi
-	printf '==> patchfleet:status %s\n' "$pf_rc"
-}
-pf_main=0
-`
+// prelude follows the header of every script: the scan's (hostfacts.Prelude).
+// Each step runs in one subshell with stdin from /dev/null (the script itself
+// is read from stdin by sh -s), its stdout goes out as it comes (people follow
+// a long apt run live) and a newline after it, and its stderr and exit status
+// follow; $pf_rc holds the status afterwards.
+const prelude = hostfacts.Prelude + "pf_main=0\n"
 
 // footer ends the report and exits with the main step's status.
 const footer = `printf '==> patchfleet:end\n'
