@@ -63,6 +63,11 @@ func TestSecurityUpgradeIsInstalledVerifiedAnnouncedAndLogged(t *testing.T) {
 	if live.Load() == 0 {
 		t.Error("nothing was published live on " + joblog.Subject(host.Name))
 	}
+	// One look at the host, before apt-get update: the update changes nothing the job
+	// reads, and the install reports the packages it left.
+	if n := strings.Count(log, "==> patchfleet:op state "); n != 1 {
+		t.Errorf("the job looked at the host %d times, want 1:\n%s", n, log)
+	}
 
 	// The same job delivered again (a planner retry) is not run again: the same outcome
 	// is announced with the same id, which the stream stores once.

@@ -26,28 +26,30 @@ func (x *Exec) InPlace(ctx context.Context, hostID string) error {
 	}
 	names := job.RequestedNames(x.Req)
 	failures := 0
+	// o is the host as last seen. step zeroes it after anything that changes what the
+	// decisions read, and the next decision looks again; where a step knows the host
+	// afterwards it leaves o, sparing an SSH command.
 	var o job.Observation
-	stands := false // o still describes the host: no need to look again
 	for range maxSteps {
 		if err := context.Cause(ctx); err != nil {
 			return fmt.Errorf("job %s host %s: %w", x.Job.ID, hostID, err)
 		}
-		if stands {
-			stands = false
-		} else if st, err := h.State(ctx, names); err != nil {
-			o = job.Observation{}
-			if m, ok := remote.KeyMismatch(err); ok {
-				return x.keyMismatch(ctx, hostID, m)
-			}
-			if !x.Progress.Rebooting() {
-				if retry, rerr := x.retryable(ctx, &failures, "state", err); !retry {
-					return rerr
+		if o.BootID == "" {
+			st, err := h.State(ctx, names)
+			if err == nil {
+				o = job.Observe(st)
+			} else {
+				if m, ok := remote.KeyMismatch(err); ok {
+					return x.keyMismatch(ctx, hostID, m)
 				}
-				continue
+				if !x.Progress.Rebooting() {
+					if retry, rerr := x.retryable(ctx, &failures, "state", err); !retry {
+						return rerr
+					}
+					continue
+				}
+				// Rebooting: unreachable is expected; the decision waits for the new boot id.
 			}
-			// Rebooting: unreachable is expected; the decision waits for the new boot id.
-		} else {
-			o = job.Observe(st)
 		}
 		first := x.Progress.BootID == ""
 		if first {
@@ -64,15 +66,9 @@ func (x *Exec) InPlace(ctx context.Context, hostID string) error {
 		}
 		x.Log.Info("step", "action", d.Action.String(), "attempt", x.Attempt)
 		x.Out.Printf("step %s", d.Action)
-		done, err := x.step(ctx, h, d, &o, &failures)
-		if done || err != nil {
+		if done, err := x.step(ctx, h, d, &o, &failures); done || err != nil {
 			return err
 		}
-		// Where o still describes the host, the next step need not look again (one SSH
-		// command less): apt-get update changes nothing the decisions read (versions, holds,
-		// dpkg's state, the boot), and op install reports what they read after it (see
-		// job.Observation.AfterInstall); step zeroes o when it cannot tell.
-		stands = o.BootID != "" && (d.Action == job.AptUpdate && x.Progress.Updated || d.Action == job.Install && x.Progress.Installed)
 	}
 	return x.Fail(ctx, events.FailAptError, fmt.Sprintf("job did not finish within %d steps", maxSteps), "")
 }
@@ -134,10 +130,11 @@ func (x *Exec) unresolved(ctx context.Context, hostID string, err error) error {
 	return fmt.Errorf("job %s host %s: %w", x.Job.ID, hostID, err)
 }
 
-// step performs one decision. done is true when the job has its outcome. An install
-// updates *obs with what it read of the host afterwards.
+// step performs one decision. done is true when the job has its outcome. It leaves *obs
+// describing the host after the step where it knows it, and zero otherwise.
 func (x *Exec) step(ctx context.Context, h *remote.Host, d job.Decision, obs *job.Observation, failures *int) (done bool, err error) {
 	p, o := &x.Progress, *obs
+	*obs = job.Observation{}
 	// opErr handles an op's error: a transport failure is retried (the next observation
 	// tells what happened), anything else is returned.
 	opErr := func(op string, err error) (bool, error) {
@@ -175,6 +172,9 @@ func (x *Exec) step(ctx context.Context, h *remote.Host, d job.Decision, obs *jo
 			return true, x.Fail(ctx, events.FailAptError, "apt-get update failed: "+aptSummary(res.Update), res.Update.Output())
 		}
 		p.Updated = true
+		// apt-get update changes nothing the decisions read (versions, holds, dpkg's
+		// state, the boot): the look before it stands.
+		*obs = o
 		return false, x.Save(ctx)
 
 	case job.Install:
@@ -187,10 +187,8 @@ func (x *Exec) step(ctx context.Context, h *remote.Host, d job.Decision, obs *jo
 			return opErr("install", err)
 		}
 		done, err := x.installed(ctx, res, "apt-get install")
-		if after, ok := o.AfterInstall(res, job.RequestedNames(x.Req)); ok {
+		if after, ok := o.AfterInstall(res, job.RequestedNames(x.Req)); ok && p.Installed {
 			*obs = after
-		} else {
-			*obs = job.Observation{} // the next step looks again
 		}
 		return done, err
 
