@@ -141,23 +141,22 @@ func (e *Engine) dispatch(ctx context.Context, tx pgx.Tx, q *plannerdb.Queries, 
 			Strategy: r.Strategy, Reboot: r.Reboot, Packages: pkgs, HealthCheck: r.HealthCheck,
 			ConfigureUnattended: r.ConfigureUnattended, Components: comps,
 		}
-		msg, err := events.NewDerived(job, e.origin(r.ID, causation), now, r.ID, h.HostID, strconv.Itoa(int(attempt)))
+		msg, err := e.message(r.ID, causation, now, job, h.HostID, strconv.Itoa(int(attempt)))
 		if err != nil {
-			return wrapRollout("announce the job of host "+h.HostID+" in", r.ID, err)
+			return err
 		}
 		msgs = append(msgs, msg)
 	}
-	if len(pending) > 0 {
-		if err := q.DispatchHosts(ctx, d); err != nil {
-			return wrapRollout("dispatch hosts of", r.ID, err)
-		}
-		if err := outbox.Add(ctx, tx, msgs...); err != nil {
-			return wrapRollout("announce the jobs of", r.ID, err)
-		}
+	if len(pending) == 0 {
+		return nil
 	}
-	if len(pending) > 0 {
-		e.log(r.ID).Debug("jobs dispatched", "wave", r.CurrentWave, "jobs", len(pending), "fleet_in_flight", int(inFlight)+len(pending))
+	if err := q.DispatchHosts(ctx, d); err != nil {
+		return wrapRollout("dispatch hosts of", r.ID, err)
 	}
+	if err := outbox.Add(ctx, tx, msgs...); err != nil {
+		return wrapRollout("announce the jobs of", r.ID, err)
+	}
+	e.log(r.ID).Debug("jobs dispatched", "wave", r.CurrentWave, "jobs", len(pending), "fleet_in_flight", int(inFlight)+len(pending))
 	return nil
 }
 
@@ -201,12 +200,21 @@ func (e *Engine) finish(ctx context.Context, tx pgx.Tx, q *plannerdb.Queries, r 
 
 // emit adds an event to the outbox with an id derived from its type, the rollout and parts.
 func (e *Engine) emit(ctx context.Context, tx pgx.Tx, rolloutID, causation string, now time.Time, ev events.Event, parts ...string) error {
-	msg, err := events.NewDerived(ev, e.origin(rolloutID, causation), now, append([]string{rolloutID}, parts...)...)
+	msg, err := e.message(rolloutID, causation, now, ev, parts...)
 	if err != nil {
-		return wrapRollout("announce "+ev.EventType()+" of", rolloutID, err)
+		return err
 	}
 	if err := outbox.Add(ctx, tx, msg); err != nil {
 		return wrapRollout("announce "+ev.EventType()+" of", rolloutID, err)
 	}
 	return nil
+}
+
+// message is ev as an event of rolloutID, its id derived from the rollout and parts.
+func (e *Engine) message(rolloutID, causation string, now time.Time, ev events.Event, parts ...string) (events.Message, error) {
+	msg, err := events.NewDerived(ev, e.origin(rolloutID, causation), now, append([]string{rolloutID}, parts...)...)
+	if err != nil {
+		return msg, wrapRollout("announce "+ev.EventType()+" of", rolloutID, err)
+	}
+	return msg, nil
 }
