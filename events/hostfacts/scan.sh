@@ -30,6 +30,9 @@ pf_run() {
 	printf '==> patchfleet:status %s\n' "$pf_rc"
 }
 
+# pf_boot_id prints the boot id: every report names the boot it describes.
+pf_boot_id() { read -r pf_v </proc/sys/kernel/random/boot_id && printf '%s\n' "$pf_v"; }
+
 # pf_absent NAME prints the section of a component whose executable is not
 # on PATH, as the probe would (status 127), without running anything.
 pf_absent() { printf '==> patchfleet:section %s\n==> patchfleet:status 127\n' "$1"; }
@@ -46,7 +49,6 @@ pf_os_release() { cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release; }
 pf_kernel() { if read -r pf_v </proc/sys/kernel/osrelease; then printf '%s\n' "$pf_v"; else uname -r; fi; }
 pf_arch() { uname -m; }
 pf_dpkg_arch() { dpkg --print-architecture; }
-pf_boot_id() { read -r pf_v </proc/sys/kernel/random/boot_id && printf '%s\n' "$pf_v"; }
 pf_hostname() { if read -r pf_v </proc/sys/kernel/hostname; then printf '%s\n' "$pf_v"; else hostname 2>/dev/null || uname -n; fi; }
 # Held packages are those whose dpkg selection is hold: the first letter of
 # db:Status-Abbrev, which Parse reads (apt-mark showhold would load the

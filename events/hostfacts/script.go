@@ -116,8 +116,8 @@ return "$pf_rc"`,
 func Probes() []Probe { return append([]Probe(nil), probes...) }
 
 // Prelude starts every Patchfleet report script, the scan's and the executor's
-// ops' (events/hostops): the C locale, a PATH with the sbin directories, and
-// pf_run, which prints one section of the report.
+// ops' (events/hostops): the C locale, a PATH with the sbin directories,
+// pf_run, which prints one section of the report, and pf_boot_id.
 const Prelude = `LC_ALL=C
 export LC_ALL
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
@@ -145,6 +145,9 @@ pf_run() {
 	if [ -n "$pf_err" ]; then printf '==> patchfleet:stderr\n%s\n' "$pf_err"; fi
 	printf '==> patchfleet:status %s\n' "$pf_rc"
 }
+
+# pf_boot_id prints the boot id: every report names the boot it describes.
+pf_boot_id() { read -r pf_v </proc/sys/kernel/random/boot_id && printf '%s\n' "$pf_v"; }
 `
 
 // scanBody is the fixed part of the script. Names start with pf_ so they
@@ -172,7 +175,6 @@ pf_os_release() { cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release; }
 pf_kernel() { if read -r pf_v </proc/sys/kernel/osrelease; then printf '%s\n' "$pf_v"; else uname -r; fi; }
 pf_arch() { uname -m; }
 pf_dpkg_arch() { dpkg --print-architecture; }
-pf_boot_id() { read -r pf_v </proc/sys/kernel/random/boot_id && printf '%s\n' "$pf_v"; }
 pf_hostname() { if read -r pf_v </proc/sys/kernel/hostname; then printf '%s\n' "$pf_v"; else hostname 2>/dev/null || uname -n; fi; }
 # Held packages are those whose dpkg selection is hold: the first letter of
 # db:Status-Abbrev, which Parse reads (apt-mark showhold would load the

@@ -54,7 +54,6 @@ const pkgFuncs = `pf_packages() {
 		esac
 	done
 }
-pf_boot_id() { read -r pf_v </proc/sys/kernel/random/boot_id && printf '%s\n' "$pf_v"; }
 pf_reboot_required() {
 	if [ -e /var/run/reboot-required ]; then echo yes; else echo no; fi
 	if [ -e /var/run/reboot-required.pkgs ]; then cat /var/run/reboot-required.pkgs; fi
@@ -380,8 +379,7 @@ func RebootScript(delay time.Duration) string {
 	d := seconds(delay, 1)
 	var b strings.Builder
 	header(&b, OpReboot, RebootArgs{DelayS: d})
-	fmt.Fprintf(&b, `pf_boot_id() { cat /proc/sys/kernel/random/boot_id; }
-pf_schedule() {
+	fmt.Fprintf(&b, `pf_schedule() {
 	mkdir -p %[2]s && : >%[3]s || return 1
 	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
 		pf_cmd='systemctl reboot'
