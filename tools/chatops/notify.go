@@ -199,7 +199,7 @@ func progressOf[E events.Event](b *Bot, force bool, extra func(E) slack.Message)
 // cannot update (webhooks) get a new progress message at wave boundaries only.
 func (b *Bot) refresh(ctx context.Context, st *rolloutState, force bool) error {
 	now := b.now()
-	if !force && now.Sub(st.LastProgress) < b.ProgressEvery {
+	if !st.Progress.Known() || !force && now.Sub(st.LastProgress) < b.ProgressEvery {
 		return nil
 	}
 	m := ProgressMessage(&st.Progress)

@@ -47,9 +47,8 @@ func (a *App) watch(ctx context.Context, d query.RolloutDetail) error {
 		defer cc.Stop()
 	}
 	// The two streams interleave freely: a host's result can arrive before the plan it
-	// belongs to. What the planner said of the rollout names it meanwhile, and nothing is
-	// printed until the plan (or the end) is known, so no count is shown against 0 hosts.
-	p := &progress.Rollout{ID: d.ID, Fleet: d.Fleet, Kind: d.Kind, HostCount: d.HostCount}
+	// belongs to, so nothing is printed until the plan is known (p.Known).
+	p := &progress.Rollout{ID: d.ID}
 	last := ""
 	for {
 		select {
@@ -65,7 +64,7 @@ func (a *App) watch(ctx context.Context, d query.RolloutDetail) error {
 				if err := writeJSON(a.Out, env); err != nil {
 					return err
 				}
-			} else if t := progress.Text(p); t != last && (p.PlanHash != "" || p.Final != nil) {
+			} else if t := progress.Text(p); t != last && p.Known() {
 				fmt.Fprintf(a.Out, "%s\n\n", t)
 				last = t
 			}

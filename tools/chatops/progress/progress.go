@@ -76,6 +76,11 @@ func (r *Rollout) Ended() bool {
 	return r.State == StateCompleted || r.State == StateCancelled || r.State == StateRejected
 }
 
+// Known reports whether the plan (or the end) has been seen. Events of several streams
+// arrive in any order: before the plan, host results count against no total, and
+// nothing should be shown.
+func (r *Rollout) Known() bool { return r.PlanHash != "" || r.Final != nil }
+
 func (r *Rollout) wave(i int) *Wave {
 	for len(r.Waves) <= i {
 		r.Waves = append(r.Waves, Wave{Index: len(r.Waves), State: WavePending})

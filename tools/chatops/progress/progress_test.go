@@ -163,3 +163,22 @@ func TestDecode(t *testing.T) {
 }
 
 var testTime = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// Host results can arrive before the plan they belong to; until the plan (or the end) is
+// seen, the rollout is not known and has no total to count against.
+func TestKnownOnlyOnceThePlanOrTheEndIsSeen(t *testing.T) {
+	r := &Rollout{ID: "r1"}
+	r.Apply(events.UpgradeCompleted{JobID: "j1", RolloutID: "r1", HostID: "a"})
+	if r.Known() {
+		t.Fatal("known after a host result alone")
+	}
+	r.Apply(events.RolloutPlanned{RolloutID: "r1", PlanHash: "h", HostCount: 2, Waves: []events.Wave{{Index: 0, Hosts: []string{"a", "b"}}}})
+	if !r.Known() {
+		t.Fatal("not known after RolloutPlanned")
+	}
+	ended := &Rollout{ID: "r2"}
+	ended.Apply(events.RolloutCompleted{RolloutID: "r2", Outcome: "completed", Succeeded: 1})
+	if !ended.Known() {
+		t.Fatal("not known after RolloutCompleted")
+	}
+}
