@@ -18,6 +18,7 @@ import (
 	"github.com/patchfleet/patchfleet/db/executordb"
 	"github.com/patchfleet/patchfleet/db/ingestdb"
 	"github.com/patchfleet/patchfleet/db/inventorydb"
+	"github.com/patchfleet/patchfleet/db/messaging"
 	"github.com/patchfleet/patchfleet/db/pgtest"
 	"github.com/patchfleet/patchfleet/db/plannerdb"
 )
@@ -99,8 +100,8 @@ func TestMigrateEverySchemaFromEmptyIntoOneDatabase(t *testing.T) {
 				t.Errorf("schema %s has no table %s (has %v)", schema, want, got)
 			}
 		}
-		if m, s := versions(t, pool); m != 1 || s != latest(t, migrations) {
-			t.Errorf("schema %s: versions messaging %d, service %d; want 1, %d", schema, m, s, latest(t, migrations))
+		if m, s := versions(t, pool); m != latest(t, messaging.Migrations) || s != latest(t, migrations) {
+			t.Errorf("schema %s: versions messaging %d, service %d; want %d, %d", schema, m, s, latest(t, messaging.Migrations), latest(t, migrations))
 		}
 		// Unqualified queries reach the pool's own schema.
 		if _, err := pool.Exec(ctx, "insert into service_info (key, value) values ('name', $1)", schema); err != nil {
@@ -125,8 +126,8 @@ func TestMigrateTwiceChangesNothing(t *testing.T) {
 		if err := db.Migrate(ctx, pool, plannerdb.Schema, plannerdb.Migrations); err != nil {
 			t.Fatalf("migrate, run %d: %v", i+1, err)
 		}
-		if m, s := versions(t, pool); m != 1 || s != latest(t, plannerdb.Migrations) {
-			t.Fatalf("run %d: versions messaging %d, service %d; want 1, %d", i+1, m, s, latest(t, plannerdb.Migrations))
+		if m, s := versions(t, pool); m != latest(t, messaging.Migrations) || s != latest(t, plannerdb.Migrations) {
+			t.Fatalf("run %d: versions messaging %d, service %d; want %d, %d", i+1, m, s, latest(t, messaging.Migrations), latest(t, plannerdb.Migrations))
 		}
 	}
 }
@@ -155,8 +156,8 @@ func TestMigrateConcurrently(t *testing.T) {
 			t.Errorf("instance %d: %v", i, err)
 		}
 	}
-	if m, s := versions(t, pools[0]); m != 1 || s != latest(t, executordb.Migrations) {
-		t.Errorf("versions messaging %d, service %d; want 1, %d", m, s, latest(t, executordb.Migrations))
+	if m, s := versions(t, pools[0]); m != latest(t, messaging.Migrations) || s != latest(t, executordb.Migrations) {
+		t.Errorf("versions messaging %d, service %d; want %d, %d", m, s, latest(t, messaging.Migrations), latest(t, executordb.Migrations))
 	}
 }
 

@@ -32,7 +32,7 @@ with u as (
            unnest(@origins::text[]) as origin, unnest(@aliases::text[]) as aliases,
            unnest(@modifieds::timestamptz[]) as modified,
            nullif(unnest(@withdrawns::timestamptz[]), '0001-01-01 00:00:00+00'::timestamptz) as withdrawn,
-           unnest(@records::text[])::jsonb as record, unnest(@event_ids::text[]) as event_id
+           unnest(@records::text[])::json as record, unnest(@event_ids::text[]) as event_id
 ), history as (
     insert into advisory_revisions (advisory_id, revision, content_hash, origin, modified, withdrawn, record, event_id)
     select u.id, u.revision, u.content_hash, u.origin, u.modified, u.withdrawn, u.record, u.event_id from u

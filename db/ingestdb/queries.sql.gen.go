@@ -471,7 +471,7 @@ with u as (
            unnest($5::text[]) as origin, unnest($6::text[]) as aliases,
            unnest($7::timestamptz[]) as modified,
            nullif(unnest($8::timestamptz[]), '0001-01-01 00:00:00+00'::timestamptz) as withdrawn,
-           unnest($9::text[])::jsonb as record, unnest($10::text[]) as event_id
+           unnest($9::text[])::json as record, unnest($10::text[]) as event_id
 ), history as (
     insert into advisory_revisions (advisory_id, revision, content_hash, origin, modified, withdrawn, record, event_id)
     select u.id, u.revision, u.content_hash, u.origin, u.modified, u.withdrawn, u.record, u.event_id from u
