@@ -62,6 +62,7 @@ func FuzzParsers(f *testing.F) {
 			if r, err := parse(out); err == nil {
 				checkPkgs(r.Before)
 				checkPkgs(r.After)
+				checkApt(r.Update)
 				checkApt(r.Apt)
 			}
 		}
@@ -77,9 +78,6 @@ func FuzzParsers(f *testing.F) {
 					t.Fatalf("kept selected %+v", u)
 				}
 			}
-		}
-		if r, err := ParseAptUpdate(out); err == nil {
-			checkApt(r.Update)
 		}
 		if r, err := ParseUnattended(out); err == nil {
 			if r.Package.Name != "" {
@@ -106,7 +104,7 @@ func FuzzParsers(f *testing.F) {
 
 // FuzzParseOp: whatever ParseOp accepts has a valid name and JSON args.
 func FuzzParseOp(f *testing.F) {
-	f.Add(must(InstallScript([]Target{{Name: "pf-demo", Version: "1.1"}}, 0)))
+	f.Add(must(InstallScript([]Target{{Name: "pf-demo", Version: "1.1"}}, Apt{Update: true})))
 	f.Add(RepairScript())
 	f.Add("# patchfleet:op x v1\r\n# patchfleet:args null\r\n")
 	f.Fuzz(func(t *testing.T, script string) {

@@ -1,6 +1,7 @@
 // Package hostops defines the remote operations the executor performs on a
 // Debian or Ubuntu host — read its dpkg state, repair an interrupted dpkg,
-// apt-get update, upgrade exactly some packages, full-upgrade, configure
+// upgrade exactly some packages (apt-get update first, in the same script, when
+// asked), full-upgrade, configure
 // unattended-upgrades, reboot, run the health check, upgrade Docker — as
 // POSIX sh scripts and parsers of what they print. It is the host-side
 // counterpart of hostfacts: pure builders and parsers, no IO.
@@ -54,7 +55,6 @@ const (
 	OpScan        = "scan" // hostfacts.ScanScript; recognised by ParseOp only
 	OpState       = "state"
 	OpRepair      = "repair"
-	OpAptUpdate   = "apt-update"
 	OpInstall     = "install"
 	OpFullUpgrade = "full-upgrade"
 	OpUnattended  = "unattended"
@@ -106,11 +106,13 @@ type (
 		Packages []string `json:"packages,omitempty"`
 	}
 	AptArgs struct {
-		LockTimeoutS int `json:"lock_timeout_s"`
+		LockTimeoutS int  `json:"lock_timeout_s"`
+		Update       bool `json:"update,omitempty"`
 	}
 	InstallArgs struct {
 		Targets      []Target `json:"targets"`
 		LockTimeoutS int      `json:"lock_timeout_s"`
+		Update       bool     `json:"update,omitempty"`
 	}
 	UnattendedArgs struct {
 		AutoReboot   bool `json:"auto_reboot"`
@@ -127,6 +129,7 @@ type (
 		Packages     []Target `json:"packages"`
 		Weave        string   `json:"weave,omitempty"`
 		LockTimeoutS int      `json:"lock_timeout_s"`
+		Update       bool     `json:"update,omitempty"`
 	}
 )
 

@@ -393,6 +393,10 @@ type Change struct {
 // Output returns stdout then stderr, for a failure's output tail.
 func (a AptOutcome) Output() string { return a.Stdout + a.Stderr }
 
+// failed reports whether the step ran and failed: for an op's update step, that nothing
+// after it ran.
+func (a AptOutcome) failed() bool { return a.Ran && a.Status != 0 }
+
 func aptOutcome(s *section) AptOutcome {
 	if s == nil {
 		return AptOutcome{Status: -1}
@@ -501,26 +505,12 @@ func ParseRepair(out []byte) (RepairResult, error) {
 	return res, nil
 }
 
-// AptUpdateResult is what op apt-update did.
-type AptUpdateResult struct {
-	Report
-	Update AptOutcome
-}
-
-// ParseAptUpdate reads the output of AptUpdateScript.
-func ParseAptUpdate(out []byte) (AptUpdateResult, error) {
-	r, err := parseReport(out, OpAptUpdate)
-	if err != nil {
-		return AptUpdateResult{}, fmt.Errorf("parse apt-update: %w", err)
-	}
-	res := AptUpdateResult{Update: aptOutcome(r.get("update"))}
-	res.Report = r.Report
-	return res, nil
-}
-
 // InstallResult is what op install or full-upgrade did.
 type InstallResult struct {
 	Report
+	// Update is apt-get update's outcome when the op was asked to run it first (Ran is
+	// false otherwise). When it failed, nothing else ran.
+	Update AptOutcome
 	// Before and After are the targets' dpkg state (install only).
 	Before, After  []PackageState
 	Apt            AptOutcome
@@ -555,7 +545,11 @@ func parseInstall(out []byte, op, step string) (InstallResult, error) {
 	if err != nil {
 		return InstallResult{}, fmt.Errorf("parse %s: %w", op, err)
 	}
-	var res InstallResult
+	res := InstallResult{Update: aptOutcome(r.sections["update"])}
+	if res.Update.failed() {
+		res.Report = r.Report
+		return res, nil
+	}
 	if op == OpInstall {
 		if sec := r.get("before"); sec != nil {
 			res.Before = parsePackages(&r.Report, "before", sec.body)
@@ -600,6 +594,10 @@ func ParseSecurityUpgrade(out []byte) (SecurityUpgradeResult, error) {
 		return SecurityUpgradeResult{}, fmt.Errorf("parse security-upgrade: %w", err)
 	}
 	var res SecurityUpgradeResult
+	if res.Update = aptOutcome(r.sections["update"]); res.Update.failed() {
+		res.Report = r.Report
+		return res, nil
+	}
 	sec := r.get("security")
 	res.List = aptOutcome(sec)
 	if sec != nil {
@@ -822,6 +820,7 @@ func ParseHealth(out []byte) (HealthResult, error) {
 // DockerResult is what op docker did.
 type DockerResult struct {
 	Report
+	Update        AptOutcome // as InstallResult's
 	Before, After []PackageState
 	Upgrade       AptOutcome
 	// WeaveBefore and WeaveAfter are the weave script's versions; empty
@@ -836,7 +835,11 @@ func ParseDocker(out []byte) (DockerResult, error) {
 	if err != nil {
 		return DockerResult{}, fmt.Errorf("parse docker: %w", err)
 	}
-	var res DockerResult
+	res := DockerResult{Update: aptOutcome(r.sections["update"])}
+	if res.Update.failed() {
+		res.Report = r.Report
+		return res, nil
+	}
 	if sec := r.sections["before"]; sec != nil {
 		res.Before = parsePackages(&r.Report, "before", sec.body)
 	}

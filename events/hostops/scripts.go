@@ -149,25 +149,34 @@ pf_run dpkg-updates ls -A /var/lib/dpkg/updates
 	return b.String()
 }
 
-// AptUpdateScript returns the script of op apt-update: apt-get update -q.
-// DPkg::Lock::Timeout is passed for uniformity; update itself takes apt's
-// lists lock, not dpkg's, and fails at once if another update holds it.
-func AptUpdateScript(lockTimeout time.Duration) string {
-	lock := seconds(lockTimeout, 0)
-	var b strings.Builder
-	header(&b, OpAptUpdate, AptArgs{LockTimeoutS: lock})
-	b.WriteString(aptEnv)
-	fmt.Fprintf(&b, "pf_run update apt-get update -q -o DPkg::Lock::Timeout=%d\npf_main=$pf_rc\n", lock)
-	b.WriteString(footer)
-	return b.String()
+// Apt is how an op that changes packages runs apt-get.
+type Apt struct {
+	LockTimeout time.Duration // how long apt-get waits for the dpkg lock
+	// Update runs apt-get update first, in the same script: one command on the host where
+	// a separate update would be two. When it fails the op ends there, having changed
+	// nothing, and its report says so (AptOutcome Update).
+	Update bool
+}
+
+func (a Apt) lockS() int { return seconds(a.LockTimeout, 0) }
+
+// update writes the update step when a asks for it. apt-get update takes apt's lists lock,
+// not dpkg's: DPkg::Lock::Timeout is passed for uniformity but does not make it wait for a
+// running update.
+func (a Apt) update(b *strings.Builder) {
+	if !a.Update {
+		return
+	}
+	fmt.Fprintf(b, "pf_run update apt-get update -q -o DPkg::Lock::Timeout=%d\n", a.lockS())
+	b.WriteString("if [ \"$pf_rc\" -ne 0 ]; then\npf_main=$pf_rc\n" + footer + "fi\n")
 }
 
 // InstallScript returns the script of op install: upgrade exactly targets (to
 // their Version when given) and nothing that is not already installed
-// (--only-upgrade), waiting up to lockTimeout for the dpkg lock. The
+// (--only-upgrade), waiting up to a.LockTimeout for the dpkg lock. The
 // report carries the targets' dpkg state before and after, and
 // reboot-required after. Exit status: apt-get's.
-func InstallScript(targets []Target, lockTimeout time.Duration) (string, error) {
+func InstallScript(targets []Target, a Apt) (string, error) {
 	if len(targets) == 0 {
 		return "", fmt.Errorf("install script: no packages")
 	}
@@ -180,10 +189,11 @@ func InstallScript(targets []Target, lockTimeout time.Duration) (string, error) 
 		names[i] = t.Name
 		apt = append(apt, quote(t.arg()))
 	}
-	lock := seconds(lockTimeout, 0)
+	lock := a.lockS()
 	var b strings.Builder
-	header(&b, OpInstall, InstallArgs{Targets: targets, LockTimeoutS: lock})
+	header(&b, OpInstall, InstallArgs{Targets: targets, LockTimeoutS: lock, Update: a.Update})
 	b.WriteString(aptEnv)
+	a.update(&b)
 	b.WriteString(pkgFuncs)
 	q := quoteAll(names)
 	fmt.Fprintf(&b, "pf_run before pf_packages%s\n", q)
@@ -196,11 +206,12 @@ func InstallScript(targets []Target, lockTimeout time.Duration) (string, error) 
 
 // FullUpgradeScript returns the script of op full-upgrade: apt-get dist-upgrade
 // with the options of Install, for a new host that gets everything.
-func FullUpgradeScript(lockTimeout time.Duration) string {
-	lock := seconds(lockTimeout, 0)
+func FullUpgradeScript(a Apt) string {
+	lock := a.lockS()
 	var b strings.Builder
-	header(&b, OpFullUpgrade, AptArgs{LockTimeoutS: lock})
+	header(&b, OpFullUpgrade, AptArgs{LockTimeoutS: lock, Update: a.Update})
 	b.WriteString(aptEnv)
+	a.update(&b)
 	b.WriteString(pkgFuncs)
 	fmt.Fprintf(&b, "pf_run upgrade %s\npf_main=$pf_rc\n", aptGet("dist-upgrade", lock))
 	b.WriteString("pf_run reboot-required pf_reboot_required\n")
@@ -217,11 +228,12 @@ func FullUpgradeScript(lockTimeout time.Duration) string {
 // version of it (see README.md). The report carries the selection, the
 // selected packages' dpkg state before and after, and reboot-required.
 // Exit status: the listing's when it failed, else apt-get install's.
-func SecurityUpgradeScript(lockTimeout time.Duration) string {
-	lock := seconds(lockTimeout, 0)
+func SecurityUpgradeScript(a Apt) string {
+	lock := a.lockS()
 	var b strings.Builder
-	header(&b, OpSecurityUpgrade, AptArgs{LockTimeoutS: lock})
+	header(&b, OpSecurityUpgrade, AptArgs{LockTimeoutS: lock, Update: a.Update})
 	b.WriteString(aptEnv)
+	a.update(&b)
 	b.WriteString(pkgFuncs)
 	fmt.Fprintf(&b, `pf_codename() { ( . /etc/os-release 2>/dev/null; echo "${VERSION_CODENAME:-${UBUNTU_CODENAME:-}}" ); }
 pf_list() {
@@ -431,7 +443,7 @@ var weaveVersion = regexp.MustCompile(`^[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}$`)
 // weave is not empty and the weave script is installed, replace it with
 // that release and relaunch the router. The report carries versions
 // before and after. Exit status: the first step that failed.
-func DockerScript(pins []Target, weave string, lockTimeout time.Duration) (string, error) {
+func DockerScript(pins []Target, weave string, a Apt) (string, error) {
 	if len(pins) == 0 && weave == "" {
 		return "", fmt.Errorf("docker script: nothing pinned")
 	}
@@ -452,10 +464,11 @@ func DockerScript(pins []Target, weave string, lockTimeout time.Duration) (strin
 	if weave != "" && !weaveVersion.MatchString(weave) {
 		return "", fmt.Errorf("docker script: weave version %.32q: want N.N.N", weave)
 	}
-	lock := seconds(lockTimeout, 0)
+	lock := a.lockS()
 	var b strings.Builder
-	header(&b, OpDocker, DockerArgs{Packages: pins, Weave: weave, LockTimeoutS: lock})
+	header(&b, OpDocker, DockerArgs{Packages: pins, Weave: weave, LockTimeoutS: lock, Update: a.Update})
 	b.WriteString(aptEnv)
+	a.update(&b)
 	b.WriteString(pkgFuncs)
 	b.WriteString(`pf_step() { if [ "$pf_rc" -ne 0 ] && [ "$pf_main" -eq 0 ]; then pf_main=$pf_rc; fi; }
 pf_weave_version() {

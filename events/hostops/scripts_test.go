@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,33 +23,33 @@ func TestBuildersRefuseHostileNames(t *testing.T) {
 		if _, err := StateScript("pf-demo", name); err == nil {
 			t.Errorf("StateScript accepted %q", name)
 		}
-		if _, err := InstallScript([]Target{{Name: name}}, 0); err == nil {
+		if _, err := InstallScript([]Target{{Name: name}}, Apt{}); err == nil {
 			t.Errorf("InstallScript accepted name %q", name)
 		}
-		if _, err := DockerScript([]Target{{Name: name, Version: "1.0"}}, "", 0); err == nil {
+		if _, err := DockerScript([]Target{{Name: name, Version: "1.0"}}, "", Apt{}); err == nil {
 			t.Errorf("DockerScript accepted name %q", name)
 		}
 	}
 	for _, v := range []string{"1.0;reboot", "1.0 ", "$(x)", "-1", "1.0'", "1.0\n"} {
-		if _, err := InstallScript([]Target{{Name: "pf-demo", Version: v}}, 0); err == nil {
+		if _, err := InstallScript([]Target{{Name: "pf-demo", Version: v}}, Apt{}); err == nil {
 			t.Errorf("InstallScript accepted version %q", v)
 		}
-		if _, err := DockerScript([]Target{{Name: "docker-ce", Version: v}}, "", 0); err == nil {
+		if _, err := DockerScript([]Target{{Name: "docker-ce", Version: v}}, "", Apt{}); err == nil {
 			t.Errorf("DockerScript accepted version %q", v)
 		}
 	}
 	for _, w := range []string{"2.8", "v2.8.1", "2.8.1;x", "latest"} {
-		if _, err := DockerScript(nil, w, 0); err == nil {
+		if _, err := DockerScript(nil, w, Apt{}); err == nil {
 			t.Errorf("DockerScript accepted weave %q", w)
 		}
 	}
-	if _, err := DockerScript([]Target{{Name: "docker-ce"}}, "", 0); err == nil {
+	if _, err := DockerScript([]Target{{Name: "docker-ce"}}, "", Apt{}); err == nil {
 		t.Error("DockerScript accepted a package without a pinned version")
 	}
-	if _, err := DockerScript([]Target{{Name: "openssl", Version: "3.0"}}, "", 0); err == nil {
+	if _, err := DockerScript([]Target{{Name: "openssl", Version: "3.0"}}, "", Apt{}); err == nil {
 		t.Error("DockerScript accepted a non-Docker package")
 	}
-	if _, err := InstallScript(nil, 0); err == nil {
+	if _, err := InstallScript(nil, Apt{}); err == nil {
 		t.Error("InstallScript accepted no packages")
 	}
 	for _, c := range []string{"", "  ", "echo \x00", "echo \x1b[2J", "\xff"} {
@@ -72,16 +73,17 @@ func TestParseOpReadsEveryScript(t *testing.T) {
 	}{
 		{must(StateScript("pf-demo", "libc6")), OpState, &StateArgs{}, &StateArgs{Packages: []string{"pf-demo", "libc6"}}},
 		{RepairScript(), OpRepair, nil, nil},
-		{AptUpdateScript(1500 * time.Millisecond), OpAptUpdate, &AptArgs{}, &AptArgs{LockTimeoutS: 2}},
-		{must(InstallScript(targets, time.Minute)), OpInstall, &InstallArgs{}, &InstallArgs{Targets: targets, LockTimeoutS: 60}},
-		{FullUpgradeScript(0), OpFullUpgrade, &AptArgs{}, &AptArgs{}},
+		{must(InstallScript(targets, Apt{LockTimeout: time.Minute})), OpInstall, &InstallArgs{}, &InstallArgs{Targets: targets, LockTimeoutS: 60}},
+		{must(InstallScript(targets, Apt{LockTimeout: 1500 * time.Millisecond, Update: true})), OpInstall, &InstallArgs{},
+			&InstallArgs{Targets: targets, LockTimeoutS: 2, Update: true}},
+		{FullUpgradeScript(Apt{}), OpFullUpgrade, &AptArgs{}, &AptArgs{}},
 		{UnattendedScript(true, time.Minute), OpUnattended, &UnattendedArgs{}, &UnattendedArgs{AutoReboot: true, LockTimeoutS: 60}},
 		{RebootScript(0), OpReboot, &RebootArgs{}, &RebootArgs{DelayS: 1}},
 		{must(HealthScript("curl -fsS 'http://127.0.0.1/healthz' \"$X\"\necho <done>", 5*time.Second)), OpHealth, &HealthArgs{},
 			&HealthArgs{Command: "curl -fsS 'http://127.0.0.1/healthz' \"$X\"\necho <done>", TimeoutS: 5}},
-		{must(DockerScript([]Target{{Name: "docker-ce", Version: "5:28.2.2-1~debian.12~bookworm"}}, "2.8.1", 0)), OpDocker, &DockerArgs{},
-			&DockerArgs{Packages: []Target{{Name: "docker-ce", Version: "5:28.2.2-1~debian.12~bookworm"}}, Weave: "2.8.1"}},
-		{SecurityUpgradeScript(time.Minute), OpSecurityUpgrade, &AptArgs{}, &AptArgs{LockTimeoutS: 60}},
+		{must(DockerScript([]Target{{Name: "docker-ce", Version: "5:28.2.2-1~debian.12~bookworm"}}, "2.8.1", Apt{Update: true})), OpDocker, &DockerArgs{},
+			&DockerArgs{Packages: []Target{{Name: "docker-ce", Version: "5:28.2.2-1~debian.12~bookworm"}}, Weave: "2.8.1", Update: true}},
+		{SecurityUpgradeScript(Apt{LockTimeout: time.Minute}), OpSecurityUpgrade, &AptArgs{}, &AptArgs{LockTimeoutS: 60}},
 		{scan, OpScan, nil, nil},
 	} {
 		name, args, ok := ParseOp(tc.script)
@@ -118,9 +120,10 @@ func must(s string, err error) string {
 }
 
 // runLocal runs a script with sh here, as over SSH: on stdin of sh -s.
-func runLocal(t *testing.T, script string) ([]byte, int) {
+func runLocal(t *testing.T, script string, env ...string) ([]byte, int) {
 	t.Helper()
 	cmd := exec.Command("sh", "-s")
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdin = strings.NewReader(script)
 	cmd.Dir = t.TempDir()
 	out, err := cmd.Output()
@@ -153,6 +156,60 @@ func TestHealthCommandIsOneArgument(t *testing.T) {
 	out, status = runLocal(t, must(HealthScript("sleep 5", time.Second)))
 	if h, _ = ParseHealth(out); status != 124 || !h.TimedOut {
 		t.Errorf("timed-out check: status %d, %+v", status, h)
+	}
+}
+
+// TestUpdateStepComesFirstAndStopsTheOp runs op install with Update here, apt-get replaced
+// by a stand-in that logs its calls and fails update when told to: a failed update ends the
+// op before anything is installed, and the report says which step failed.
+func TestUpdateStepComesFirstAndStopsTheOp(t *testing.T) {
+	dir := t.TempDir()
+	fake, log := filepath.Join(dir, "apt-get"), filepath.Join(dir, "calls")
+	script := "#!/bin/sh\necho \"$1\" >>" + log + "\n" +
+		"if [ \"$1\" = update ] && [ -n \"$PF_FAIL_UPDATE\" ]; then echo 'E: The repository is not signed.' >&2; exit 100; fi\n"
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The scripts put the system directories first on PATH: the stand-in goes in by name.
+	fakeApt := func(s string) string {
+		s = strings.ReplaceAll(s, "apt-get ", fake+" ")
+		if strings.Contains(strings.ReplaceAll(s, fake, ""), "apt-get") {
+			t.Fatalf("script still calls apt-get:\n%s", s)
+		}
+		return s
+	}
+	calls := func() string {
+		b, _ := os.ReadFile(log)
+		os.Remove(log)
+		return strings.Join(strings.Fields(string(b)), " ")
+	}
+	install := fakeApt(must(InstallScript([]Target{{Name: "dpkg"}}, Apt{LockTimeout: time.Second, Update: true})))
+
+	out, status := runLocal(t, install, "PF_FAIL_UPDATE=1")
+	res, err := ParseInstall(out)
+	if err != nil || status != 100 || !res.Complete || len(res.Problems) > 0 || res.Update.Status != 100 || res.Apt.Ran ||
+		!slices.Equal(res.Update.Errors, []string{"The repository is not signed."}) {
+		t.Errorf("failed update: status %d, %v, %+v\n%s", status, err, res, out)
+	}
+	if c := calls(); c != "update" {
+		t.Errorf("apt-get calls %q, want only update", c)
+	}
+
+	out, status = runLocal(t, install)
+	if res, err = ParseInstall(out); err != nil || status != 0 || len(res.Problems) > 0 || res.Update.Status != 0 || !res.Apt.Ran ||
+		res.Apt.Status != 0 || len(res.After) != 1 {
+		t.Errorf("update then install: status %d, %v, %+v\n%s", status, err, res, out)
+	}
+	if c := calls(); c != "update install" {
+		t.Errorf("apt-get calls %q, want update install", c)
+	}
+
+	out, _ = runLocal(t, fakeApt(must(InstallScript([]Target{{Name: "dpkg"}}, Apt{}))))
+	if res, _ = ParseInstall(out); res.Update.Ran || len(res.Problems) > 0 {
+		t.Errorf("install without update: %+v\n%s", res, out)
+	}
+	if c := calls(); c != "install" {
+		t.Errorf("apt-get calls %q, want install", c)
 	}
 }
 

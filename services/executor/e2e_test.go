@@ -127,6 +127,28 @@ func TestE2EFailingPostinstIsReportedWithItsOutput(t *testing.T) {
 	}
 }
 
+// The job's install runs apt-get update first, in the same command: when the update fails
+// (a source apt cannot read), the job fails saying so and nothing is installed.
+func TestE2EAFailingAptUpdateFailsTheJobBeforeAnyInstall(t *testing.T) {
+	e := newRealEnv(t, 1)
+	h := e.fleet.Hosts()[0]
+	if _, err := h.MustRun(context.Background(), "echo 'deb [trusted=yes] file:/srv/pf-missing ./' >/etc/apt/sources.list.d/pf-missing.list"); err != nil {
+		t.Fatal(err)
+	}
+	e.run("a", nil)
+	req := e.job(0, demo)
+	f := e.mustFail(req.JobID, events.FailAptError, 3*time.Minute)
+	if !strings.HasPrefix(f.Message, "apt-get update failed: ") || !strings.Contains(f.OutputTail, "pf-missing") {
+		t.Errorf("failure %q / tail %q, want apt-get update's error about pf-missing", f.Message, f.OutputTail)
+	}
+	if v := version(t, h, "pf-demo"); v != "1.0" {
+		t.Errorf("pf-demo %s after a failed update, want 1.0", v)
+	}
+	if log := e.jobLog(req.JobID); strings.Contains(log, "==> patchfleet:section install") {
+		t.Errorf("install ran after the failed update:\n%s", log)
+	}
+}
+
 func TestE2EDpkgLockHeldThenReleasedWaitsAndProceeds(t *testing.T) {
 	e := newRealEnv(t, 1)
 	h := e.fleet.Hosts()[0]

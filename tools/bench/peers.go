@@ -522,19 +522,18 @@ func (e *peerEnv) patchfleetScan(ctx context.Context) error {
 	})
 }
 
-// patchfleetUpgrade is the executor's upgrade: hostops state, apt-update and install over the
-// sshx pool, each parsed.
+// patchfleetUpgrade is the executor's upgrade: hostops state, then install with apt-get
+// update first in the same command, over the sshx pool, each parsed.
 func (e *peerEnv) patchfleetUpgrade(ctx context.Context) error {
 	const lock = 2 * time.Minute
 	state, err := hostops.StateScript("pf-demo")
 	if err != nil {
 		return err
 	}
-	install, err := hostops.InstallScript([]hostops.Target{{Name: "pf-demo"}}, lock)
+	install, err := hostops.InstallScript([]hostops.Target{{Name: "pf-demo"}}, hostops.Apt{LockTimeout: lock, Update: true})
 	if err != nil {
 		return err
 	}
-	update := hostops.AptUpdateScript(lock)
 	pool := e.newPool()
 	defer pool.Close()
 	return e.eachTarget(func(t sshx.Target) error {
@@ -549,18 +548,12 @@ func (e *peerEnv) patchfleetUpgrade(ctx context.Context) error {
 		if p, ok := st.Package("pf-demo"); !ok || p.Version != "1.0" {
 			return fmt.Errorf("state %s: pf-demo %+v", t.Name, p)
 		}
-		if res, err = pool.Run(ctx, t, sshx.Command{Script: update}); err != nil {
-			return fmt.Errorf("apt-update %s: %w", t.Name, err)
-		}
-		if _, err := hostops.ParseAptUpdate(res.Stdout); err != nil || res.ExitStatus != 0 {
-			return fmt.Errorf("apt-update %s: exit %d: %v", t.Name, res.ExitStatus, err)
-		}
 		if res, err = pool.Run(ctx, t, sshx.Command{Script: install}); err != nil {
 			return fmt.Errorf("install %s: %w", t.Name, err)
 		}
 		ir, err := hostops.ParseInstall(res.Stdout)
-		if err != nil || res.ExitStatus != 0 {
-			return fmt.Errorf("install %s: exit %d: %v", t.Name, res.ExitStatus, err)
+		if err != nil || res.ExitStatus != 0 || ir.Update.Status != 0 {
+			return fmt.Errorf("install %s: exit %d, update %d: %v", t.Name, res.ExitStatus, ir.Update.Status, err)
 		}
 		if v := ir.AfterVersion("pf-demo"); v != "1.1" {
 			return fmt.Errorf("install %s: pf-demo %q after", t.Name, v)

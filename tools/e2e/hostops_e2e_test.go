@@ -129,18 +129,17 @@ func hostopsState(ctx context.Context, t *testing.T, h *testfleet.Host, pkgs ...
 	return st
 }
 
+// hostopsAptUpdate updates the host's package lists before the op a test is about.
 func hostopsAptUpdate(ctx context.Context, t *testing.T, h *testfleet.Host) {
 	t.Helper()
-	res := hostopsRun(ctx, t, h, hostops.AptUpdateScript(30*time.Second))
-	up, err := hostops.ParseAptUpdate(res.Stdout)
-	if err != nil || res.ExitStatus != 0 || up.Update.Status != 0 {
-		t.Fatalf("apt-update: exit %d, %v, %+v\n%s%s", res.ExitStatus, err, up, res.Stdout, res.Stderr)
+	if out, err := h.MustRun(ctx, "apt-get update -q"); err != nil {
+		t.Fatalf("apt-get update: %v\n%s", err, out)
 	}
 }
 
-func hostopsInstall(ctx context.Context, t *testing.T, h *testfleet.Host, lock time.Duration, targets ...hostops.Target) (hostopsResult, hostops.InstallResult) {
+func hostopsInstall(ctx context.Context, t *testing.T, h *testfleet.Host, apt hostops.Apt, targets ...hostops.Target) (hostopsResult, hostops.InstallResult) {
 	t.Helper()
-	script, err := hostops.InstallScript(targets, lock)
+	script, err := hostops.InstallScript(targets, apt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,15 +176,27 @@ func TestHostopsStateInstallRebootRequired(t *testing.T) {
 		t.Errorf("disk /var = %+v", d)
 	}
 
-	update := hostopsRun(ctx, t, h, hostops.AptUpdateScript(30*time.Second))
-	hostopsSave(t, "apt-update", update)
-	if up, err := hostops.ParseAptUpdate(update.Stdout); err != nil || update.ExitStatus != 0 || up.Update.Status != 0 || !up.Complete {
-		t.Fatalf("apt-update: exit %d, %v, %+v", update.ExitStatus, err, up)
+	// The lists are updated by the install itself (Apt Update). A source apt cannot read
+	// fails the update, and the op ends there: nothing installed.
+	const badSource = "/etc/apt/sources.list.d/pf-missing.list"
+	if _, err := h.MustRun(ctx, "echo 'deb [trusted=yes] file:/srv/pf-missing ./' >"+badSource); err != nil {
+		t.Fatal(err)
+	}
+	pfDemo := []hostops.Target{{Name: "pf-demo", Version: "1.1"}, {Name: "libpfdemo1"}}
+	res, ir := hostopsInstall(ctx, t, h, hostops.Apt{LockTimeout: 30 * time.Second, Update: true}, pfDemo...)
+	if res.ExitStatus == 0 || !ir.Complete || len(ir.Problems) > 0 || !ir.Update.Ran || ir.Update.Status == 0 || len(ir.Update.Errors) == 0 || ir.Apt.Ran {
+		t.Fatalf("install after a failing update: exit %d, %+v\n%s", res.ExitStatus, ir, res.Stdout)
+	}
+	if st := hostopsState(ctx, t, h, "pf-demo"); st.Packages[0].Version != "1.0" {
+		t.Fatalf("pf-demo %+v after a failed update, want 1.0", st.Packages[0])
+	}
+	if _, err := h.MustRun(ctx, "rm "+badSource); err != nil {
+		t.Fatal(err)
 	}
 
-	res, ir := hostopsInstall(ctx, t, h, 30*time.Second, hostops.Target{Name: "pf-demo", Version: "1.1"}, hostops.Target{Name: "libpfdemo1"})
+	res, ir = hostopsInstall(ctx, t, h, hostops.Apt{LockTimeout: 30 * time.Second, Update: true}, pfDemo...)
 	hostopsSave(t, "install-pf-demo", res)
-	if res.ExitStatus != 0 || ir.Apt.Status != 0 {
+	if res.ExitStatus != 0 || ir.Update.Status != 0 || ir.Apt.Status != 0 {
 		t.Fatalf("install: exit %d\n%s", res.ExitStatus, res.Stdout)
 	}
 	if ir.BeforeVersion("pf-demo") != "1.0" || ir.AfterVersion("pf-demo") != "1.1" || ir.AfterVersion("libpfdemo1") != "1.1" {
@@ -220,7 +231,7 @@ func TestHostopsFailingPostinstAndRepair(t *testing.T) {
 	h := testfleet.New(t, 1).Hosts()[0]
 	hostopsAptUpdate(ctx, t, h)
 
-	res, ir := hostopsInstall(ctx, t, h, 30*time.Second, hostops.Target{Name: "pf-broken"})
+	res, ir := hostopsInstall(ctx, t, h, hostops.Apt{LockTimeout: 30 * time.Second}, hostops.Target{Name: "pf-broken"})
 	hostopsSave(t, "install-pf-broken", res)
 	if res.ExitStatus == 0 || ir.Apt.Status == 0 {
 		t.Fatalf("install of pf-broken exited 0\n%s", res.Stdout)
@@ -289,7 +300,7 @@ func TestHostopsDpkgLock(t *testing.T) {
 
 	// Never released within the timeout: apt gives up with its lock error.
 	start := time.Now()
-	res, ir := hostopsInstall(ctx, t, h, 2*time.Second, hostops.Target{Name: "pf-demo"})
+	res, ir := hostopsInstall(ctx, t, h, hostops.Apt{LockTimeout: 2 * time.Second}, hostops.Target{Name: "pf-demo"})
 	hostopsSave(t, "install-lock-timeout", res)
 	if res.ExitStatus == 0 || !ir.Apt.LockTimeout {
 		t.Errorf("install under a held lock: exit %d, lock timeout %t\n%s", res.ExitStatus, ir.Apt.LockTimeout, ir.Apt.Output())
@@ -307,7 +318,7 @@ func TestHostopsDpkgLock(t *testing.T) {
 	done := make(chan outcome, 1)
 	start = time.Now()
 	go func() {
-		script, _ := hostops.InstallScript([]hostops.Target{{Name: "pf-demo"}}, time.Minute)
+		script, _ := hostops.InstallScript([]hostops.Target{{Name: "pf-demo"}}, hostops.Apt{LockTimeout: time.Minute})
 		res, err := hostopsTryRun(ctx, h, script)
 		if err != nil {
 			t.Error(err)
@@ -360,7 +371,7 @@ func TestHostopsHeldPackage(t *testing.T) {
 	if p, _ := st.Package("pf-demo"); !slices.Contains(st.Held, "pf-demo") || !p.Held() {
 		t.Errorf("held %q, pf-demo %+v: want pf-demo held", st.Held, p)
 	}
-	res, ir := hostopsInstall(ctx, t, h, 30*time.Second, hostops.Target{Name: "pf-demo"})
+	res, ir := hostopsInstall(ctx, t, h, hostops.Apt{LockTimeout: 30 * time.Second}, hostops.Target{Name: "pf-demo"})
 	hostopsSave(t, "install-held", res)
 	if res.ExitStatus == 0 || !ir.Apt.HeldPackages || ir.AfterVersion("pf-demo") != "1.0" {
 		t.Errorf("install of a held package: exit %d, held %t, after %+v\n%s", res.ExitStatus, ir.Apt.HeldPackages, ir.After, ir.Apt.Output())
@@ -375,7 +386,7 @@ func TestHostopsFullUpgradeKeepsLocalConffile(t *testing.T) {
 	if err := h.HoldPackage(ctx, "pf-broken"); err != nil {
 		t.Fatal(err)
 	}
-	res := hostopsRun(ctx, t, h, hostops.FullUpgradeScript(30*time.Second))
+	res := hostopsRun(ctx, t, h, hostops.FullUpgradeScript(hostops.Apt{LockTimeout: 30 * time.Second, Update: true}))
 	hostopsSave(t, "full-upgrade", res)
 	fr, err := hostops.ParseFullUpgrade(res.Stdout)
 	if err != nil {
@@ -409,7 +420,7 @@ func TestHostopsInstallConffileNoPrompt(t *testing.T) {
 	ctx := hostopsContext(t)
 	h := testfleet.New(t, 1).Hosts()[0]
 	hostopsAptUpdate(ctx, t, h)
-	res, ir := hostopsInstall(ctx, t, h, 30*time.Second, hostops.Target{Name: "pf-conf"})
+	res, ir := hostopsInstall(ctx, t, h, hostops.Apt{LockTimeout: 30 * time.Second}, hostops.Target{Name: "pf-conf"})
 	if res.ExitStatus != 0 || ir.AfterVersion("pf-conf") != "1.1" {
 		t.Fatalf("install pf-conf: exit %d\n%s", res.ExitStatus, ir.Apt.Output())
 	}
@@ -569,7 +580,7 @@ func TestHostopsDocker(t *testing.T) {
 	if _, err := h.MustRun(ctx, fmt.Sprintf("apt-get install -y -q docker-ce=%s docker-ce-cli=%s", oldV, oldV)); err != nil {
 		t.Fatal(err)
 	}
-	script, err := hostops.DockerScript([]hostops.Target{{Name: "docker-ce", Version: newV}, {Name: "docker-ce-cli", Version: newV}}, "", 30*time.Second)
+	script, err := hostops.DockerScript([]hostops.Target{{Name: "docker-ce", Version: newV}, {Name: "docker-ce-cli", Version: newV}}, "", hostops.Apt{LockTimeout: 30 * time.Second, Update: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -633,7 +644,7 @@ func TestHostopsSecurityUpgradeTakesOnlySecurityOrigins(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	res := hostopsRun(ctx, t, h, hostops.SecurityUpgradeScript(30*time.Second))
+	res := hostopsRun(ctx, t, h, hostops.SecurityUpgradeScript(hostops.Apt{LockTimeout: 30 * time.Second}))
 	hostopsSave(t, "security-upgrade", res)
 	sr, err := hostops.ParseSecurityUpgrade(res.Stdout)
 	if err != nil {
@@ -670,7 +681,7 @@ func TestHostopsSecurityUpgradeTakesOnlySecurityOrigins(t *testing.T) {
 	}
 
 	// Nothing is left to take from the security origins.
-	res = hostopsRun(ctx, t, h, hostops.SecurityUpgradeScript(30*time.Second))
+	res = hostopsRun(ctx, t, h, hostops.SecurityUpgradeScript(hostops.Apt{LockTimeout: 30 * time.Second}))
 	hostopsSave(t, "security-upgrade-none", res)
 	sr, err = hostops.ParseSecurityUpgrade(res.Stdout)
 	if err != nil || res.ExitStatus != 0 || len(sr.Selected) != 0 || len(sr.Apt.Changes) != 0 || len(sr.Problems) > 0 {

@@ -123,7 +123,7 @@ func TestScansParse(t *testing.T) {
 func TestInstallChangesNextScanAndRebootClears(t *testing.T) {
 	f := startFleet(t, Options{})
 	h := f.Hosts()[1] // debian12-lagging
-	script, err := hostops.InstallScript([]hostops.Target{{Name: "openssl"}, {Name: "libssl3"}, {Name: "libc6", Version: "2.36-9+deb12u15"}, {Name: "pf-absent"}}, time.Minute)
+	script, err := hostops.InstallScript([]hostops.Target{{Name: "openssl"}, {Name: "libssl3"}, {Name: "libc6", Version: "2.36-9+deb12u15"}, {Name: "pf-absent"}}, hostops.Apt{LockTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,11 +222,9 @@ func TestEveryOpParsesCleanly(t *testing.T) {
 	}
 	rp, err := hostops.ParseRepair(mustRun(t, f, h, hostops.RepairScript()).stdout)
 	check("repair", rp.Report, err)
-	up, err := hostops.ParseAptUpdate(mustRun(t, f, h, hostops.AptUpdateScript(time.Second)).stdout)
-	check("apt-update", up.Report, err)
-	fu, err := hostops.ParseFullUpgrade(mustRun(t, f, h, hostops.FullUpgradeScript(time.Second)).stdout)
+	fu, err := hostops.ParseFullUpgrade(mustRun(t, f, h, hostops.FullUpgradeScript(hostops.Apt{LockTimeout: time.Second, Update: true})).stdout)
 	check("full-upgrade", fu.Report, err)
-	if len(fu.Apt.Changes) == 0 || !fu.RebootRequired {
+	if !fu.Update.Ran || fu.Update.Status != 0 || len(fu.Apt.Changes) == 0 || !fu.RebootRequired {
 		t.Errorf("full-upgrade: %+v", fu)
 	}
 	un, err := hostops.ParseUnattended(mustRun(t, f, h, hostops.UnattendedScript(true, time.Second)).stdout)
@@ -244,9 +242,9 @@ func TestEveryOpParsesCleanly(t *testing.T) {
 	if !hr.Healthy() {
 		t.Errorf("health: %+v", hr)
 	}
-	dr, err := hostops.ParseDocker(mustRun(t, f, h, must(hostops.DockerScript([]hostops.Target{{Name: "docker-ce", Version: "5:28.3.0-1~debian.12~bookworm"}}, "2.8.1", time.Second))).stdout)
+	dr, err := hostops.ParseDocker(mustRun(t, f, h, must(hostops.DockerScript([]hostops.Target{{Name: "docker-ce", Version: "5:28.3.0-1~debian.12~bookworm"}}, "2.8.1", hostops.Apt{LockTimeout: time.Second, Update: true}))).stdout)
 	check("docker", dr.Report, err)
-	if dr.After[0].Version != "5:28.3.0-1~debian.12~bookworm" {
+	if !dr.Update.Ran || dr.After[0].Version != "5:28.3.0-1~debian.12~bookworm" {
 		t.Errorf("docker: %+v", dr)
 	}
 	if facts := scan(t, f, h); !slices.ContainsFunc(facts.Components, func(c hostfacts.Component) bool { return c.Name == "docker" && c.Version == "28.3.0" }) {
@@ -279,7 +277,7 @@ func TestFaults(t *testing.T) {
 	f := startFleet(t, Options{N: 8, Latency: 20 * time.Millisecond, Faults: Faults{SlowFactor: 5, LockHeldFor: time.Hour}})
 	hosts := f.Hosts()
 	stateScript, _ := hostops.StateScript("openssl")
-	install, _ := hostops.InstallScript([]hostops.Target{{Name: "openssl"}}, time.Second)
+	install, _ := hostops.InstallScript([]hostops.Target{{Name: "openssl"}}, hostops.Apt{LockTimeout: time.Second})
 
 	t.Run("drop", func(t *testing.T) {
 		h := hosts[0]
@@ -319,7 +317,7 @@ func TestFaults(t *testing.T) {
 			t.Errorf("held lock: state %t, exit %d, %+v", st.LockHeld, res.status, ir.Apt)
 		}
 		h.HoldLock(300 * time.Millisecond)
-		wait, _ := hostops.InstallScript([]hostops.Target{{Name: "openssl"}}, time.Minute)
+		wait, _ := hostops.InstallScript([]hostops.Target{{Name: "openssl"}}, hostops.Apt{LockTimeout: time.Minute})
 		res = mustRun(t, f, h, wait)
 		ir, _ = hostops.ParseInstall(res.stdout)
 		if res.status != 0 || !ir.Apt.LockWaited || ir.AfterVersion("openssl") != "3.0.19-1~deb12u3" {
@@ -445,9 +443,9 @@ func TestSshxWrapperAndKill(t *testing.T) {
 	ctx2, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := pool.Run(ctx2, target, sshx.Command{Script: hostops.AptUpdateScript(0)})
+	_, err := pool.Run(ctx2, target, sshx.Command{Script: hostops.FullUpgradeScript(hostops.Apt{})})
 	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("cancelled apt-update: %v, want the deadline", err)
+		t.Fatalf("cancelled full-upgrade: %v, want the deadline", err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for f.Running() != 0 {
@@ -497,7 +495,7 @@ func TestSecurityUpgradeTakesOnlySecurityUpdates(t *testing.T) {
 	f := startFleet(t, Options{N: 4})
 	h := f.Hosts()[2] // debian12-docker
 	h.Hold("libc6-dbg")
-	res := mustRun(t, f, h, hostops.SecurityUpgradeScript(time.Second))
+	res := mustRun(t, f, h, hostops.SecurityUpgradeScript(hostops.Apt{LockTimeout: time.Second}))
 	r, err := hostops.ParseSecurityUpgrade(res.stdout)
 	if err != nil || !r.Complete || len(r.Problems) > 0 || res.status != 0 {
 		t.Fatalf("security-upgrade: exit %d, %v, %+v\n%s", res.status, err, r, res.stdout)
@@ -522,7 +520,7 @@ func TestSecurityUpgradeTakesOnlySecurityUpdates(t *testing.T) {
 		t.Errorf("reboot-required %t, changes %+v", r.RebootRequired, r.Apt.Changes)
 	}
 
-	res = mustRun(t, f, h, hostops.SecurityUpgradeScript(time.Second))
+	res = mustRun(t, f, h, hostops.SecurityUpgradeScript(hostops.Apt{LockTimeout: time.Second}))
 	if r, err = hostops.ParseSecurityUpgrade(res.stdout); err != nil || len(r.Selected) != 0 || !r.Apt.Ran || r.Apt.Status != 0 || len(r.Problems) > 0 {
 		t.Errorf("second security-upgrade: %v %+v", err, r)
 	}

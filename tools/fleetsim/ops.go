@@ -67,25 +67,20 @@ func (h *Host) run(script string, now time.Time) outcome {
 		return h.state(a, now)
 	case hostops.OpRepair:
 		return h.repair()
-	case hostops.OpAptUpdate:
-		var a hostops.AptArgs
-		if decode(&a) {
-			return h.aptUpdate()
-		}
 	case hostops.OpInstall:
 		var a hostops.InstallArgs
 		if decode(&a) {
-			return h.install(a.Targets, false, time.Duration(a.LockTimeoutS)*time.Second, now)
+			return h.withUpdate(a.Update, h.install(a.Targets, false, time.Duration(a.LockTimeoutS)*time.Second, now))
 		}
 	case hostops.OpFullUpgrade:
 		var a hostops.AptArgs
 		if decode(&a) {
-			return h.install(nil, true, time.Duration(a.LockTimeoutS)*time.Second, now)
+			return h.withUpdate(a.Update, h.install(nil, true, time.Duration(a.LockTimeoutS)*time.Second, now))
 		}
 	case hostops.OpSecurityUpgrade:
 		var a hostops.AptArgs
 		if decode(&a) {
-			return h.securityUpgrade(time.Duration(a.LockTimeoutS)*time.Second, now)
+			return h.withUpdate(a.Update, h.securityUpgrade(time.Duration(a.LockTimeoutS)*time.Second, now))
 		}
 	case hostops.OpUnattended:
 		var a hostops.UnattendedArgs
@@ -108,7 +103,7 @@ func (h *Host) run(script string, now time.Time) outcome {
 	case hostops.OpDocker:
 		var a hostops.DockerArgs
 		if decode(&a) {
-			return h.docker(a, now)
+			return h.withUpdate(a.Update, h.docker(a, now))
 		}
 	}
 	return outcome{stderr: fmt.Sprintf("fleetsim: op %q with arguments %.200s is not simulated\n", op, args), status: 127}
@@ -312,15 +307,21 @@ func (h *Host) repair() outcome {
 	return outcome{stdout: r.b.String(), work: h.fleet.opts.AptLatency}
 }
 
-func (h *Host) aptUpdate() outcome {
+// withUpdate puts an op's apt-get update step (hostops.Apt Update) first in its report, as
+// the real script does, and adds the time apt takes. The simulated update always works.
+func (h *Host) withUpdate(update bool, o outcome) outcome {
+	if !update || o.lost {
+		return o
+	}
 	var r report
-	r.line("==> patchfleet:op apt-update 1")
 	r.section("update", "Hit:1 http://deb.debian.org/debian bookworm InRelease\n"+
 		"Hit:2 http://deb.debian.org/debian bookworm-updates InRelease\n"+
 		"Get:3 http://security.debian.org/debian-security bookworm-security InRelease [48.0 kB]\n"+
 		"Fetched 48.0 kB in 0s (0 B/s)\nReading package lists...", "", 0)
-	r.end()
-	return outcome{stdout: r.b.String(), work: h.fleet.opts.AptLatency}
+	head, rest, _ := strings.Cut(o.stdout, "\n")
+	o.stdout = head + "\n" + r.b.String() + rest
+	o.work += h.fleet.opts.AptLatency
+	return o
 }
 
 // lockWait says how long apt waits for a simulated held lock, and whether

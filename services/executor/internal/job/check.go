@@ -28,13 +28,13 @@ func Check(req events.UpgradeRequested) error {
 			targets = append(targets, hostops.Target{Name: t.Name})
 		}
 		if len(targets) > 0 {
-			if _, err := hostops.InstallScript(targets, time.Second); err != nil {
+			if _, err := hostops.InstallScript(targets, hostops.Apt{}); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	case events.KindDocker:
 		pins, weave := DockerPins(req)
-		if _, err := hostops.DockerScript(pins, weave, time.Second); err != nil {
+		if _, err := hostops.DockerScript(pins, weave, hostops.Apt{}); err != nil {
 			errs = append(errs, err)
 		}
 		for _, c := range req.Components {

@@ -34,7 +34,7 @@ type Progress struct {
 	Changes []events.PackageResult `json:"changes,omitempty"` // what full-upgrade and docker changed
 
 	Repaired      bool          `json:"repaired,omitempty"`  // dpkg --configure -a ran
-	Updated       bool          `json:"updated,omitempty"`   // apt-get update ran
+	Updated       bool          `json:"updated,omitempty"`   // apt-get update ran (the first upgrade op's first step)
 	Installed     bool          `json:"installed,omitempty"` // the upgrade op succeeded (or nothing was left to do)
 	Unattended    bool          `json:"unattended,omitempty"`
 	HealthUpgrade bool          `json:"health_upgrade,omitempty"` // health check passed after the upgrade
@@ -142,7 +142,6 @@ type Action int
 const (
 	Fail Action = iota
 	Repair
-	AptUpdate
 	Install
 	FullUpgrade
 	SecurityUpgrade // every pending update from the security origins (security job without packages)
@@ -155,7 +154,7 @@ const (
 	Complete
 )
 
-var actionNames = [...]string{"fail", "repair", "apt-update", "install", "full-upgrade", "security-upgrade", "docker",
+var actionNames = [...]string{"fail", "repair", "install", "full-upgrade", "security-upgrade", "docker",
 	"unattended", "already-fixed", "health", "reboot", "wait-reboot", "complete"}
 
 func (a Action) String() string {
@@ -167,7 +166,10 @@ func (a Action) String() string {
 
 // Decision is the next action; for Fail, the reason (an events.Fail* constant) and why.
 type Decision struct {
-	Action  Action
+	Action Action
+	// Update: the op runs apt-get update first, in the same command (hostops.Apt): the job
+	// has not updated the host's package lists yet.
+	Update  bool
 	Reason  string
 	Message string
 }
@@ -214,21 +216,19 @@ func Next(req events.UpgradeRequested, p Progress, o Observation, r Rules, now t
 		if req.Kind == events.KindSecurity && len(req.Packages) > 0 && len(Unfixed(req.Packages, o)) == 0 && allPinned(req.Packages) {
 			return Decision{Action: AlreadyFixed}
 		}
-		if !p.Updated && req.Kind != events.KindUnattended {
-			return Decision{Action: AptUpdate}
-		}
+		update := !p.Updated
 		switch req.Kind {
 		case events.KindFull:
-			return Decision{Action: FullUpgrade}
+			return Decision{Action: FullUpgrade, Update: update}
 		case events.KindDocker:
-			return Decision{Action: Docker}
+			return Decision{Action: Docker, Update: update}
 		case events.KindUnattended:
 			return Decision{Action: Unattended}
 		}
 		if len(req.Packages) == 0 {
-			return Decision{Action: SecurityUpgrade}
+			return Decision{Action: SecurityUpgrade, Update: update}
 		}
-		return Decision{Action: Install}
+		return Decision{Action: Install, Update: update}
 	}
 	if req.Kind == events.KindSecurity {
 		if bad := Unfixed(req.Packages, o); len(bad) > 0 {

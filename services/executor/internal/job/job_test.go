@@ -41,14 +41,14 @@ func TestNext(t *testing.T) {
 		want   Action
 		reason string
 	}{
-		{"fresh job updates the lists first", sec, Progress{BootID: "b1"}, host, AptUpdate, ""},
-		{"then installs", sec, Progress{BootID: "b1", Updated: true}, host, Install, ""},
+		{"fresh job installs, updating the lists first in the same op", sec, Progress{BootID: "b1"}, host, Install, ""},
+		{"lists updated by an earlier op: installs without updating", sec, Progress{BootID: "b1", Updated: true}, host, Install, ""},
 		{"interrupted dpkg is repaired first", sec, Progress{}, obs(func(o *Observation) { o.DpkgInterrupted = true }), Repair, ""},
 		{"repaired once and still interrupted fails", sec, Progress{Repaired: true}, obs(func(o *Observation) { o.DpkgInterrupted = true }), Fail, events.FailAptError},
 		{"held requested package refuses", sec, Progress{}, obs(func(o *Observation) { o.Held = []string{"openssl:amd64"} }), Fail, events.FailHeldPackage},
-		{"held other package is fine", sec, Progress{}, obs(func(o *Observation) { o.Held = []string{"nginx"} }), AptUpdate, ""},
+		{"held other package is fine", sec, Progress{}, obs(func(o *Observation) { o.Held = []string{"nginx"} }), Install, ""},
 		{"low disk refuses", sec, Progress{}, obs(func(o *Observation) { o.FreeKB = 10 }), Fail, events.FailDiskSpace},
-		{"unknown disk does not refuse", sec, Progress{}, obs(func(o *Observation) { o.FreeKB = -1 }), AptUpdate, ""},
+		{"unknown disk does not refuse", sec, Progress{}, obs(func(o *Observation) { o.FreeKB = -1 }), Install, ""},
 		{"already fixed (resumed after apt, or upgraded by hand) installs nothing", sec, Progress{BootID: "b1", Updated: true}, obs(func(o *Observation) { o.Packages = fixedV }), AlreadyFixed, ""},
 		{"absent package counts as not vulnerable", sec, Progress{}, obs(func(o *Observation) { o.Packages = nil }), AlreadyFixed, ""},
 		{"no minimum version always installs", with(func(r *events.UpgradeRequested) { r.Packages[0].MinVersion = "" }), Progress{Updated: true}, obs(func(o *Observation) { o.Packages = fixedV }), Install, ""},
@@ -73,11 +73,13 @@ func TestNext(t *testing.T) {
 		{"health check after the reboot", with(func(r *events.UpgradeRequested) { r.HealthCheck = "true" }), Progress{Installed: true, HealthUpgrade: true, RebootFrom: "b1", RebootedTo: "b2"}, obs(func(o *Observation) { o.BootID = "b2"; o.Packages = fixedV }), Health, ""},
 		{"configure unattended after a security upgrade", with(func(r *events.UpgradeRequested) { r.ConfigureUnattended = true }), installed, obs(func(o *Observation) { o.Packages = fixedV }), Unattended, ""},
 		{"security without packages upgrades from the security origins", with(func(r *events.UpgradeRequested) { r.Packages = nil }), Progress{Updated: true}, host, SecurityUpgrade, ""},
-		{"security without packages updates the lists first", with(func(r *events.UpgradeRequested) { r.Packages = nil }), Progress{BootID: "b1"}, host, AptUpdate, ""},
+		{"security without packages updates the lists first", with(func(r *events.UpgradeRequested) { r.Packages = nil }), Progress{BootID: "b1"}, host, SecurityUpgrade, ""},
 		{"security without packages, installed, configures unattended", with(func(r *events.UpgradeRequested) { r.Packages = nil; r.ConfigureUnattended = true }), installed, host, Unattended, ""},
 		{"full upgrade", with(func(r *events.UpgradeRequested) { r.Kind = events.KindFull; r.Packages = nil }), Progress{Updated: true}, host, FullUpgrade, ""},
+		{"full upgrade, lists not updated", with(func(r *events.UpgradeRequested) { r.Kind = events.KindFull; r.Packages = nil }), Progress{}, host, FullUpgrade, ""},
 		{"unattended needs no apt-get update", with(func(r *events.UpgradeRequested) { r.Kind = events.KindUnattended; r.Packages = nil }), Progress{}, host, Unattended, ""},
 		{"docker", with(func(r *events.UpgradeRequested) { r.Kind = events.KindDocker; r.Packages = nil }), Progress{Updated: true}, host, Docker, ""},
+		{"docker, lists not updated", with(func(r *events.UpgradeRequested) { r.Kind = events.KindDocker; r.Packages = nil }), Progress{}, host, Docker, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,6 +87,12 @@ func TestNext(t *testing.T) {
 			d := Next(tt.req, tt.p, tt.o, rules, now)
 			if d.Action != tt.want || d.Reason != tt.reason {
 				t.Errorf("Next = %v %q (%s), want %v %q", d.Action, d.Reason, d.Message, tt.want, tt.reason)
+			}
+			// An op that changes packages updates the lists first, once per job; nothing
+			// else does.
+			changes := d.Action == Install || d.Action == FullUpgrade || d.Action == SecurityUpgrade || d.Action == Docker
+			if want := changes && !tt.p.Updated; d.Update != want {
+				t.Errorf("Next = %v with update %t, want update %t", d.Action, d.Update, want)
 			}
 		})
 	}

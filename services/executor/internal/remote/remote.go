@@ -163,29 +163,28 @@ func (h *Host) Repair(ctx context.Context) (hostops.RepairResult, error) {
 	return r, incomplete(hostops.OpRepair, r.Report)
 }
 
-// AptUpdate runs op apt-update.
-func (h *Host) AptUpdate(ctx context.Context) (hostops.AptUpdateResult, error) {
-	out, err := h.run(ctx, hostops.OpAptUpdate, hostops.AptUpdateScript(h.Timeouts.Lock), h.Timeouts.Apt, false)
-	if err != nil {
-		return hostops.AptUpdateResult{}, err
+// aptTimeout leaves apt its whole lock wait on top of the command's own time, and the
+// update's own time when the op runs apt-get update first.
+func (h *Host) aptTimeout(update bool) time.Duration {
+	t := h.Timeouts.Apt + h.Timeouts.Lock
+	if update {
+		t += h.Timeouts.Apt
 	}
-	r, err := hostops.ParseAptUpdate(out)
-	if err != nil {
-		return r, &OpError{Op: hostops.OpAptUpdate, Err: err}
-	}
-	return r, incomplete(hostops.OpAptUpdate, r.Report)
+	return t
 }
 
-// aptTimeout leaves apt its whole lock wait on top of the command's own time.
-func (h *Host) aptTimeout() time.Duration { return h.Timeouts.Apt + h.Timeouts.Lock }
+func (h *Host) apt(update bool) hostops.Apt {
+	return hostops.Apt{LockTimeout: h.Timeouts.Lock, Update: update}
+}
 
-// Install runs op install.
-func (h *Host) Install(ctx context.Context, targets []hostops.Target) (hostops.InstallResult, error) {
-	script, err := hostops.InstallScript(targets, h.Timeouts.Lock)
+// Install runs op install; with update, apt-get update first (hostops.Apt), as for every op
+// that changes packages.
+func (h *Host) Install(ctx context.Context, targets []hostops.Target, update bool) (hostops.InstallResult, error) {
+	script, err := hostops.InstallScript(targets, h.apt(update))
 	if err != nil {
 		return hostops.InstallResult{}, err
 	}
-	out, err := h.run(ctx, hostops.OpInstall, script, h.aptTimeout(), false)
+	out, err := h.run(ctx, hostops.OpInstall, script, h.aptTimeout(update), false)
 	if err != nil {
 		return hostops.InstallResult{}, err
 	}
@@ -197,8 +196,8 @@ func (h *Host) Install(ctx context.Context, targets []hostops.Target) (hostops.I
 }
 
 // FullUpgrade runs op full-upgrade.
-func (h *Host) FullUpgrade(ctx context.Context) (hostops.InstallResult, error) {
-	out, err := h.run(ctx, hostops.OpFullUpgrade, hostops.FullUpgradeScript(h.Timeouts.Lock), h.aptTimeout(), false)
+func (h *Host) FullUpgrade(ctx context.Context, update bool) (hostops.InstallResult, error) {
+	out, err := h.run(ctx, hostops.OpFullUpgrade, hostops.FullUpgradeScript(h.apt(update)), h.aptTimeout(update), false)
 	if err != nil {
 		return hostops.InstallResult{}, err
 	}
@@ -210,8 +209,8 @@ func (h *Host) FullUpgrade(ctx context.Context) (hostops.InstallResult, error) {
 }
 
 // SecurityUpgrade runs op security-upgrade.
-func (h *Host) SecurityUpgrade(ctx context.Context) (hostops.SecurityUpgradeResult, error) {
-	out, err := h.run(ctx, hostops.OpSecurityUpgrade, hostops.SecurityUpgradeScript(h.Timeouts.Lock), h.aptTimeout(), false)
+func (h *Host) SecurityUpgrade(ctx context.Context, update bool) (hostops.SecurityUpgradeResult, error) {
+	out, err := h.run(ctx, hostops.OpSecurityUpgrade, hostops.SecurityUpgradeScript(h.apt(update)), h.aptTimeout(update), false)
 	if err != nil {
 		return hostops.SecurityUpgradeResult{}, err
 	}
@@ -224,7 +223,7 @@ func (h *Host) SecurityUpgrade(ctx context.Context) (hostops.SecurityUpgradeResu
 
 // Unattended runs op unattended.
 func (h *Host) Unattended(ctx context.Context, autoReboot bool) (hostops.UnattendedResult, error) {
-	out, err := h.run(ctx, hostops.OpUnattended, hostops.UnattendedScript(autoReboot, h.Timeouts.Lock), h.aptTimeout(), false)
+	out, err := h.run(ctx, hostops.OpUnattended, hostops.UnattendedScript(autoReboot, h.Timeouts.Lock), h.aptTimeout(false), false)
 	if err != nil {
 		return hostops.UnattendedResult{}, err
 	}
@@ -236,12 +235,12 @@ func (h *Host) Unattended(ctx context.Context, autoReboot bool) (hostops.Unatten
 }
 
 // Docker runs op docker.
-func (h *Host) Docker(ctx context.Context, pins []hostops.Target, weave string) (hostops.DockerResult, error) {
-	script, err := hostops.DockerScript(pins, weave, h.Timeouts.Lock)
+func (h *Host) Docker(ctx context.Context, pins []hostops.Target, weave string, update bool) (hostops.DockerResult, error) {
+	script, err := hostops.DockerScript(pins, weave, h.apt(update))
 	if err != nil {
 		return hostops.DockerResult{}, err
 	}
-	out, err := h.run(ctx, hostops.OpDocker, script, h.aptTimeout(), false)
+	out, err := h.run(ctx, hostops.OpDocker, script, h.aptTimeout(update), false)
 	if err != nil {
 		return hostops.DockerResult{}, err
 	}

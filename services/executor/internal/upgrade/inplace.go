@@ -57,9 +57,8 @@ func (x *Exec) InPlace(ctx context.Context, hostID string) error {
 			x.Progress.Before = versions(o, names)
 		}
 		d := job.Next(x.Req, x.Progress, o, x.r.Cfg.Rules, x.now())
-		// The first look must be stored before anything changes a package. apt-get update
-		// changes none and saves the progress right after, the first look with it.
-		if first && d.Action != job.AptUpdate {
+		// The first look must be stored before anything changes a package.
+		if first {
 			if err := x.Save(ctx); err != nil {
 				return err
 			}
@@ -163,37 +162,25 @@ func (x *Exec) step(ctx context.Context, h *remote.Host, d job.Decision, obs *jo
 		}
 		return false, x.Save(ctx)
 
-	case job.AptUpdate:
-		res, err := h.AptUpdate(ctx)
-		if err != nil {
-			return opErr("apt-update", err)
-		}
-		if res.Update.Status != 0 {
-			return true, x.Fail(ctx, events.FailAptError, "apt-get update failed: "+aptSummary(res.Update), res.Update.Output())
-		}
-		p.Updated = true
-		// apt-get update changes nothing the decisions read (versions, holds, dpkg's
-		// state, the boot): the look before it stands.
-		*obs = o
-		return false, x.Save(ctx)
-
 	case job.Install:
 		var targets []hostops.Target
 		for _, t := range x.Req.Packages {
 			targets = append(targets, hostops.Target{Name: t.Name})
 		}
-		res, err := h.Install(ctx, targets)
+		res, err := h.Install(ctx, targets, d.Update)
 		if err != nil {
 			return opErr("install", err)
 		}
 		done, err := x.installed(ctx, res, "apt-get install")
+		// apt-get update changes nothing the decisions read: the look before the op, with
+		// what op install read after apt-get, stands.
 		if after, ok := o.AfterInstall(res, job.RequestedNames(x.Req)); ok && p.Installed {
 			*obs = after
 		}
 		return done, err
 
 	case job.FullUpgrade:
-		res, err := h.FullUpgrade(ctx)
+		res, err := h.FullUpgrade(ctx, d.Update)
 		if err != nil {
 			return opErr("full-upgrade", err)
 		}
@@ -203,9 +190,13 @@ func (x *Exec) step(ctx context.Context, h *remote.Host, d job.Decision, obs *jo
 		return x.installed(ctx, res, "apt-get dist-upgrade")
 
 	case job.SecurityUpgrade:
-		res, err := h.SecurityUpgrade(ctx)
+		res, err := h.SecurityUpgrade(ctx, d.Update)
 		if err != nil {
 			return opErr("security-upgrade", err)
+		}
+		// Before the listing's outcome: a failed update ran no listing.
+		if done, err := x.updated(ctx, res.Update); done {
+			return true, err
 		}
 		if res.List.Status != 0 {
 			return true, x.Fail(ctx, events.FailAptError, "listing the upgrades from the security origins failed: "+aptSummary(res.List), res.List.Output())
@@ -223,9 +214,12 @@ func (x *Exec) step(ctx context.Context, h *remote.Host, d job.Decision, obs *jo
 	case job.Docker:
 		pins, weave := job.DockerPins(x.Req)
 		start := x.now()
-		res, err := h.Docker(ctx, pins, weave)
+		res, err := h.Docker(ctx, pins, weave, d.Update)
 		if err != nil {
 			return opErr("docker", err)
+		}
+		if done, err := x.updated(ctx, res.Update); done {
+			return true, err
 		}
 		if res.Upgrade.Ran && res.Upgrade.Status != 0 || res.WeaveUpgrade.Ran && res.WeaveUpgrade.Status != 0 {
 			out := res.Upgrade.Output() + res.WeaveUpgrade.Output()
@@ -342,8 +336,24 @@ func (x *Exec) step(ctx context.Context, h *remote.Host, d job.Decision, obs *jo
 	return true, fmt.Errorf("job %s: unknown action %v", x.Job.ID, d.Action)
 }
 
+// updated records the apt-get update an op ran first (hostops.Apt Update). done is true
+// when it failed: nothing else ran, and the job has failed with it.
+func (x *Exec) updated(ctx context.Context, u hostops.AptOutcome) (done bool, err error) {
+	if !u.Ran {
+		return false, nil
+	}
+	if u.Status != 0 {
+		return true, x.Fail(ctx, events.FailAptError, "apt-get update failed: "+aptSummary(u), u.Output())
+	}
+	x.Progress.Updated = true
+	return false, nil
+}
+
 // installed records a successful upgrade op, or fails the job with apt's reason.
 func (x *Exec) installed(ctx context.Context, res hostops.InstallResult, what string) (bool, error) {
+	if done, err := x.updated(ctx, res.Update); done {
+		return true, err
+	}
 	p := &x.Progress
 	if res.Apt.Status != 0 {
 		if res.Apt.DpkgInterrupted && !p.Repaired {

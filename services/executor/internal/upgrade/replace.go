@@ -214,16 +214,12 @@ func (x *Exec) upgradeNew(ctx context.Context, h *remote.Host) error {
 			return fmt.Errorf("dpkg --configure -a did not finish: %s", aptSummary(res.Configure))
 		}
 	}
-	up, err := h.AptUpdate(ctx)
+	res, err := h.FullUpgrade(ctx, true)
 	if err != nil {
 		return err
 	}
-	if up.Update.Status != 0 {
-		return fmt.Errorf("apt-get update failed: %s", aptSummary(up.Update))
-	}
-	res, err := h.FullUpgrade(ctx)
-	if err != nil {
-		return err
+	if res.Update.Status != 0 {
+		return fmt.Errorf("apt-get update failed: %s", aptSummary(res.Update))
 	}
 	if res.Apt.Status != 0 {
 		return fmt.Errorf("apt-get dist-upgrade exited %d: %s", res.Apt.Status, aptSummary(res.Apt))
