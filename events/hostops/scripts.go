@@ -227,7 +227,7 @@ func FullUpgradeScript(a Apt) string {
 // from elsewhere is left alone, even when a security origin also has a newer
 // version of it (see README.md). The report carries the selection, the
 // selected packages' dpkg state before and after, and reboot-required.
-// Exit status: the listing's when it failed, else apt-get install's.
+// Exit status: the update's or the listing's when it failed, else apt-get install's.
 func SecurityUpgradeScript(a Apt) string {
 	lock := a.lockS()
 	var b strings.Builder
