@@ -108,19 +108,35 @@ const RebootMarkerPath = "/run/patchfleet/reboot-scheduled"
 // stateFuncs: pf_dpkg_lock looks for a POSIX lock on dpkg's lock files in
 // /proc/locks (device major:minor in hex, inode), which needs no tool
 // beyond coreutils and mawk, no root, and takes no lock itself; flock(1)
-// would not see apt's fcntl locks, and fuser/lsof are not in minbase.
+// would not see apt's fcntl locks, and fuser/lsof are not in minbase. One
+// stat and one awk for both files: it is the state look's dearest section.
+// A file that is missing is free; one that exists but cannot be read fails.
 const stateFuncs = `pf_dpkg_updates() { ls -A /var/lib/dpkg/updates; }
 pf_reboot_scheduled() { if [ -e ` + RebootMarkerPath + ` ]; then echo yes; else echo no; fi; }
 pf_dpkg_lock() {
-	for pf_f in /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock; do
-		if [ ! -e "$pf_f" ]; then echo "$pf_f free"; continue; fi
-		pf_s=$(stat -L -c '%d %i' "$pf_f") || return 1
-		pf_d=${pf_s% *}
-		pf_i=${pf_s#* }
-		pf_key=$(printf '%02x:%02x:%s' $(( ((pf_d >> 8) & 0xfff) | ((pf_d >> 32) & ~0xfff) )) $(( (pf_d & 0xff) | ((pf_d >> 12) & ~0xff) )) "$pf_i")
-		pf_pid=$(awk -v k="$pf_key" '$2 != "->" && $6 == k { print $5; exit }' /proc/locks) || return 1
-		if [ -n "$pf_pid" ]; then echo "$pf_f held $pf_pid"; else echo "$pf_f free"; fi
+	set -- /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock
+	pf_s=$(stat -L -c '%n %d %i' "$@" 2>/dev/null)
+	pf_want=
+	for pf_f in "$@"; do
+		case "$pf_nl$pf_s$pf_nl" in
+		*"$pf_nl$pf_f "*)
+			pf_l=${pf_s#*"$pf_f "}
+			pf_l=${pf_l%%"$pf_nl"*}
+			pf_d=${pf_l% *}
+			pf_want="$pf_want $pf_f $(( ((pf_d >> 8) & 0xfff) | ((pf_d >> 32) & ~0xfff) )) $(( (pf_d & 0xff) | ((pf_d >> 12) & ~0xff) )) ${pf_l#* }"
+			;;
+		*) if [ -e "$pf_f" ]; then return 1; fi ;;
+		esac
 	done
+	awk -v want="$pf_want" -v files="$*" 'BEGIN {
+		n = split(want, w, " ")
+		for (i = 1; i + 3 <= n; i += 4) key[sprintf("%02x:%02x:%s", w[i + 1], w[i + 2], w[i + 3])] = w[i]
+	}
+	$2 != "->" && ($6 in key) && !(key[$6] in pid) { pid[key[$6]] = $5 }
+	END {
+		n = split(files, f, " ")
+		for (i = 1; i <= n; i++) if (f[i] in pid) print f[i] " held " pid[f[i]]; else print f[i] " free"
+	}' /proc/locks
 }
 `
 

@@ -294,8 +294,13 @@ func TestHostopsDpkgLock(t *testing.T) {
 	}
 	st := hostopsState(ctx, t, h)
 	hostopsSave(t, "state-locked", hostopsRun(ctx, t, h, mustScript(hostops.StateScript())))
-	if !st.LockHeld {
+	if !st.LockHeld || len(st.Locks) != 2 {
 		t.Errorf("state does not see the held dpkg lock: %+v", st.Locks)
+	}
+	for _, l := range st.Locks {
+		if !l.Held || l.PID <= 1 {
+			t.Errorf("lock %+v: want held by the locker's pid", l)
+		}
 	}
 
 	// Never released within the timeout: apt gives up with its lock error.
