@@ -33,11 +33,11 @@ func main() {
 }
 
 func run() error {
-	short := flag.Bool("short", false, "fewer iterations, no 10,000-host rollout, one run per peer tool (under 10 minutes)")
+	short := flag.Bool("short", false, "fewer iterations, no 10,000-host rollout, one run per peer tool on 20 hosts (under 10 minutes)")
 	only := flag.String("only", "", "run only the figures matching this regular expression")
 	peers := flag.Bool("peers", true, "compare with Ansible and parallel-ssh on test hosts (root)")
 	goBench := flag.Bool("go", true, "run the Go benchmarks")
-	sizes := flag.String("sizes", "20,50", "host counts of the peer comparison")
+	sizes := flag.String("sizes", "", "host counts of the peer comparison; default 20 with -short, else 20,50")
 	runs := flag.Int("runs", 0, "runs per peer tool and operation (median kept); default 1 with -short, else 3")
 	out := flag.String("out", "", "also write the table to this file")
 	logDir := flag.String("logs", "", "directory for the benchmarks' output (default <repo>/.cache/bench)")
@@ -66,6 +66,12 @@ func run() error {
 		*runs = 3
 		if *short {
 			*runs = 1
+		}
+	}
+	if *sizes == "" {
+		*sizes = "20,50"
+		if *short {
+			*sizes = "20"
 		}
 	}
 	var ns []int
