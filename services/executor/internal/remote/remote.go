@@ -173,6 +173,7 @@ func (h *Host) aptTimeout(update bool) time.Duration {
 	return t
 }
 
+// apt is how an op runs apt-get: the host's lock wait, and apt-get update first or not.
 func (h *Host) apt(update bool) hostops.Apt {
 	return hostops.Apt{LockTimeout: h.Timeouts.Lock, Update: update}
 }

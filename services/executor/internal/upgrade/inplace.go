@@ -171,6 +171,9 @@ func (x *Exec) step(ctx context.Context, h *remote.Host, d job.Decision, obs *jo
 		if err != nil {
 			return opErr("install", err)
 		}
+		if done, err := x.updated(ctx, res.Update); done {
+			return true, err
+		}
 		done, err := x.installed(ctx, res, "apt-get install")
 		// apt-get update changes nothing the decisions read: the look before the op, with
 		// what op install read after apt-get, stands.
@@ -184,6 +187,9 @@ func (x *Exec) step(ctx context.Context, h *remote.Host, d job.Decision, obs *jo
 		if err != nil {
 			return opErr("full-upgrade", err)
 		}
+		if done, err := x.updated(ctx, res.Update); done {
+			return true, err
+		}
 		for _, c := range res.Apt.Changes {
 			p.Changes = append(p.Changes, events.PackageResult{Name: c.Name, Before: c.From, After: c.To})
 		}
@@ -194,7 +200,6 @@ func (x *Exec) step(ctx context.Context, h *remote.Host, d job.Decision, obs *jo
 		if err != nil {
 			return opErr("security-upgrade", err)
 		}
-		// Before the listing's outcome: a failed update ran no listing.
 		if done, err := x.updated(ctx, res.Update); done {
 			return true, err
 		}
@@ -336,8 +341,9 @@ func (x *Exec) step(ctx context.Context, h *remote.Host, d job.Decision, obs *jo
 	return true, fmt.Errorf("job %s: unknown action %v", x.Job.ID, d.Action)
 }
 
-// updated records the apt-get update an op ran first (hostops.Apt Update). done is true
-// when it failed: nothing else ran, and the job has failed with it.
+// updated records the apt-get update an op ran first (hostops.Apt Update); every op that
+// changes packages reads it before anything else of its result. done is true when it
+// failed: nothing else ran, and the job has failed with it.
 func (x *Exec) updated(ctx context.Context, u hostops.AptOutcome) (done bool, err error) {
 	if !u.Ran {
 		return false, nil
@@ -351,9 +357,6 @@ func (x *Exec) updated(ctx context.Context, u hostops.AptOutcome) (done bool, er
 
 // installed records a successful upgrade op, or fails the job with apt's reason.
 func (x *Exec) installed(ctx context.Context, res hostops.InstallResult, what string) (bool, error) {
-	if done, err := x.updated(ctx, res.Update); done {
-		return true, err
-	}
 	p := &x.Progress
 	if res.Apt.Status != 0 {
 		if res.Apt.DpkgInterrupted && !p.Repaired {
