@@ -367,6 +367,16 @@ func Envelopes(ctx context.Context, js jetstream.JetStream, stream string) ([]ev
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", stream, err)
 	}
+	// Each read's consumer is deleted after it: left to expire (5 minutes), the consumers of
+	// a wait that reads every few milliseconds pile up in the cluster's metadata by the
+	// thousand and slow every JetStream request down.
+	defer func() {
+		if ci := c.CachedInfo(); ci != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = js.DeleteConsumer(dctx, stream, ci.Name)
+			cancel()
+		}
+	}()
 	info, err := c.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", stream, err)

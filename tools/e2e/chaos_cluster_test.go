@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/patchfleet/patchfleet/events"
 	"github.com/patchfleet/patchfleet/events/eventstest"
 	"github.com/patchfleet/patchfleet/tools/chaos"
@@ -69,17 +70,16 @@ func TestChaosCluster(t *testing.T) {
 	}
 
 	// Mid-rollout: once a few hosts are done, kill the JOBS leader and an executor.
+	upgrades, err := sys.JS.Stream(ctx, events.StreamUpgrades)
+	if err != nil {
+		t.Fatal(err)
+	}
+	completed := events.SpecOf[events.UpgradeCompleted]().Subject
 	eventstest.WaitFor(t, 5*time.Minute, "the first upgrades", func() bool {
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second) // a lost request must not hang the wait
 		defer cancel()
-		envs, err := chaos.Envelopes(rctx, sys.JS, events.StreamUpgrades)
-		n := 0
-		for _, e := range envs {
-			if e.Type == "UpgradeCompleted" {
-				n++
-			}
-		}
-		return err == nil && n >= 5
+		info, err := upgrades.Info(rctx, jetstream.WithSubjectFilter(completed))
+		return err == nil && info.State.Subjects[completed] >= 5
 	})
 	info, err := jobs.Info(ctx)
 	if err != nil {
