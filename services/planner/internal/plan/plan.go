@@ -93,21 +93,25 @@ type Covered map[string][]events.PackageTarget
 func Security(p *policy.Policy, advisories map[string]Advisory, hosts []Host, covered Covered, now time.Time) Result {
 	var res Result
 	vc := versionCache{}
-	byFleet := map[string][]Host{}
-	for _, h := range hosts {
+	// Each host's fleet, then per fleet the hosts' indices: a fleet can hold every host of a
+	// large exposure, so nothing is copied or grown host by host.
+	fleetOf := make([]*policy.Fleet, len(hosts))
+	count := map[*policy.Fleet]int{}
+	for i, h := range hosts {
 		f := p.For(h.Fleet, h.Tags)
 		if f == nil {
 			res.Unmatched = append(res.Unmatched, h.ID)
 			continue
 		}
-		byFleet[f.Name] = append(byFleet[f.Name], h)
+		fleetOf[i] = f
+		count[f]++
 	}
 	for _, f := range p.Fleets {
-		hs, ok := byFleet[f.Name]
+		n, ok := count[f]
 		if !ok {
 			continue
 		}
-		fp := &Fleet{Policy: f, Kind: events.KindSecurity}
+		fp := &Fleet{Policy: f, Kind: events.KindSecurity, Hosts: make([]HostPlan, 0, n)}
 		// Advisories below the fleet's threshold are reported, not rolled out.
 		eligible := map[string]Advisory{}
 		for id, a := range advisories {
@@ -119,7 +123,10 @@ func Security(p *policy.Policy, advisories map[string]Advisory, hosts []Host, co
 			fp.Kind = events.KindFull // everything pending goes with the fixes
 		}
 		used := map[string]bool{}
-		for _, h := range hs {
+		for i, h := range hosts {
+			if fleetOf[i] != f {
+				continue
+			}
 			hp := merge(h, eligible, covered[h.ID], vc)
 			if len(hp.Packages) == 0 {
 				continue
@@ -316,11 +323,11 @@ func finish(fp *Fleet, f *policy.Fleet, rebootOverride string, configureUnattend
 	fp.MaxUnavailable = max(1, f.MaxUnavailable)
 	fp.HealthCheck = f.HealthCheck
 	fp.ConfigureUnattended = configureUnattended || f.UnattendedUpgrades == policy.UnattendedSecurity
+	slices.SortFunc(fp.Hosts, func(a, b HostPlan) int { return cmp.Compare(a.HostID, b.HostID) })
 	ids := make([]string, len(fp.Hosts))
 	for i, h := range fp.Hosts {
 		ids[i] = h.HostID
 	}
-	slices.SortFunc(fp.Hosts, func(a, b HostPlan) int { return cmp.Compare(a.HostID, b.HostID) })
 	if fp.IgnoreWindows {
 		fp.Waves = waves.Split(ids, 0, nil)
 	} else {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -130,20 +131,48 @@ func jobRows(id string, fp *plan.Fleet, waveOf map[string]int32, state, reason s
 	var targets []plannerdb.InsertRolloutTargetsParams
 	index := map[string]int32{}
 	hosts := make([]plannerdb.InsertRolloutHostsParams, len(fp.Hosts))
+	var key []byte
 	for i, h := range fp.Hosts {
-		pkgs, comps := packagesJSON(h.Packages), componentsJSON(h.Components)
-		key := string(pkgs) + "\x00" + strings.Join(h.Advisories, ",") + "\x00" + string(comps)
-		idx, ok := index[key]
+		key = targetKey(key[:0], h)
+		idx, ok := index[string(key)]
 		if !ok {
 			idx = int32(len(targets))
-			index[key] = idx
+			index[string(key)] = idx
 			targets = append(targets, plannerdb.InsertRolloutTargetsParams{
-				RolloutID: id, Idx: idx, Packages: pkgs, AdvisoryIds: nonNil(h.Advisories), Components: comps,
+				RolloutID: id, Idx: idx, Packages: packagesJSON(h.Packages), AdvisoryIds: nonNil(h.Advisories),
+				Components: componentsJSON(h.Components),
 			})
 		}
 		hosts[i] = plannerdb.InsertRolloutHostsParams{RolloutID: id, HostID: h.HostID, Wave: waveOf[h.HostID], State: state, Target: idx, Reason: reason}
 	}
 	return targets, hosts
+}
+
+// targetKey appends what makes a host's job: its packages, advisories and pins, each string
+// length-prefixed so no two jobs share a key. Most hosts of a large plan share a few jobs;
+// the key is built without encoding the job.
+func targetKey(b []byte, h plan.HostPlan) []byte {
+	str := func(s string) {
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(append(b, ':'), s...)
+	}
+	b = strconv.AppendInt(b, int64(len(h.Packages)), 10)
+	for _, p := range h.Packages {
+		str(p.Name)
+		str(p.MinVersion)
+	}
+	b = append(b, '|')
+	b = strconv.AppendInt(b, int64(len(h.Advisories)), 10)
+	for _, a := range h.Advisories {
+		str(a)
+	}
+	b = append(b, '|')
+	b = strconv.AppendInt(b, int64(len(h.Components)), 10)
+	for _, c := range h.Components {
+		str(c.Name)
+		str(c.Version)
+	}
+	return b
 }
 
 func componentsJSON(c []events.Component) []byte {

@@ -1,0 +1,53 @@
+package rollout
+
+import (
+	"testing"
+
+	"github.com/patchfleet/patchfleet/events"
+	"github.com/patchfleet/patchfleet/services/planner/internal/plan"
+)
+
+// jobRows stores each distinct job once: hosts with the same packages, advisories and pins
+// share a target; a difference in any of them, however placed, makes another.
+func TestJobRowsShareOnlyIdenticalJobs(t *testing.T) {
+	pkg := func(name, v string) []events.PackageTarget {
+		return []events.PackageTarget{{Name: name, MinVersion: v}}
+	}
+	fp := &plan.Fleet{Hosts: []plan.HostPlan{
+		{HostID: "a", Packages: pkg("libssl3", "3.0.13-1"), Advisories: []string{"DSA-1"}},
+		{HostID: "b", Packages: pkg("libssl3", "3.0.13-1"), Advisories: []string{"DSA-1"}},
+		{HostID: "c", Packages: pkg("libssl3", "3.0.14-1"), Advisories: []string{"DSA-1"}},
+		{HostID: "d", Packages: pkg("libssl3", "3.0.13-1"), Advisories: []string{"DSA-2"}},
+		{HostID: "e", Packages: pkg("libssl", "33.0.13-1"), Advisories: []string{"DSA-1"}},
+		{HostID: "f", Packages: pkg("libssl3", "3.0.13-1"), Advisories: []string{"DSA-1"},
+			Components: []events.Component{{Name: "docker", Version: "27.1"}}},
+		{HostID: "g", Packages: pkg("libssl3", "3.0.13-1"), Advisories: []string{"DSA-1", "DSA-2"}},
+		{HostID: "h"},
+		{HostID: "i", Packages: pkg("libssl3", "3.0.13-1"), Advisories: []string{"DSA-1"}},
+	}}
+	waveOf := map[string]int32{"a": 0, "i": 1}
+	targets, hosts := jobRows("r1", fp, waveOf, "pending", "")
+	if len(targets) != 7 {
+		t.Fatalf("%d targets, want 7: %+v", len(targets), targets)
+	}
+	want := map[string]int32{"a": 0, "b": 0, "c": 1, "d": 2, "e": 3, "f": 4, "g": 5, "h": 6, "i": 0}
+	for _, h := range hosts {
+		if h.Target != want[h.HostID] {
+			t.Errorf("host %s: target %d, want %d", h.HostID, h.Target, want[h.HostID])
+		}
+		if h.Wave != waveOf[h.HostID] || h.RolloutID != "r1" || h.State != "pending" {
+			t.Errorf("host %s: %+v", h.HostID, h)
+		}
+	}
+	for i, tg := range targets {
+		if tg.Idx != int32(i) {
+			t.Errorf("target %d has index %d", i, tg.Idx)
+		}
+	}
+	if got := string(targets[3].Packages); got != `[{"name":"libssl","min_version":"33.0.13-1"}]` {
+		t.Errorf("target 3 packages %s", got)
+	}
+	if got := string(targets[6].Packages); got != "[]" || targets[6].AdvisoryIds == nil {
+		t.Errorf("empty job stored as packages %s, advisories %v", got, targets[6].AdvisoryIds)
+	}
+}
