@@ -122,12 +122,15 @@ update hosts set last_scan_error = @message where id = @id;
 update hosts set host_key = @host_key, tofu_pinned_at = @at where id = @id and host_key = '' and tofu;
 
 -- name: MarkKeyMismatch :execrows
--- Marks a host refused for presenting another key; the row count says whether it is news.
+-- Marks a host refused for presenting another key than the one the scan was given; the row
+-- count says whether it is news. A host re-pinned since then is left alone: its next scan
+-- uses the new key.
 update hosts set key_mismatch = true, presented_key = @presented, last_scan_error = @message
-where id = @id and not (key_mismatch and presented_key = @presented);
+where id = @id and host_key = @pinned and not (key_mismatch and presented_key = @presented);
 
 -- name: ClaimDueHosts :many
--- Claims hosts due for a scan, pushing next_scan out by a lease so no other instance takes them.
+-- Claims hosts due for a scan, pushing next_scan out by a lease so no other instance takes
+-- them, and returns them: the scan needs no other read to reach a host.
 update hosts h set next_scan = @lease_until
 where h.id in (
     select d.id from hosts d
@@ -135,7 +138,7 @@ where h.id in (
     order by d.next_scan
     limit @max_rows
     for update skip locked)
-returning h.id;
+returning h.*;
 
 -- name: ScheduleScan :exec
 -- Sets the next scan after a claimed one, unless a scan-now moved next_scan off the claim's

@@ -46,7 +46,7 @@ where h.id in (
     order by d.next_scan
     limit $3
     for update skip locked)
-returning h.id
+returning h.id, h.name, h.fleet, h.tags, h.address, h.port, h.ssh_user, h.bastion, h.sudo, h.host_key, h.tofu, h.tofu_allowed_by, h.tofu_pinned_at, h.key_mismatch, h.presented_key, h.is_new, h.app_path, h.registered_by, h.registered_at, h.updated_at, h.retired, h.retired_at, h.retired_reason, h.os_id, h.os_version_id, h.os_codename, h.kernel, h.boot_id, h.package_set_id, h.package_count, h.held, h.reboot_required, h.reboot_packages, h.reboot_since, h.components, h.last_scan, h.last_scan_id, h.last_scan_error, h.problems, h.next_scan
 `
 
 type ClaimDueHostsParams struct {
@@ -55,20 +55,62 @@ type ClaimDueHostsParams struct {
 	MaxRows    int32
 }
 
-// Claims hosts due for a scan, pushing next_scan out by a lease so no other instance takes them.
-func (q *Queries) ClaimDueHosts(ctx context.Context, arg ClaimDueHostsParams) ([]string, error) {
+// Claims hosts due for a scan, pushing next_scan out by a lease so no other instance takes
+// them, and returns them: the scan needs no other read to reach a host.
+func (q *Queries) ClaimDueHosts(ctx context.Context, arg ClaimDueHostsParams) ([]Host, error) {
 	rows, err := q.db.Query(ctx, claimDueHosts, arg.LeaseUntil, arg.Now, arg.MaxRows)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	items := []string{}
+	items := []Host{}
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var i Host
+		if err := rows.Scan(
+			&i.ID,
+			&i.Name,
+			&i.Fleet,
+			&i.Tags,
+			&i.Address,
+			&i.Port,
+			&i.SshUser,
+			&i.Bastion,
+			&i.Sudo,
+			&i.HostKey,
+			&i.Tofu,
+			&i.TofuAllowedBy,
+			&i.TofuPinnedAt,
+			&i.KeyMismatch,
+			&i.PresentedKey,
+			&i.IsNew,
+			&i.AppPath,
+			&i.RegisteredBy,
+			&i.RegisteredAt,
+			&i.UpdatedAt,
+			&i.Retired,
+			&i.RetiredAt,
+			&i.RetiredReason,
+			&i.OsID,
+			&i.OsVersionID,
+			&i.OsCodename,
+			&i.Kernel,
+			&i.BootID,
+			&i.PackageSetID,
+			&i.PackageCount,
+			&i.Held,
+			&i.RebootRequired,
+			&i.RebootPackages,
+			&i.RebootSince,
+			&i.Components,
+			&i.LastScan,
+			&i.LastScanID,
+			&i.LastScanError,
+			&i.Problems,
+			&i.NextScan,
+		); err != nil {
 			return nil, err
 		}
-		items = append(items, id)
+		items = append(items, i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -549,18 +591,26 @@ func (q *Queries) LockHost(ctx context.Context, id string) (Host, error) {
 
 const markKeyMismatch = `-- name: MarkKeyMismatch :execrows
 update hosts set key_mismatch = true, presented_key = $1, last_scan_error = $2
-where id = $3 and not (key_mismatch and presented_key = $1)
+where id = $3 and host_key = $4 and not (key_mismatch and presented_key = $1)
 `
 
 type MarkKeyMismatchParams struct {
 	Presented string
 	Message   string
 	ID        string
+	Pinned    string
 }
 
-// Marks a host refused for presenting another key; the row count says whether it is news.
+// Marks a host refused for presenting another key than the one the scan was given; the row
+// count says whether it is news. A host re-pinned since then is left alone: its next scan
+// uses the new key.
 func (q *Queries) MarkKeyMismatch(ctx context.Context, arg MarkKeyMismatchParams) (int64, error) {
-	result, err := q.db.Exec(ctx, markKeyMismatch, arg.Presented, arg.Message, arg.ID)
+	result, err := q.db.Exec(ctx, markKeyMismatch,
+		arg.Presented,
+		arg.Message,
+		arg.ID,
+		arg.Pinned,
+	)
 	if err != nil {
 		return 0, err
 	}

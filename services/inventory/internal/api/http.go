@@ -339,12 +339,12 @@ func (a *API) report(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, "report", badRequest("body: %v", err))
 		return
 	}
-	t, err := a.Store.Target(r.Context(), id)
+	h, err := a.Store.Host(r.Context(), id, false)
 	if err != nil {
 		a.fail(w, "report", err)
 		return
 	}
-	if t.Retired {
+	if h.Retired {
 		a.fail(w, "report", &Error{Code: http.StatusConflict, Message: "host " + id + " is decommissioned"})
 		return
 	}
@@ -353,7 +353,7 @@ func (a *API) report(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, "report", badRequest("body: %v", err))
 		return
 	}
-	rep, err := a.Store.Observe(r.Context(), store.Observation{HostID: t.ID, ScanID: events.NewID(), At: a.now(), Offline: true, Facts: facts})
+	rep, err := a.Store.Observe(r.Context(), store.Observation{HostID: h.ID, ScanID: events.NewID(), At: a.now(), Offline: true, Facts: facts})
 	if err != nil {
 		a.fail(w, "report", err)
 		return

@@ -103,7 +103,7 @@ func (s *Scanner) Wake() {
 // Run schedules scans until ctx ends, then lets the scans in flight finish.
 func (s *Scanner) Run(ctx context.Context) error {
 	type job struct {
-		id    string
+		host  store.Target
 		until time.Time
 	}
 	jobs := make(chan job)
@@ -116,7 +116,7 @@ func (s *Scanner) Run(ctx context.Context) error {
 				if s.cfg.Jitter > 0 {
 					next = next.Add(rand.N(s.cfg.Jitter))
 				}
-				_ = s.Scan(context.WithoutCancel(ctx), j.id, store.Next{ClaimedUntil: j.until, At: next})
+				_ = s.Scan(context.WithoutCancel(ctx), j.host, store.Next{ClaimedUntil: j.until, At: next})
 			}
 		})
 	}
@@ -124,18 +124,18 @@ func (s *Scanner) Run(ctx context.Context) error {
 	defer close(jobs)
 	lease := 2*s.cfg.Timeout + time.Minute
 	for {
-		ids, until, err := s.store.Claim(ctx, s.cfg.Concurrency, lease)
+		hosts, until, err := s.store.Claim(ctx, s.cfg.Concurrency, lease)
 		if err != nil && ctx.Err() == nil {
 			s.logger.Warn("claim hosts to scan", "err", err)
 		}
-		for _, id := range ids {
+		for _, h := range hosts {
 			select {
-			case jobs <- job{id, until}:
+			case jobs <- job{h, until}:
 			case <-ctx.Done():
 				return nil // unstarted claims expire with their lease
 			}
 		}
-		if len(ids) == s.cfg.Concurrency && err == nil {
+		if len(hosts) == s.cfg.Concurrency && err == nil {
 			continue
 		}
 		select {
@@ -147,11 +147,12 @@ func (s *Scanner) Run(ctx context.Context) error {
 	}
 }
 
-// Scan scans one host, claimed by the scheduler, now and records the outcome: the
-// observation and its events, a key mismatch (marked and announced), or the error. It
-// returns the error too. The next scan is stored with the observation, or on its own
-// whatever else happened.
-func (s *Scanner) Scan(ctx context.Context, id string, next store.Next) error {
+// Scan scans one host, claimed by the scheduler (t as the claim read it), now and records
+// the outcome: the observation and its events, a key mismatch (marked and announced), or the
+// error. It returns the error too. The next scan is stored with the observation, or on its
+// own whatever else happened.
+func (s *Scanner) Scan(ctx context.Context, t store.Target, next store.Next) error {
+	id := t.ID
 	outcome := "ok"
 	scheduled := false
 	defer func() {
@@ -163,15 +164,6 @@ func (s *Scanner) Scan(ctx context.Context, id string, next store.Next) error {
 			s.logger.Warn("schedule next scan", "host", id, "err", err)
 		}
 	}()
-	t, err := s.store.Target(ctx, id)
-	if err != nil {
-		outcome = "error"
-		return err
-	}
-	if t.Retired || t.KeyMismatch {
-		outcome = "skipped"
-		return nil
-	}
 	fail := func(kind string, err error) error {
 		outcome = kind
 		s.logger.Warn("scan failed", "host", id, "err", err)
@@ -204,7 +196,7 @@ func (s *Scanner) Scan(ctx context.Context, id string, next store.Next) error {
 	case errors.As(err, &km):
 		outcome = "key_mismatch"
 		s.logger.Error("host key mismatch; host refused until re-pinned", "host", id, "presented", km.Presented, "pinned", km.Expected)
-		return s.store.KeyMismatch(context.WithoutCancel(ctx), id, km.Expected, km.Presented, truncate(err.Error(), 500))
+		return s.store.KeyMismatch(context.WithoutCancel(ctx), t, km.Expected, km.Presented, truncate(err.Error(), 500))
 	case err != nil:
 		return fail("unreachable", fmt.Errorf("scan %s: %w", id, err))
 	}

@@ -258,12 +258,13 @@ func (s *Store) ScanFailed(ctx context.Context, id, message string) error {
 	return nil
 }
 
-// KeyMismatch marks a host that presented a key other than its pinned one and announces it
-// with HostKeyMismatch, once per presented key: later refusals of the same key only record
-// the error.
-func (s *Store) KeyMismatch(ctx context.Context, id, expected, presented, message string) error {
+// KeyMismatch marks a host that presented a key other than the one pinned for its scan (t)
+// and announces it with HostKeyMismatch, once per presented key: later refusals of the same
+// key only record the error. A host re-pinned since its scan began is left as it is.
+func (s *Store) KeyMismatch(ctx context.Context, t Target, expected, presented, message string) error {
+	id := t.ID
 	return s.inTx(ctx, func(tx pgx.Tx, q *inventorydb.Queries) error {
-		n, err := q.MarkKeyMismatch(ctx, inventorydb.MarkKeyMismatchParams{ID: id, Presented: presented, Message: message})
+		n, err := q.MarkKeyMismatch(ctx, inventorydb.MarkKeyMismatchParams{ID: id, Pinned: t.SSH.HostKey, Presented: presented, Message: message})
 		if err != nil {
 			return fmt.Errorf("mark key mismatch of %s: %w", id, err)
 		}

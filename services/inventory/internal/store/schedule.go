@@ -10,14 +10,18 @@ import (
 
 // Claim takes up to n hosts due for a scan and holds them until the returned lease end:
 // another instance claiming meanwhile skips them, and a crashed instance's claims expire.
-func (s *Store) Claim(ctx context.Context, n int, lease time.Duration) ([]string, time.Time, error) {
+func (s *Store) Claim(ctx context.Context, n int, lease time.Duration) ([]Target, time.Time, error) {
 	now := s.now()
 	until := now.Add(lease).Truncate(time.Microsecond) // PostgreSQL's precision, compared later
-	ids, err := inventorydb.New(s.pool).ClaimDueHosts(ctx, inventorydb.ClaimDueHostsParams{Now: now, LeaseUntil: until, MaxRows: int32(n)})
+	hosts, err := inventorydb.New(s.pool).ClaimDueHosts(ctx, inventorydb.ClaimDueHostsParams{Now: now, LeaseUntil: until, MaxRows: int32(n)})
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("claim hosts due for a scan: %w", err)
 	}
-	return ids, until, nil
+	out := make([]Target, len(hosts))
+	for i, h := range hosts {
+		out[i] = target(h)
+	}
+	return out, until, nil
 }
 
 // Schedule sets when a claimed host is next scanned, unless a scan was asked for meanwhile.

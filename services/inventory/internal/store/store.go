@@ -211,24 +211,14 @@ func (s *Store) setHash(ctx context.Context, q *inventorydb.Queries, setID int64
 
 // Target is what the scanner needs of a host.
 type Target struct {
-	ID          string
-	Name        string
-	SSH         events.SSHTarget
-	AppPath     string
-	Retired     bool
-	KeyMismatch bool
+	ID      string
+	Name    string
+	SSH     events.SSHTarget
+	AppPath string
 }
 
-// Target returns how to reach a host.
-func (s *Store) Target(ctx context.Context, id string) (Target, error) {
-	h, err := inventorydb.New(s.pool).GetHost(ctx, id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Target{}, fmt.Errorf("host %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return Target{}, fmt.Errorf("get host %s: %w", id, err)
-	}
-	return Target{ID: h.ID, Name: h.Name, SSH: sshTarget(h), AppPath: h.AppPath, Retired: h.Retired, KeyMismatch: h.KeyMismatch}, nil
+func target(h inventorydb.Host) Target {
+	return Target{ID: h.ID, Name: h.Name, SSH: sshTarget(h), AppPath: h.AppPath}
 }
 
 func sshTarget(h inventorydb.Host) events.SSHTarget {

@@ -200,3 +200,56 @@ func TestObservationOfAClaimedScanSchedulesTheNext(t *testing.T) {
 		t.Errorf("next scan %s after a scan asked for meanwhile, want it kept at %s", got, asked)
 	}
 }
+
+// A claim hands the scanner the host as stored; a key mismatch found with a key the host has
+// since been re-pinned away from marks nothing: the next scan uses the new key.
+func TestKeyMismatchOfARePinnedHostIsDropped(t *testing.T) {
+	pool := pgtest.New(t, inventorydb.Schema, inventorydb.Migrations)
+	st := New(pool)
+	ctx := context.Background()
+	register := func(key string) {
+		t.Helper()
+		if _, err := st.Register(ctx, events.HostRegistered{HostID: "h", Name: "web-1", Fleet: "f",
+			SSH: events.SSHTarget{Address: "10.0.0.1", Port: 2222, User: "patch", HostKey: key}}, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const keyA, keyB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB"
+	register(keyA)
+	if _, err := st.ScanNow(ctx, []string{"h"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	claimed, _, err := st.Claim(ctx, 10, time.Minute)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim: %v %v", claimed, err)
+	}
+	c := claimed[0]
+	if c.ID != "h" || c.Name != "web-1" || c.SSH.Address != "10.0.0.1" || c.SSH.Port != 2222 || c.SSH.User != "patch" || c.SSH.HostKey != keyA {
+		t.Fatalf("claimed %+v", c)
+	}
+	state := func() (mismatch bool, announced int) {
+		t.Helper()
+		if err := pool.QueryRow(ctx, "select key_mismatch from hosts where id = 'h'").Scan(&mismatch); err != nil {
+			t.Fatal(err)
+		}
+		if err := pool.QueryRow(ctx, "select count(*) from outbox where subject like '%HostKeyMismatch%'").Scan(&announced); err != nil {
+			t.Fatal(err)
+		}
+		return mismatch, announced
+	}
+
+	register(keyB) // re-pinned while the scan with key A ran
+	if err := st.KeyMismatch(ctx, c, "SHA256:a", "SHA256:b", "host key mismatch"); err != nil {
+		t.Fatal(err)
+	}
+	if m, n := state(); m || n != 0 {
+		t.Fatalf("after a mismatch with the old pin: key_mismatch=%v, %d announced", m, n)
+	}
+	c.SSH.HostKey = keyB
+	if err := st.KeyMismatch(ctx, c, "SHA256:b", "SHA256:c", "host key mismatch"); err != nil {
+		t.Fatal(err)
+	}
+	if m, n := state(); !m || n != 1 {
+		t.Fatalf("after a mismatch with the current pin: key_mismatch=%v, %d announced", m, n)
+	}
+}
