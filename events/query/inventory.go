@@ -5,6 +5,7 @@
 package query
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/patchfleet/patchfleet/events"
@@ -92,6 +93,12 @@ type HostDetail struct {
 	Packages   []Package `json:"packages,omitempty"`
 }
 
+// The most hosts a page of the inventory's lists holds, and a page of exposure in groups.
+const (
+	MaxPage        = 1000
+	MaxGroupedPage = 10 * MaxPage
+)
+
 // ExposureRequest asks which hosts an advisory affects: by advisory id or CVE (an advisory
 // the inventory has seen), or by an explicit affected list (what the planner passes from the
 // event it is handling, so the answer never waits for the inventory to store the advisory;
@@ -103,7 +110,10 @@ type ExposureRequest struct {
 	Fleet      string            `json:"fleet,omitempty"`
 	HostIDs    []string          `json:"host_ids,omitempty"`
 	Cursor     string            `json:"cursor,omitempty"`
-	Limit      int               `json:"limit,omitempty"` // default 100, at most 1000
+	Limit      int               `json:"limit,omitempty"` // hosts; default 100, at most 1000 (10,000 grouped)
+	// Grouped asks for the page as Groups instead of Hosts: hosts exposed alike are listed
+	// once with their packages, which keeps a whole fleet's exposure small to send and read.
+	Grouped bool `json:"grouped,omitempty"`
 }
 
 // ExposedPackage is an installed binary package built from an affected source package at a
@@ -127,11 +137,73 @@ type ExposedHost struct {
 	Packages []ExposedPackage `json:"packages"`
 }
 
-// ExposureResponse is a page of exposed hosts.
+// ExposureResponse is a page of exposed hosts, in Hosts or, when asked for, in Groups.
 type ExposureResponse struct {
-	AdvisoryIDs []string      `json:"advisory_ids,omitempty"`
-	Hosts       []ExposedHost `json:"hosts"`
-	NextCursor  string        `json:"next_cursor,omitempty"`
+	AdvisoryIDs []string        `json:"advisory_ids,omitempty"`
+	Hosts       []ExposedHost   `json:"hosts"`
+	Groups      []ExposureGroup `json:"groups,omitempty"`
+	NextCursor  string          `json:"next_cursor,omitempty"`
+}
+
+// ExposureGroup is hosts exposed alike: the same OS release and the same exposed packages.
+type ExposureGroup struct {
+	OS       events.OSRelease `json:"os"`
+	Packages []ExposedPackage `json:"packages"`
+	Hosts    []GroupedHost    `json:"hosts"`
+}
+
+// GroupedHost is a host of an ExposureGroup.
+type GroupedHost struct {
+	HostID string `json:"host_id"`
+	Name   string `json:"name"`
+	Fleet  string `json:"fleet"`
+}
+
+// GroupExposure groups exposed hosts that share their OS release and packages. Groups come in
+// the order of their first host, and hosts keep their order within a group.
+func GroupExposure(hosts []ExposedHost) []ExposureGroup {
+	var groups []ExposureGroup
+	index := map[string]int{}
+	var key []byte
+	for _, h := range hosts {
+		key = exposureKey(key[:0], h)
+		i, ok := index[string(key)]
+		if !ok {
+			i = len(groups)
+			index[string(key)] = i
+			groups = append(groups, ExposureGroup{OS: h.OS, Packages: h.Packages})
+		}
+		groups[i].Hosts = append(groups[i].Hosts, GroupedHost{HostID: h.HostID, Name: h.Name, Fleet: h.Fleet})
+	}
+	return groups
+}
+
+// ExposedHosts lists the group's hosts as ExposedHost; they share the group's Packages.
+func (g ExposureGroup) ExposedHosts() []ExposedHost {
+	out := make([]ExposedHost, len(g.Hosts))
+	for i, h := range g.Hosts {
+		out[i] = ExposedHost{HostID: h.HostID, Name: h.Name, Fleet: h.Fleet, OS: g.OS, Packages: g.Packages}
+	}
+	return out
+}
+
+// exposureKey appends a host's OS release and packages, each string length-prefixed so no
+// two different exposures share a key.
+func exposureKey(b []byte, h ExposedHost) []byte {
+	str := func(s string) {
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(append(b, ':'), s...)
+	}
+	str(h.OS.ID)
+	str(h.OS.VersionID)
+	str(h.OS.Codename)
+	b = strconv.AppendInt(b, int64(len(h.Packages)), 10)
+	for _, p := range h.Packages {
+		for _, s := range [...]string{p.Name, p.Arch, p.Installed, p.SourceName, p.SourceVersion, p.Fixed, p.AdvisoryID} {
+			str(s)
+		}
+	}
+	return b
 }
 
 // ScanRequest asks the inventory to scan hosts now.

@@ -136,6 +136,53 @@ func TestExposure(t *testing.T) {
 		}
 	}
 
+	// Grouped: hosts exposed alike are listed once with their packages (deb-fixed has another
+	// package set, but the same curl); pages count hosts and walk them in the same order.
+	grouped := req
+	grouped.Grouped, grouped.Limit = true, 2
+	var flat []query.ExposedHost
+	for range 3 {
+		var page query.ExposureResponse
+		if code := s.do("POST", "/v1/exposure", grouped, &page); code != http.StatusOK {
+			t.Fatalf("grouped: %d", code)
+		}
+		if len(page.Hosts) != 0 {
+			t.Fatalf("a grouped page lists hosts: %+v", page.Hosts)
+		}
+		viaNATS, err := s.query.Exposure(context.Background(), grouped)
+		if err != nil || !reflect.DeepEqual(viaNATS, page) {
+			t.Fatalf("micro grouped exposure differs from HTTP (%v):\n%+v\n%+v", err, viaNATS, page)
+		}
+		for _, g := range page.Groups {
+			flat = append(flat, g.ExposedHosts()...)
+		}
+		if grouped.Cursor = page.NextCursor; grouped.Cursor == "" {
+			break
+		}
+		if n := len(page.Groups); n != 1 || len(page.Groups[0].Hosts) != 2 {
+			t.Fatalf("first grouped page: %+v", page.Groups)
+		}
+	}
+	if !reflect.DeepEqual(flat, nofix.Hosts) {
+		t.Fatalf("grouped pages flattened differ from the hosts:\n%+v\n%+v", flat, nofix.Hosts)
+	}
+	grouped.Cursor, grouped.Limit = "", 5000
+	if code := s.do("POST", "/v1/exposure", grouped, nil); code != http.StatusOK {
+		t.Errorf("grouped page of 5000: %d, want 200", code)
+	}
+	grouped.Grouped = false
+	if code := s.do("POST", "/v1/exposure", grouped, nil); code != http.StatusBadRequest {
+		t.Errorf("page of 5000 hosts: %d, want 400", code)
+	}
+	var byGET query.ExposureResponse
+	if code := s.do("GET", "/v1/exposure?cve=CVE-2099-0001&grouped=true", nil, &byGET); code != http.StatusOK ||
+		len(byGET.Groups) != 1 || len(byGET.Groups[0].Hosts) != 2 || byGET.Groups[0].Hosts[0].HostID != "deb-a" {
+		t.Errorf("grouped GET: %d %+v", code, byGET)
+	}
+	if code := s.do("GET", "/v1/exposure?cve=CVE-2099-0001&grouped=perhaps", nil, nil); code != http.StatusBadRequest {
+		t.Errorf("grouped=perhaps: %d, want 400", code)
+	}
+
 	// The planner sends the affected list of the advisory it handles, named by its id.
 	req.AdvisoryID = "PLANNED-1"
 	var named query.ExposureResponse

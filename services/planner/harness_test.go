@@ -174,8 +174,15 @@ func startInventory(t testing.TB, nc *nats.Conn) *inventory {
 		defer inv.mu.Unlock()
 		inv.calls++
 		from, _ := strconv.Atoi(req.Cursor)
-		n := max(1, min(req.Limit, 1000))
+		most := query.MaxPage
+		if req.Grouped {
+			most = query.MaxGroupedPage
+		}
+		n := max(1, min(req.Limit, most))
 		out := query.ExposureResponse{Hosts: inv.exposed[min(from, len(inv.exposed)):min(from+n, len(inv.exposed))]}
+		if req.Grouped {
+			out.Hosts, out.Groups = []query.ExposedHost{}, query.GroupExposure(out.Hosts)
+		}
 		if from+n < len(inv.exposed) {
 			out.NextCursor = strconv.Itoa(from + n)
 		}

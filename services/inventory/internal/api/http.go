@@ -390,10 +390,10 @@ func (a *API) respondScan(w http.ResponseWriter, r *http.Request, req query.Scan
 	writeJSON(w, http.StatusAccepted, resp)
 }
 
-// exposureGET handles GET /v1/exposure?advisory_id=|cve=&fleet=&host_id=&cursor=&limit=.
+// exposureGET handles GET /v1/exposure?advisory_id=|cve=&fleet=&host_id=&cursor=&limit=&grouped=.
 func (a *API) exposureGET(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
-	if err := known(v, "advisory_id", "cve", "fleet", "host_id", "cursor", "limit"); err != nil {
+	if err := known(v, "advisory_id", "cve", "fleet", "host_id", "cursor", "limit", "grouped"); err != nil {
 		a.fail(w, "exposure", err)
 		return
 	}
@@ -403,6 +403,12 @@ func (a *API) exposureGET(w http.ResponseWriter, r *http.Request) {
 	if req.Limit, err = intParam(v, "limit"); err != nil {
 		a.fail(w, "exposure", err)
 		return
+	}
+	if s := v.Get("grouped"); s != "" {
+		if req.Grouped, err = strconv.ParseBool(s); err != nil {
+			a.fail(w, "exposure", badRequest("grouped: %q is not true or false", s))
+			return
+		}
 	}
 	a.respondExposure(w, r, req)
 }

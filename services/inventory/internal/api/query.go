@@ -23,7 +23,10 @@ import (
 // Page sizes of every paginated answer.
 const (
 	DefaultLimit = 100
-	MaxLimit     = 1000
+	MaxLimit     = query.MaxPage
+	// MaxGroupedLimit bounds a grouped exposure page: a host costs it an id, a name and a
+	// fleet, so ten times as many hosts fit in less than a page of hosts with packages.
+	MaxGroupedLimit = query.MaxGroupedPage
 )
 
 // API answers queries and registrations; HTTP and NATS are thin layers over it.
@@ -88,11 +91,15 @@ func decodeCursor(c string) (string, error) {
 }
 
 func limit(n int) (int, error) {
+	return limitOf(n, MaxLimit)
+}
+
+func limitOf(n, most int) (int, error) {
 	switch {
 	case n == 0:
 		return DefaultLimit, nil
-	case n < 0 || n > MaxLimit:
-		return 0, badRequest("limit: %d is not between 1 and %d", n, MaxLimit)
+	case n < 0 || n > most:
+		return 0, badRequest("limit: %d is not between 1 and %d", n, most)
 	}
 	return n, nil
 }
@@ -162,7 +169,11 @@ func (a *API) Exposure(ctx context.Context, req query.ExposureRequest) (query.Ex
 	if f.After, err = decodeCursor(req.Cursor); err != nil {
 		return out, err
 	}
-	if f.Limit, err = limit(req.Limit); err != nil {
+	most := MaxLimit
+	if req.Grouped {
+		most = MaxGroupedLimit
+	}
+	if f.Limit, err = limitOf(req.Limit, most); err != nil {
 		return out, err
 	}
 	switch {
@@ -206,6 +217,9 @@ func (a *API) Exposure(ctx context.Context, req query.ExposureRequest) (query.Ex
 		return out, err
 	}
 	out.Hosts, out.NextCursor = hosts, EncodeCursor(next)
+	if req.Grouped {
+		out.Hosts, out.Groups = []query.ExposedHost{}, query.GroupExposure(hosts)
+	}
 	return out, nil
 }
 

@@ -55,6 +55,7 @@ func (s *Store) exposure(ctx context.Context, q *inventorydb.Queries, f Exposure
 		return nil, "", err
 	}
 	hosts := map[string]*query.ExposedHost{}
+	listed := map[setKey][]query.ExposedPackage{} // the hosts of a set share its list
 	// One query per (os, release): most advisories name one release, so usually one query.
 	type release struct{ osID, release string }
 	groups := map[release][]int64{}
@@ -70,9 +71,13 @@ func (s *Store) exposure(ctx context.Context, q *inventorydb.Queries, f Exposure
 			return nil, "", fmt.Errorf("exposed hosts on %s %s: %w", r.osID, r.release, err)
 		}
 		for _, h := range rows {
-			pkgs, err := ex.packages(setKey{h.OsID, h.OsVersionID, h.PackageSetID.Int64})
-			if err != nil {
-				return nil, "", err
+			k := setKey{h.OsID, h.OsVersionID, h.PackageSetID.Int64}
+			pkgs, ok := listed[k]
+			if !ok {
+				if pkgs, err = ex.packages(k); err != nil {
+					return nil, "", err
+				}
+				listed[k] = pkgs
 			}
 			hosts[h.ID] = &query.ExposedHost{HostID: h.ID, Name: h.Name, Fleet: h.Fleet,
 				OS: events.OSRelease{ID: h.OsID, VersionID: h.OsVersionID, Codename: h.OsCodename}, Packages: pkgs}
@@ -203,7 +208,8 @@ func (s *Store) exposedGems(ctx context.Context, q *inventorydb.Queries, f Expos
 					OS: events.OSRelease{ID: r.OsID, VersionID: r.OsVersionID, Codename: r.OsCodename}}
 				hosts[r.ID] = h
 			}
-			h.Packages = append(h.Packages, exposed...)
+			// Clipped: a host's Debian list is its set's, shared with the set's other hosts.
+			h.Packages = append(slices.Clip(h.Packages), exposed...)
 		}
 		if len(rows) < 1000 {
 			break

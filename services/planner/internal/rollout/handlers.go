@@ -103,25 +103,28 @@ func (e *Engine) planAdvisory(ctx context.Context, a events.SecurityAdvisoryPubl
 	return plan.Security(e.Policy, adv, hosts, covered, now), hosts, nil
 }
 
-// exposed pages through the inventory's exposure answer, and through its hosts for their
-// tags when a fleet policy selects by tag.
+// exposed pages through the inventory's exposure answer, in groups (the hosts of a group
+// share its packages), and through its hosts for their tags when a fleet policy selects by
+// tag.
 func (e *Engine) exposed(ctx context.Context, a events.SecurityAdvisoryPublished) ([]plan.Host, error) {
 	var hosts []plan.Host
-	req := query.ExposureRequest{AdvisoryID: a.AdvisoryID, Affected: a.Affected, Limit: e.pageSize()}
+	req := query.ExposureRequest{AdvisoryID: a.AdvisoryID, Affected: a.Affected, Limit: query.MaxGroupedPage, Grouped: true}
 	for {
 		page, err := e.Inventory.Exposure(ctx, req)
 		if err != nil {
 			return nil, fmt.Errorf("exposure to %s: %w", a.AdvisoryID, err)
 		}
-		for _, h := range page.Hosts {
+		for _, g := range page.Groups {
 			// Asked with this advisory's affected list, every package is exposed to it,
 			// whatever id (if any) the inventory attributes it to.
-			for i := range h.Packages {
-				h.Packages[i].AdvisoryID = a.AdvisoryID
+			for i := range g.Packages {
+				g.Packages[i].AdvisoryID = a.AdvisoryID
 			}
-			hosts = append(hosts, plan.Host{ID: h.HostID, Fleet: h.Fleet, Packages: h.Packages})
+			for _, h := range g.Hosts {
+				hosts = append(hosts, plan.Host{ID: h.HostID, Fleet: h.Fleet, Packages: g.Packages})
+			}
 		}
-		if page.NextCursor == "" || len(page.Hosts) == 0 {
+		if page.NextCursor == "" || len(page.Groups) == 0 {
 			break
 		}
 		req.Cursor = page.NextCursor
