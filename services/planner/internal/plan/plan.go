@@ -345,7 +345,7 @@ func Hash(fp *Fleet) string {
 	h := sha256.New()
 	var buf []byte
 	w := func(s string) {
-		buf = append(append(strconv.AppendInt(buf[:0], int64(len(s)), 10), ':'), s...)
+		buf = appendField(buf[:0], s)
 		h.Write(buf)
 	}
 	w("patchfleet-plan-v1")
@@ -387,6 +387,30 @@ func Hash(fp *Fleet) string {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// AppendJobKey appends what makes the host's job, its packages, advisories and pins, as
+// fields: hosts with equal keys have the same job.
+func (h HostPlan) AppendJobKey(b []byte) []byte {
+	b = appendField(b, strconv.Itoa(len(h.Packages)))
+	for _, p := range h.Packages {
+		b = appendField(appendField(b, p.Name), p.MinVersion)
+	}
+	b = appendField(b, strconv.Itoa(len(h.Advisories)))
+	for _, a := range h.Advisories {
+		b = appendField(b, a)
+	}
+	b = appendField(b, strconv.Itoa(len(h.Components)))
+	for _, c := range h.Components {
+		b = appendField(appendField(b, c.Name), c.Version)
+	}
+	return b
+}
+
+// appendField appends s length-prefixed: no two different lists of such fields share a
+// form.
+func appendField(b []byte, s string) []byte {
+	return append(append(strconv.AppendInt(b, int64(len(s)), 10), ':'), s...)
 }
 
 // Preview renders a plan for the query contract.

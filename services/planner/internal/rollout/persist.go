@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -133,7 +132,7 @@ func jobRows(id string, fp *plan.Fleet, waveOf map[string]int32, state, reason s
 	hosts := make([]plannerdb.InsertRolloutHostsParams, len(fp.Hosts))
 	var key []byte
 	for i, h := range fp.Hosts {
-		key = targetKey(key[:0], h)
+		key = h.AppendJobKey(key[:0])
 		idx, ok := index[string(key)]
 		if !ok {
 			idx = int32(len(targets))
@@ -146,33 +145,6 @@ func jobRows(id string, fp *plan.Fleet, waveOf map[string]int32, state, reason s
 		hosts[i] = plannerdb.InsertRolloutHostsParams{RolloutID: id, HostID: h.HostID, Wave: waveOf[h.HostID], State: state, Target: idx, Reason: reason}
 	}
 	return targets, hosts
-}
-
-// targetKey appends what makes a host's job: its packages, advisories and pins, each string
-// length-prefixed so no two jobs share a key. Most hosts of a large plan share a few jobs;
-// the key is built without encoding the job.
-func targetKey(b []byte, h plan.HostPlan) []byte {
-	str := func(s string) {
-		b = strconv.AppendInt(b, int64(len(s)), 10)
-		b = append(append(b, ':'), s...)
-	}
-	b = strconv.AppendInt(b, int64(len(h.Packages)), 10)
-	for _, p := range h.Packages {
-		str(p.Name)
-		str(p.MinVersion)
-	}
-	b = append(b, '|')
-	b = strconv.AppendInt(b, int64(len(h.Advisories)), 10)
-	for _, a := range h.Advisories {
-		str(a)
-	}
-	b = append(b, '|')
-	b = strconv.AppendInt(b, int64(len(h.Components)), 10)
-	for _, c := range h.Components {
-		str(c.Name)
-		str(c.Version)
-	}
-	return b
 }
 
 func componentsJSON(c []events.Component) []byte {
