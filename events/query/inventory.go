@@ -164,14 +164,31 @@ type GroupedHost struct {
 func GroupExposure(hosts []ExposedHost) []ExposureGroup {
 	var groups []ExposureGroup
 	index := map[string]int{}
+	// Hosts that share one package list (the inventory's hosts of one package set) are
+	// matched by the list's identity, without building its key.
+	type shared struct {
+		first *ExposedPackage
+		n     int
+		os    events.OSRelease
+	}
+	byList := map[shared]int{}
 	var key []byte
 	for _, h := range hosts {
-		key = exposureKey(key[:0], h)
-		i, ok := index[string(key)]
+		var list shared
+		if len(h.Packages) > 0 {
+			list = shared{&h.Packages[0], len(h.Packages), h.OS}
+		}
+		i, ok := byList[list]
 		if !ok {
-			i = len(groups)
-			index[string(key)] = i
-			groups = append(groups, ExposureGroup{OS: h.OS, Packages: h.Packages})
+			key = exposureKey(key[:0], h)
+			if i, ok = index[string(key)]; !ok {
+				i = len(groups)
+				index[string(key)] = i
+				groups = append(groups, ExposureGroup{OS: h.OS, Packages: h.Packages})
+			}
+			if list.first != nil {
+				byList[list] = i
+			}
 		}
 		groups[i].Hosts = append(groups[i].Hosts, GroupedHost{HostID: h.HostID, Name: h.Name, Fleet: h.Fleet})
 	}
