@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -251,5 +252,30 @@ func TestKeyMismatchOfARePinnedHostIsDropped(t *testing.T) {
 	}
 	if m, n := state(); !m || n != 1 {
 		t.Fatalf("after a mismatch with the current pin: key_mismatch=%v, %d announced", m, n)
+	}
+}
+
+// A host is found by id, else by the name of a host in service; an id wins over another
+// host's name.
+func TestHostByIDOrName(t *testing.T) {
+	st := New(pgtest.New(t, inventorydb.Schema, inventorydb.Migrations))
+	ctx := context.Background()
+	for _, h := range [][2]string{{"h1", "web-1"}, {"web-1", "other"}, {"h0", "db-1"}, {"h2", "db-1"}} {
+		if _, err := st.Register(ctx, events.HostRegistered{HostID: h[0], Name: h[1], Fleet: "f",
+			SSH: events.SSHTarget{Address: "10.0.0.1", TOFU: true}}, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Decommission(ctx, "h0", "replaced"); err != nil {
+		t.Fatal(err)
+	}
+	for ask, want := range map[string]string{"h1": "h1", "web-1": "web-1", "other": "web-1", "db-1": "h2"} {
+		h, err := st.Host(ctx, ask, false)
+		if err != nil || h.ID != want {
+			t.Errorf("host %q: %q, %v; want %q", ask, h.ID, err, want)
+		}
+	}
+	if _, err := st.Host(ctx, "nope", false); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown host: %v, want ErrNotFound", err)
 	}
 }
