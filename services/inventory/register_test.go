@@ -88,6 +88,10 @@ func TestRegisterByAPIEventAndFile(t *testing.T) {
 	if code := s.do("DELETE", "/v1/hosts/nope", nil, &e); code != http.StatusNotFound {
 		t.Fatalf("decommission unknown: %d", code)
 	}
+	// A decommissioned host's report is refused and stores nothing.
+	if code := s.do("POST", "/v1/hosts/web-1/report", report("debian", "12", readFile(t, "testdata/debian12-dpkg.tsv"), false), &e); code != http.StatusConflict {
+		t.Fatalf("report of a decommissioned host: %d, want 409", code)
+	}
 	s.bus.Publish(t, events.HostDecommissioned{HostID: "db-1", Reason: "gone"}, "db-1")
 	var page query.HostsResponse
 	eventstest.WaitFor(t, 30*time.Second, "db-1 retired", func() bool {

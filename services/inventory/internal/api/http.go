@@ -344,10 +344,6 @@ func (a *API) report(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, "report", err)
 		return
 	}
-	if h.Retired {
-		a.fail(w, "report", &Error{Code: http.StatusConflict, Message: "host " + id + " is decommissioned"})
-		return
-	}
 	facts, err := hostfacts.Parse(body)
 	if err != nil {
 		a.fail(w, "report", badRequest("body: %v", err))

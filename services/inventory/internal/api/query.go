@@ -62,6 +62,8 @@ func (a *API) answer(what string, err error) query.Error {
 		return query.Error{Code: e.Code, Message: e.Message}
 	case errors.Is(err, store.ErrNotFound):
 		return query.Error{Code: http.StatusNotFound, Message: err.Error()}
+	case errors.Is(err, store.ErrRetired):
+		return query.Error{Code: http.StatusConflict, Message: err.Error()}
 	case errors.Is(err, context.DeadlineExceeded):
 		return query.Error{Code: http.StatusServiceUnavailable, Message: what + ": timed out"}
 	}

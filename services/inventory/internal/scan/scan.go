@@ -207,6 +207,10 @@ func (s *Scanner) Scan(ctx context.Context, t store.Target, next store.Next) err
 	}
 	rep, err := s.store.Observe(ctx, store.Observation{HostID: id, ScanID: events.NewID(), At: s.now(), Facts: facts,
 		AcceptedKey: res.AcceptedKey, Next: &next})
+	if errors.Is(err, store.ErrRetired) {
+		outcome = "skipped" // decommissioned since the claim
+		return nil
+	}
 	if err != nil {
 		outcome = "error"
 		return fmt.Errorf("store scan of %s: %w", id, err)

@@ -125,6 +125,9 @@ func (s *Store) Observe(ctx context.Context, o Observation) (events.HostInventor
 		if err != nil {
 			return fmt.Errorf("lock host %s: %w", o.HostID, err)
 		}
+		if h.Retired {
+			return fmt.Errorf("host %s: %w", o.HostID, ErrRetired)
+		}
 		if o.AcceptedKey != "" && h.HostKey == "" {
 			if _, err := q.PinTOFUKey(ctx, inventorydb.PinTOFUKeyParams{ID: h.ID, HostKey: o.AcceptedKey, At: &o.At}); err != nil {
 				return fmt.Errorf("pin host key of %s: %w", h.ID, err)

@@ -27,6 +27,10 @@ const Producer = "inventory"
 // ErrNotFound means no host (or advisory) has the id asked for.
 var ErrNotFound = errors.New("not found")
 
+// ErrRetired refuses an observation of a decommissioned host: a scan or report that was
+// under way when the host was decommissioned is dropped.
+var ErrRetired = errors.New("decommissioned")
+
 // Store is the inventory's database.
 type Store struct {
 	pool   *pgxpool.Pool

@@ -279,3 +279,26 @@ func TestHostByIDOrName(t *testing.T) {
 		t.Errorf("unknown host: %v, want ErrNotFound", err)
 	}
 }
+
+// An observation of a host decommissioned meanwhile (a scan under way) is dropped.
+func TestObservationOfADecommissionedHostIsRefused(t *testing.T) {
+	pool := pgtest.New(t, inventorydb.Schema, inventorydb.Migrations)
+	st := New(pool)
+	ctx := context.Background()
+	if _, err := st.Register(ctx, events.HostRegistered{HostID: "h", Name: "h", Fleet: "f",
+		SSH: events.SSHTarget{Address: "10.0.0.1", TOFU: true}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Decommission(ctx, "h", "replaced"); err != nil {
+		t.Fatal(err)
+	}
+	facts := hostfacts.Facts{OS: hostfacts.OSRelease{ID: "debian", VersionID: "12"}}
+	_, err := st.Observe(ctx, Observation{HostID: "h", ScanID: events.NewID(), At: time.Now(), Facts: facts})
+	if !errors.Is(err, ErrRetired) {
+		t.Fatalf("observe a decommissioned host: %v, want ErrRetired", err)
+	}
+	var scanned int
+	if err := pool.QueryRow(ctx, "select count(*) from hosts where last_scan is not null").Scan(&scanned); err != nil || scanned != 0 {
+		t.Fatalf("%d hosts scanned (%v), want 0", scanned, err)
+	}
+}
