@@ -368,8 +368,8 @@ func Envelopes(ctx context.Context, js jetstream.JetStream, stream string) ([]ev
 		return nil, fmt.Errorf("read %s: %w", stream, err)
 	}
 	// Each read's consumer is deleted after it: left to expire (5 minutes), the consumers of
-	// a wait that reads every few milliseconds pile up in the cluster's metadata by the
-	// thousand and slow every JetStream request down.
+	// a wait that reads every few milliseconds pile up in the cluster by the thousand (the
+	// likely cause of a cluster run whose every read failed for minutes).
 	defer func() {
 		if ci := c.CachedInfo(); ci != nil {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -55,7 +55,6 @@ func (s *Store) exposure(ctx context.Context, q *inventorydb.Queries, f Exposure
 		return nil, "", err
 	}
 	hosts := map[string]*query.ExposedHost{}
-	listed := map[setKey][]query.ExposedPackage{} // the hosts of a set share its list
 	// One query per (os, release): most advisories name one release, so usually one query.
 	type release struct{ osID, release string }
 	groups := map[release][]int64{}
@@ -71,13 +70,9 @@ func (s *Store) exposure(ctx context.Context, q *inventorydb.Queries, f Exposure
 			return nil, "", fmt.Errorf("exposed hosts on %s %s: %w", r.osID, r.release, err)
 		}
 		for _, h := range rows {
-			k := setKey{h.OsID, h.OsVersionID, h.PackageSetID.Int64}
-			pkgs, ok := listed[k]
-			if !ok {
-				if pkgs, err = ex.packages(k); err != nil {
-					return nil, "", err
-				}
-				listed[k] = pkgs
+			pkgs, err := ex.packages(setKey{h.OsID, h.OsVersionID, h.PackageSetID.Int64})
+			if err != nil {
+				return nil, "", err
 			}
 			hosts[h.ID] = &query.ExposedHost{HostID: h.ID, Name: h.Name, Fleet: h.Fleet,
 				OS: events.OSRelease{ID: h.OsID, VersionID: h.OsVersionID, Codename: h.OsCodename}, Packages: pkgs}
@@ -118,7 +113,7 @@ func (s *Store) exposedSets(ctx context.Context, q *inventorydb.Queries, entries
 	// Phase one only decides which sets are exposed (no allocation per package); the page's
 	// few sets get their package lists afterwards, in exposedPackages.
 	ex := &exposed{bySource: bySource, entries: entries, memos: make([]map[string]exposure.Verdict, len(entries)),
-		hits: map[setKey][]int{}}
+		hits: map[setKey][]int{}, lists: map[setKey][]query.ExposedPackage{}}
 	for i, e := range entries {
 		osID, ok := exposure.HostOS(e.Ecosystem)
 		if !ok {
@@ -146,10 +141,15 @@ type exposed struct {
 	entries  []Entry
 	memos    []map[string]exposure.Verdict
 	hits     map[setKey][]int
+	lists    map[setKey][]query.ExposedPackage // packages' answers
 }
 
-// packages lists the exposed packages of one set, sorted.
+// packages lists the exposed packages of one set, sorted, once: the set's hosts share the
+// list (callers that add to a host's list clip it first).
 func (ex *exposed) packages(k setKey) ([]query.ExposedPackage, error) {
+	if out, ok := ex.lists[k]; ok {
+		return out, nil
+	}
 	var out []query.ExposedPackage
 	for _, i := range ex.hits[k] {
 		e := ex.entries[i]
@@ -162,6 +162,7 @@ func (ex *exposed) packages(k setKey) ([]query.ExposedPackage, error) {
 	slices.SortFunc(out, func(a, b query.ExposedPackage) int {
 		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.Arch, b.Arch), strings.Compare(a.AdvisoryID, b.AdvisoryID))
 	})
+	ex.lists[k] = out
 	return out, nil
 }
 

@@ -18,6 +18,15 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
+// register registers host id named name in fleet f, reached by trust on first use.
+func register(t *testing.T, st *Store, id, name string) {
+	t.Helper()
+	if _, err := st.Register(context.Background(), events.HostRegistered{HostID: id, Name: name, Fleet: "f",
+		SSH: events.SSHTarget{Address: "10.0.0.1", TOFU: true}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Hosts built from one image report the same new package set at the same moment: every
 // observation commits, and the set is stored once.
 func TestConcurrentObservationsShareOneSet(t *testing.T) {
@@ -86,10 +95,7 @@ func TestObserveUnknownHost(t *testing.T) {
 func TestHostPackagesAcrossSets(t *testing.T) {
 	st := New(pgtest.New(t, inventorydb.Schema, inventorydb.Migrations))
 	ctx := context.Background()
-	if _, err := st.Register(ctx, events.HostRegistered{HostID: "h", Name: "h", Fleet: "f",
-		SSH: events.SSHTarget{Address: "10.0.0.1", TOFU: true}}, "test"); err != nil {
-		t.Fatal(err)
-	}
+	register(t, st, "h", "h")
 	observe := func(version string) string {
 		t.Helper()
 		facts := hostfacts.Facts{OS: hostfacts.OSRelease{ID: "debian", VersionID: "12"}, Packages: []hostfacts.Package{
@@ -154,10 +160,7 @@ func TestObservationOfAClaimedScanSchedulesTheNext(t *testing.T) {
 	pool := pgtest.New(t, inventorydb.Schema, inventorydb.Migrations)
 	st := New(pool)
 	ctx := context.Background()
-	if _, err := st.Register(ctx, events.HostRegistered{HostID: "h", Name: "h", Fleet: "f",
-		SSH: events.SSHTarget{Address: "10.0.0.1", TOFU: true}}, "test"); err != nil {
-		t.Fatal(err)
-	}
+	register(t, st, "h", "h")
 	nextScan := func() time.Time {
 		t.Helper()
 		var at time.Time
@@ -261,10 +264,7 @@ func TestHostByIDOrName(t *testing.T) {
 	st := New(pgtest.New(t, inventorydb.Schema, inventorydb.Migrations))
 	ctx := context.Background()
 	for _, h := range [][2]string{{"h1", "web-1"}, {"web-1", "other"}, {"h0", "db-1"}, {"h2", "db-1"}} {
-		if _, err := st.Register(ctx, events.HostRegistered{HostID: h[0], Name: h[1], Fleet: "f",
-			SSH: events.SSHTarget{Address: "10.0.0.1", TOFU: true}}, "test"); err != nil {
-			t.Fatal(err)
-		}
+		register(t, st, h[0], h[1])
 	}
 	if err := st.Decommission(ctx, "h0", "replaced"); err != nil {
 		t.Fatal(err)
@@ -285,10 +285,7 @@ func TestObservationOfADecommissionedHostIsRefused(t *testing.T) {
 	pool := pgtest.New(t, inventorydb.Schema, inventorydb.Migrations)
 	st := New(pool)
 	ctx := context.Background()
-	if _, err := st.Register(ctx, events.HostRegistered{HostID: "h", Name: "h", Fleet: "f",
-		SSH: events.SSHTarget{Address: "10.0.0.1", TOFU: true}}, "test"); err != nil {
-		t.Fatal(err)
-	}
+	register(t, st, "h", "h")
 	if err := st.Decommission(ctx, "h", "replaced"); err != nil {
 		t.Fatal(err)
 	}
