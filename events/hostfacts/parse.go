@@ -38,7 +38,12 @@ type section struct {
 // Facts.Problems, and the rest is still read: an inventory that lost one
 // line should still record the other seven hundred, and the problems are
 // reported alongside rather than instead.
-func Parse(output []byte) (Facts, error) {
+func Parse(output []byte) (Facts, error) { return parse(output, nil) }
+
+// Parse is the package-level Parse, reusing the package lists it remembers.
+func (m *Parser) Parse(output []byte) (Facts, error) { return parse(output, m) }
+
+func parse(output []byte, memo *Parser) (Facts, error) {
 	lines := splitLines(string(output))
 	start := -1
 	for i, l := range lines {
@@ -55,7 +60,7 @@ func Parse(output []byte) (Facts, error) {
 	}
 
 	var f Facts
-	p := &parser{facts: &f}
+	p := &parser{facts: &f, memo: memo}
 	if start > 0 {
 		// A login banner or shell noise before the report is harmless.
 		p.problem(lines[0].n, "", fmt.Sprintf("%d lines before the scan header ignored", start))
@@ -127,6 +132,7 @@ func Parse(output []byte) (Facts, error) {
 
 type parser struct {
 	facts *Facts
+	memo  *Parser // nil: remember nothing
 }
 
 func (p *parser) problem(n int, sect, reason string) {
@@ -138,7 +144,7 @@ func splitLines(s string) []line {
 	if s == "" {
 		return nil
 	}
-	var out []line
+	out := make([]line, 0, strings.Count(s, "\n")+1)
 	n := 0
 	for text := range strings.SplitSeq(s, "\n") {
 		n++
@@ -294,6 +300,25 @@ func (p *parser) single(s *section, valid func(string) error) string {
 }
 
 func (p *parser) packages(s *section) {
+	if p.memo == nil {
+		p.parsePackages(s)
+		return
+	}
+	k := p.memo.key(s.body)
+	if pkgs, ok := p.memo.recall(k, s.body); ok {
+		p.facts.Packages = pkgs
+		return
+	}
+	problems := len(p.facts.Problems)
+	p.parsePackages(s)
+	if len(p.facts.Problems) == problems {
+		// Only a clean list is remembered: problems name line numbers, which differ
+		// between reports.
+		p.memo.remember(k, s.body, p.facts.Packages)
+	}
+}
+
+func (p *parser) parsePackages(s *section) {
 	type key struct{ name, arch string }
 	seen := make(map[key]int, len(s.body))
 	if p.facts.Packages == nil {

@@ -70,6 +70,10 @@ type Config struct {
 	Poll        time.Duration // how often the scheduler looks for due hosts unless woken
 }
 
+// rememberedLists is how many distinct package lists the scanner's parser keeps (about
+// 150 KiB each): a fleet built from a few images scans a few lists over and over.
+const rememberedLists = 32
+
 // Scanner scans hosts.
 type Scanner struct {
 	store  *store.Store
@@ -77,6 +81,7 @@ type Scanner struct {
 	cfg    Config
 	logger *slog.Logger
 	wake   chan struct{}
+	parser *hostfacts.Parser
 	scans  *prometheus.CounterVec
 	now    func() time.Time
 }
@@ -84,6 +89,7 @@ type Scanner struct {
 // New returns a scanner; reg (optional) gets its metrics.
 func New(st *store.Store, runner Runner, cfg Config, logger *slog.Logger, reg prometheus.Registerer) *Scanner {
 	s := &Scanner{store: st, runner: runner, cfg: cfg, logger: logger, wake: make(chan struct{}, 1), now: time.Now,
+		parser: hostfacts.NewParser(rememberedLists),
 		scans: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "patchfleet_inventory_scans_total",
 			Help: "Host scans by outcome."}, []string{"outcome"})}
 	if reg != nil {
@@ -200,7 +206,7 @@ func (s *Scanner) Scan(ctx context.Context, t store.Target, next store.Next) err
 	case err != nil:
 		return fail("unreachable", fmt.Errorf("scan %s: %w", id, err))
 	}
-	facts, err := hostfacts.Parse(res.Stdout)
+	facts, err := s.parser.Parse(res.Stdout)
 	if err != nil {
 		return fail("bad_output", fmt.Errorf("scan %s (exit status %d, stderr %q): %w", id, res.ExitStatus,
 			truncate(string(res.Stderr), 200), err))

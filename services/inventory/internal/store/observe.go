@@ -116,6 +116,7 @@ func (s *Store) Observe(ctx context.Context, o Observation) (events.HostInventor
 	var report events.HostInventoryReported
 	var setID int64
 	var hash string
+	var pkgs []query.Package
 	var isNew bool
 	err := s.inTx(ctx, func(tx pgx.Tx, q *inventorydb.Queries) error {
 		h, err := q.LockHost(ctx, o.HostID)
@@ -133,9 +134,12 @@ func (s *Store) Observe(ctx context.Context, o Observation) (events.HostInventor
 				return fmt.Errorf("pin host key of %s: %w", h.ID, err)
 			}
 		}
-		pkgs := Packages(o.Facts)
-		if setID, hash, isNew, err = s.packageSet(ctx, q, pkgs); err != nil {
+		count := len(o.Facts.Packages)
+		if setID, hash, pkgs, isNew, err = s.observedSet(ctx, q, h, o.Facts); err != nil {
 			return err
+		}
+		if pkgs != nil {
+			count = len(pkgs)
 		}
 		var changes []events.PackageChange
 		if h.PackageSetID.Valid && h.PackageSetID.Int64 != setID {
@@ -186,7 +190,7 @@ func (s *Store) Observe(ctx context.Context, o Observation) (events.HostInventor
 		save := inventorydb.SaveObservationParams{
 			ID: h.ID, OsID: f.OS.ID, OsVersionID: f.OS.VersionID, OsCodename: f.OS.VersionCodename,
 			Kernel: f.Kernel, BootID: f.BootID, PackageSetID: pgtype.Int8{Int64: setID, Valid: true},
-			PackageCount: int32(len(pkgs)), Held: nonNil(f.Held), RebootRequired: f.RebootRequired,
+			PackageCount: int32(count), Held: nonNil(f.Held), RebootRequired: f.RebootRequired,
 			RebootPackages: nonNil(f.RebootPackages), RebootSince: since, Components: compJSON,
 			ScannedAt: &o.At, ScanID: o.ScanID, Problems: int32(len(f.Problems)),
 		}
@@ -200,7 +204,7 @@ func (s *Store) Observe(ctx context.Context, o Observation) (events.HostInventor
 
 		report = events.HostInventoryReported{HostID: h.ID, ScanID: o.ScanID, ScannedAt: o.At, Offline: o.Offline,
 			OS:     events.OSRelease{ID: f.OS.ID, VersionID: f.OS.VersionID, Codename: f.OS.VersionCodename},
-			Kernel: f.Kernel, BootID: f.BootID, PackageSet: hash, PackageCount: len(pkgs), Changes: changes,
+			Kernel: f.Kernel, BootID: f.BootID, PackageSet: hash, PackageCount: count, Changes: changes,
 			Held: f.Held, RebootRequired: f.RebootRequired, RebootPackages: f.RebootPackages, Components: components}
 		if h.LastScan != nil {
 			report.Previous = &events.PreviousObservation{ScanID: h.LastScanID, ScannedAt: h.LastScan.UTC(),
@@ -243,7 +247,25 @@ func (s *Store) Observe(ctx context.Context, o Observation) (events.HostInventor
 	if err == nil && isNew {
 		s.setIDs.put(hash, setID)
 	}
+	if err == nil && pkgs != nil {
+		// The host's next scan compares its packages with this list.
+		s.lists.put(setID, hash, pkgs)
+	}
 	return report, err
+}
+
+// observedSet returns the package set of a host's facts: its id and hash, and whether this
+// transaction stores it (isNew). The canonical list (pkgs) is built unless the facts are
+// exactly the cached list of the set the host has (h.PackageSetID): then pkgs is nil.
+func (s *Store) observedSet(ctx context.Context, q *inventorydb.Queries, h inventorydb.Host, f hostfacts.Facts) (id int64, hash string, pkgs []query.Package, isNew bool, err error) {
+	if h.PackageSetID.Valid {
+		if hash, ok := s.lists.matching(h.PackageSetID.Int64, f.Packages); ok {
+			return h.PackageSetID.Int64, hash, nil, false, nil
+		}
+	}
+	pkgs = Packages(f)
+	id, hash, isNew, err = s.packageSet(ctx, q, pkgs)
+	return id, hash, pkgs, isNew, err
 }
 
 func nonNil(s []string) []string {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/patchfleet/patchfleet/db/inventorydb"
+	"github.com/patchfleet/patchfleet/events/hostfacts"
 	"github.com/patchfleet/patchfleet/events/query"
 )
 
@@ -150,6 +151,31 @@ func (c *listCache) get(id int64) (string, []query.Package, bool) {
 	c.clock++
 	e.used = c.clock
 	return e.hash, slices.Clone(e.pkgs), true
+}
+
+// matching returns a set's hash if its list is cached and is exactly pkgs (as scanned,
+// before Packages): a host scanned again with the set it had costs a comparison, not a
+// canonical list and its hash.
+func (c *listCache) matching(id int64, pkgs []hostfacts.Package) (string, bool) {
+	c.mu.Lock()
+	e, ok := c.lists[id]
+	if ok {
+		c.clock++
+		e.used = c.clock
+	}
+	c.mu.Unlock()
+	// An entry's list never changes once put: it is compared outside the lock.
+	if !ok || len(e.pkgs) != len(pkgs) {
+		return "", false
+	}
+	for i, p := range pkgs {
+		q := &e.pkgs[i]
+		if p.Name != q.Name || p.Arch != q.Arch || p.Version != q.Version || p.SourceName != q.SourceName ||
+			p.SourceVersion != q.SourceVersion || p.Status != q.Status {
+			return "", false
+		}
+	}
+	return e.hash, true
 }
 
 // hash returns a set's hash, if its list is cached.

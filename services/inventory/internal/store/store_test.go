@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -135,6 +136,59 @@ func TestHostPackagesAcrossSets(t *testing.T) {
 	}
 	if v := libssl(upgraded); v != "3.0.2" {
 		t.Fatalf("libssl3 %s after the upgrade, want 3.0.2", v)
+	}
+}
+
+// A host scanned again is compared with its set's cached list: every field of every package
+// counts, and a list in another order is still the same set.
+func TestRescanIsComparedWithTheHostsSet(t *testing.T) {
+	pool := pgtest.New(t, inventorydb.Schema, inventorydb.Migrations)
+	st := New(pool)
+	ctx := context.Background()
+	register(t, st, "h", "h")
+	base := []hostfacts.Package{
+		{Name: "libssl3", Version: "3.0.1", Arch: "amd64", SourceName: "openssl", SourceVersion: "3.0.1", Status: "ii", Installed: true},
+		{Name: "zlib1g", Version: "1.2", Arch: "amd64", SourceName: "zlib", SourceVersion: "1.2", Status: "ii", Installed: true}}
+	observe := func(pkgs []hostfacts.Package) events.HostInventoryReported {
+		t.Helper()
+		r, err := st.Observe(ctx, Observation{HostID: "h", ScanID: events.NewID(), At: time.Now(),
+			Facts: hostfacts.Facts{OS: hostfacts.OSRelease{ID: "debian", VersionID: "12"}, Packages: pkgs}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored string
+		if err := pool.QueryRow(ctx, "select s.hash from hosts h join package_sets s on s.id = h.package_set_id where h.id = 'h'").Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		if want := SetHash(Packages(hostfacts.Facts{Packages: pkgs})); r.PackageSet != want || stored != want || r.PackageCount != len(pkgs) {
+			t.Fatalf("reported set %s of %d packages, stored %s; want %s of %d", r.PackageSet, r.PackageCount, stored, want, len(pkgs))
+		}
+		return r
+	}
+	set := observe(base).PackageSet
+	if r := observe(base); r.PackageSet != set || len(r.Changes) != 0 {
+		t.Fatalf("same packages: set %s, changes %v; want %s, none", r.PackageSet, r.Changes, set)
+	}
+	change := map[string]func(p *hostfacts.Package){
+		"version":        func(p *hostfacts.Package) { p.Version = "3.0.2" },
+		"architecture":   func(p *hostfacts.Package) { p.Arch = "i386" },
+		"source name":    func(p *hostfacts.Package) { p.SourceName = "openssl3" },
+		"source version": func(p *hostfacts.Package) { p.SourceVersion = "3.0.2" },
+		"status":         func(p *hostfacts.Package) { p.Status = "hi" },
+	}
+	for name, f := range change {
+		pkgs := slices.Clone(base)
+		f(&pkgs[0])
+		if r := observe(pkgs); r.PackageSet == set {
+			t.Errorf("%s changed: the host kept its set", name)
+		}
+		observe(base) // and back
+	}
+	if r := observe([]hostfacts.Package{base[1], base[0]}); r.PackageSet != set || len(r.Changes) != 0 {
+		t.Errorf("same packages in another order: set %s, changes %v; want %s, none", r.PackageSet, r.Changes, set)
+	}
+	if r := observe(base[:1]); r.PackageSet == set || len(r.Changes) != 1 {
+		t.Errorf("a package removed: set %s, changes %v", r.PackageSet, r.Changes)
 	}
 }
 
