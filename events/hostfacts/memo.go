@@ -9,6 +9,9 @@ import (
 // Parser parses reports like Parse and remembers the package lists it read last, by
 // content. Hosts built from one image list the same packages, so a scan round of a fleet
 // validates each distinct list once rather than once per host. Safe for concurrent use.
+//
+// The Packages of the facts it returns may be shared with other results: read them, never
+// change them in place (appending is safe).
 type Parser struct {
 	mu    sync.Mutex
 	seed  maphash.Seed
@@ -39,8 +42,8 @@ func (m *Parser) key(body []line) uint64 {
 	return h.Sum64()
 }
 
-// recall returns a copy of the packages of a list read before with exactly these lines
-// (k is their key).
+// recall returns the packages of a list read before with exactly these lines (k is their
+// key), shared.
 func (m *Parser) recall(k uint64, body []line) ([]Package, bool) {
 	m.mu.Lock()
 	e := m.lists[k]
@@ -57,7 +60,7 @@ func (m *Parser) recall(k uint64, body []line) ([]Package, bool) {
 			return nil, false
 		}
 	}
-	return slices.Clone(e.pkgs), true
+	return slices.Clip(e.pkgs), true
 }
 
 // remember keeps the packages parsed from body (k is its key), dropping the least recently

@@ -113,12 +113,22 @@ func (p *Pool) run(ctx context.Context, c *conn, t Target, cmd Command) (Result,
 	marker := &markerFilter{out: out, want: "patchfleet-pid ", token: token, pid: make(chan int, 1)}
 	sess.Stdout = marker
 	sess.Stderr = streamWriter{out, &out.stderr}
-	sess.Stdin = strings.NewReader("{\n" + cmd.Script + "\n} </dev/null\n")
+	// The script goes straight to the channel: Session.Stdin would copy it through a pipe
+	// and a 32 KiB buffer per session.
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		return Result{}, true, fmt.Errorf("run on %s: stdin: %w", name, err)
+	}
 
 	start := time.Now()
 	if err := sess.Start(wrapper(sudo, token)); err != nil {
 		return Result{}, true, fmt.Errorf("run on %s: start: %w", name, err)
 	}
+	go func() {
+		// Fails only when the session ends first, which Wait reports.
+		_, _ = io.WriteString(stdin, "{\n"+cmd.Script+"\n} </dev/null\n")
+		_ = stdin.Close()
+	}()
 	done := make(chan error, 1)
 	go func() { done <- sess.Wait() }()
 	var werr, cancelled error
@@ -137,7 +147,6 @@ func (p *Pool) run(ctx context.Context, c *conn, t Target, cmd Command) (Result,
 		}
 	}
 	res := out.result()
-	out.stop()
 	res.Duration = time.Since(start)
 	if cancelled != nil {
 		return res, true, fmt.Errorf("run on %s: %w", name, cancelled)
@@ -253,15 +262,12 @@ func (o *output) write(t *tail, p []byte) {
 	}
 }
 
-func (o *output) stop() {
-	o.mu.Lock()
-	o.stopped = true
-	o.mu.Unlock()
-}
-
+// result returns what was written and stops the output: later writes go nowhere, so the
+// result can keep the buffers.
 func (o *output) result() Result {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.stopped = true
 	return Result{Stdout: o.stdout.bytes(), Stderr: o.stderr.bytes(),
 		StdoutTruncated: o.stdout.truncated, StderrTruncated: o.stderr.truncated}
 }
@@ -412,9 +418,10 @@ func (t *tail) write(p []byte) {
 	t.start = (t.start + len(p)) % t.max
 }
 
+// bytes returns what the tail holds; the tail must not be written after it.
 func (t *tail) bytes() []byte {
 	if !t.ring {
-		return bytes.Clone(t.buf)
+		return t.buf
 	}
 	return append(bytes.Clone(t.buf[t.start:]), t.buf[:t.start]...)
 }

@@ -127,6 +127,7 @@ func (h *Host) setPkgLocked(p pkg) {
 
 func (h *Host) scan(apps []string) outcome {
 	var r report
+	r.b.Grow(len(h.image.scanPackages) + 4<<10) // the packages and the rest of the report
 	r.line("==> patchfleet:scan 1")
 	r.section("os-release", h.image.OSRelease, "", 0)
 	r.section("kernel", h.image.Kernel, "", 0)
