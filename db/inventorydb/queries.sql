@@ -105,10 +105,11 @@ where id > @after and not retired and components @> @component::jsonb
 order by id
 limit @max_rows;
 
--- name: LockHost :one
-select * from hosts where id = @id for update;
+-- name: LockHosts :many
+-- In id order, as every transaction locking several hosts does: no deadlock between them.
+select * from hosts where id = any(@ids::text[]) order by id for update;
 
--- name: SaveObservation :exec
+-- name: SaveObservation :batchexec
 update hosts set
     os_id = @os_id, os_version_id = @os_version_id, os_codename = @os_codename,
     kernel = @kernel, boot_id = @boot_id, package_set_id = @package_set_id,

@@ -543,56 +543,70 @@ func (q *Queries) ListHosts(ctx context.Context, arg ListHostsParams) ([]Host, e
 	return items, nil
 }
 
-const lockHost = `-- name: LockHost :one
-select id, name, fleet, tags, address, port, ssh_user, bastion, sudo, host_key, tofu, tofu_allowed_by, tofu_pinned_at, key_mismatch, presented_key, is_new, app_path, registered_by, registered_at, updated_at, retired, retired_at, retired_reason, os_id, os_version_id, os_codename, kernel, boot_id, package_set_id, package_count, held, reboot_required, reboot_packages, reboot_since, components, last_scan, last_scan_id, last_scan_error, problems, next_scan from hosts where id = $1 for update
+const lockHosts = `-- name: LockHosts :many
+select id, name, fleet, tags, address, port, ssh_user, bastion, sudo, host_key, tofu, tofu_allowed_by, tofu_pinned_at, key_mismatch, presented_key, is_new, app_path, registered_by, registered_at, updated_at, retired, retired_at, retired_reason, os_id, os_version_id, os_codename, kernel, boot_id, package_set_id, package_count, held, reboot_required, reboot_packages, reboot_since, components, last_scan, last_scan_id, last_scan_error, problems, next_scan from hosts where id = any($1::text[]) order by id for update
 `
 
-func (q *Queries) LockHost(ctx context.Context, id string) (Host, error) {
-	row := q.db.QueryRow(ctx, lockHost, id)
-	var i Host
-	err := row.Scan(
-		&i.ID,
-		&i.Name,
-		&i.Fleet,
-		&i.Tags,
-		&i.Address,
-		&i.Port,
-		&i.SshUser,
-		&i.Bastion,
-		&i.Sudo,
-		&i.HostKey,
-		&i.Tofu,
-		&i.TofuAllowedBy,
-		&i.TofuPinnedAt,
-		&i.KeyMismatch,
-		&i.PresentedKey,
-		&i.IsNew,
-		&i.AppPath,
-		&i.RegisteredBy,
-		&i.RegisteredAt,
-		&i.UpdatedAt,
-		&i.Retired,
-		&i.RetiredAt,
-		&i.RetiredReason,
-		&i.OsID,
-		&i.OsVersionID,
-		&i.OsCodename,
-		&i.Kernel,
-		&i.BootID,
-		&i.PackageSetID,
-		&i.PackageCount,
-		&i.Held,
-		&i.RebootRequired,
-		&i.RebootPackages,
-		&i.RebootSince,
-		&i.Components,
-		&i.LastScan,
-		&i.LastScanID,
-		&i.LastScanError,
-		&i.Problems,
-		&i.NextScan,
-	)
-	return i, err
+// In id order, as every transaction locking several hosts does: no deadlock between them.
+func (q *Queries) LockHosts(ctx context.Context, ids []string) ([]Host, error) {
+	rows, err := q.db.Query(ctx, lockHosts, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Host{}
+	for rows.Next() {
+		var i Host
+		if err := rows.Scan(
+			&i.ID,
+			&i.Name,
+			&i.Fleet,
+			&i.Tags,
+			&i.Address,
+			&i.Port,
+			&i.SshUser,
+			&i.Bastion,
+			&i.Sudo,
+			&i.HostKey,
+			&i.Tofu,
+			&i.TofuAllowedBy,
+			&i.TofuPinnedAt,
+			&i.KeyMismatch,
+			&i.PresentedKey,
+			&i.IsNew,
+			&i.AppPath,
+			&i.RegisteredBy,
+			&i.RegisteredAt,
+			&i.UpdatedAt,
+			&i.Retired,
+			&i.RetiredAt,
+			&i.RetiredReason,
+			&i.OsID,
+			&i.OsVersionID,
+			&i.OsCodename,
+			&i.Kernel,
+			&i.BootID,
+			&i.PackageSetID,
+			&i.PackageCount,
+			&i.Held,
+			&i.RebootRequired,
+			&i.RebootPackages,
+			&i.RebootSince,
+			&i.Components,
+			&i.LastScan,
+			&i.LastScanID,
+			&i.LastScanError,
+			&i.Problems,
+			&i.NextScan,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const markKeyMismatch = `-- name: MarkKeyMismatch :execrows
@@ -824,64 +838,6 @@ func (q *Queries) RetireHost(ctx context.Context, arg RetireHostParams) (int64, 
 		return 0, err
 	}
 	return result.RowsAffected(), nil
-}
-
-const saveObservation = `-- name: SaveObservation :exec
-update hosts set
-    os_id = $1, os_version_id = $2, os_codename = $3,
-    kernel = $4, boot_id = $5, package_set_id = $6,
-    package_count = $7, held = $8, reboot_required = $9,
-    reboot_packages = $10, reboot_since = $11,
-    components = $12, last_scan = $13, last_scan_id = $14,
-    last_scan_error = '', problems = $15,
-    -- The next scan, when this one was claimed and the claim still stands (see ScheduleScan).
-    next_scan = case when next_scan = $16 then $17::timestamptz else next_scan end
-where id = $18
-`
-
-type SaveObservationParams struct {
-	OsID           string
-	OsVersionID    string
-	OsCodename     string
-	Kernel         string
-	BootID         string
-	PackageSetID   pgtype.Int8
-	PackageCount   int32
-	Held           []string
-	RebootRequired bool
-	RebootPackages []string
-	RebootSince    *time.Time
-	Components     []byte
-	ScannedAt      *time.Time
-	ScanID         string
-	Problems       int32
-	ClaimedUntil   *time.Time
-	NextScan       *time.Time
-	ID             string
-}
-
-func (q *Queries) SaveObservation(ctx context.Context, arg SaveObservationParams) error {
-	_, err := q.db.Exec(ctx, saveObservation,
-		arg.OsID,
-		arg.OsVersionID,
-		arg.OsCodename,
-		arg.Kernel,
-		arg.BootID,
-		arg.PackageSetID,
-		arg.PackageCount,
-		arg.Held,
-		arg.RebootRequired,
-		arg.RebootPackages,
-		arg.RebootSince,
-		arg.Components,
-		arg.ScannedAt,
-		arg.ScanID,
-		arg.Problems,
-		arg.ClaimedUntil,
-		arg.NextScan,
-		arg.ID,
-	)
-	return err
 }
 
 const saveScanError = `-- name: SaveScanError :exec

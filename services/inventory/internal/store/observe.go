@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -112,146 +113,306 @@ func (s *Store) packageSet(ctx context.Context, q *inventorydb.Queries, pkgs []q
 // HostInventoryReported always (with the package changes since the previous observation),
 // HostDriftDetected when a change is not one Patchfleet installed, RebootRequired when a
 // reboot newly became required. The first observation of a host is its baseline: no changes.
+//
+// Observations arriving while another group is being stored are stored together, in one
+// transaction (a group commit): a scan round of a large fleet stores hundreds a second,
+// and a transaction per host would cost more than the work in it.
 func (s *Store) Observe(ctx context.Context, o Observation) (events.HostInventoryReported, error) {
-	var report events.HostInventoryReported
-	var setID int64
-	var hash string
-	var pkgs []query.Package
-	var isNew bool
+	r := s.group.join(o)
+	<-r.turn
+	if r.lead {
+		rs := s.group.take()
+		s.storeGroup(context.WithoutCancel(ctx), rs)
+		s.group.done(rs)
+	}
+	return r.report, r.err
+}
+
+// maxGroup bounds the observations stored in one transaction.
+const maxGroup = 64
+
+// observing is one Observe waiting for its group to be stored.
+type observing struct {
+	o      Observation
+	turn   chan struct{} // closed when stored, or when this caller is to store a group
+	lead   bool          // set before turn is closed: store the group this observation heads
+	report events.HostInventoryReported
+	err    error
+}
+
+// group queues the observations waiting to be stored. One caller at a time stores a
+// group: the one that found nobody storing, and then the first of those that waited.
+type group struct {
+	mu      sync.Mutex
+	waiting []*observing
+	leading bool
+}
+
+func (g *group) join(o Observation) *observing {
+	r := &observing{o: o, turn: make(chan struct{})}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.waiting = append(g.waiting, r)
+	if !g.leading {
+		g.leading, r.lead = true, true
+		close(r.turn)
+	}
+	return r
+}
+
+// take returns the next group: the leader's observation and those waiting after it.
+func (g *group) take() []*observing {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := min(len(g.waiting), maxGroup)
+	rs := g.waiting[:n:n]
+	g.waiting = g.waiting[n:]
+	return rs
+}
+
+// done releases a stored group and hands the lead to the first observation waiting.
+func (g *group) done(rs []*observing) {
+	for _, r := range rs {
+		if !r.lead {
+			close(r.turn)
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.waiting) == 0 {
+		g.leading = false
+		return
+	}
+	next := g.waiting[0]
+	next.lead = true
+	close(next.turn)
+}
+
+// storeGroup stores a group in one transaction. An observation that cannot be stored
+// (unknown or decommissioned host) gets its error and the others are stored. If the
+// transaction fails, each observation is stored on its own, so that one cannot fail the
+// others. Two observations of one host are never in one transaction: the second waits for
+// the first.
+func (s *Store) storeGroup(ctx context.Context, rs []*observing) {
+	seen := make(map[string]bool, len(rs))
+	var now, later []*observing
+	for _, r := range rs {
+		if seen[r.o.HostID] {
+			later = append(later, r)
+			continue
+		}
+		seen[r.o.HostID] = true
+		now = append(now, r)
+	}
+	if err := s.observeAll(ctx, now); err != nil && len(now) > 1 {
+		for _, r := range now {
+			_ = s.observeAll(ctx, []*observing{r})
+		}
+	}
+	if len(later) > 0 {
+		s.storeGroup(ctx, later)
+	}
+}
+
+// observed is what storing one observation produced.
+type observed struct {
+	report events.HostInventoryReported
+	save   inventorydb.SaveObservationParams
+	msgs   []events.Message
+	setID  int64
+	hash   string
+	pkgs   []query.Package // the canonical list, if it was built
+	isNew  bool            // the set is stored by this transaction
+}
+
+// observeAll stores observations of distinct hosts in one transaction and sets their
+// outcomes; the error is the transaction's, also set as every observation's outcome.
+func (s *Store) observeAll(ctx context.Context, rs []*observing) error {
+	ids := make([]string, len(rs))
+	for i, r := range rs {
+		ids[i] = r.o.HostID
+	}
+	done := make([]*observed, len(rs))
 	err := s.inTx(ctx, func(tx pgx.Tx, q *inventorydb.Queries) error {
-		h, err := q.LockHost(ctx, o.HostID)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("host %s: %w", o.HostID, ErrNotFound)
+		clear(done)
+		for _, r := range rs {
+			r.err = nil
 		}
+		hosts, err := q.LockHosts(ctx, ids)
 		if err != nil {
-			return fmt.Errorf("lock host %s: %w", o.HostID, err)
+			return fmt.Errorf("lock %d hosts (%s…): %w", len(ids), ids[0], err)
 		}
-		if h.Retired {
-			return fmt.Errorf("host %s: %w", o.HostID, ErrRetired)
+		byID := make(map[string]inventorydb.Host, len(hosts))
+		for _, h := range hosts {
+			byID[h.ID] = h
 		}
-		if o.AcceptedKey != "" && h.HostKey == "" {
-			if _, err := q.PinTOFUKey(ctx, inventorydb.PinTOFUKeyParams{ID: h.ID, HostKey: o.AcceptedKey, At: &o.At}); err != nil {
-				return fmt.Errorf("pin host key of %s: %w", h.ID, err)
-			}
-		}
-		count := len(o.Facts.Packages)
-		if setID, hash, pkgs, isNew, err = s.observedSet(ctx, q, h, o.Facts); err != nil {
-			return err
-		}
-		if pkgs != nil {
-			count = len(pkgs)
-		}
-		var changes []events.PackageChange
-		if h.PackageSetID.Valid && h.PackageSetID.Int64 != setID {
-			_, prev, err := s.setPackages(ctx, q, h.PackageSetID.Int64)
-			if err != nil {
-				return fmt.Errorf("previous packages of %s: %w", h.ID, err)
-			}
-			changes = drift.Changes(prev, pkgs)
-		}
-		var unexplained []events.PackageChange
-		if len(changes) > 0 {
-			rows, err := q.Installs(ctx, h.ID)
-			if err != nil {
-				return fmt.Errorf("installs of %s: %w", h.ID, err)
-			}
-			ins := make([]drift.Install, len(rows))
-			for i, r := range rows {
-				ins[i] = drift.Install{Name: r.Name, Version: r.Version}
-			}
-			var used []drift.Install
-			unexplained, used = drift.Unexplained(changes, ins)
-			for _, u := range used {
-				if err := q.DeleteInstall(ctx, inventorydb.DeleteInstallParams{HostID: h.ID, Name: u.Name, Version: u.Version}); err != nil {
-					return fmt.Errorf("forget install %s %s on %s: %w", u.Name, u.Version, h.ID, err)
-				}
-			}
-		}
-
-		f := o.Facts
-		var components []events.Component
-		for _, c := range f.Components {
-			if c.Present {
-				components = append(components, events.Component{Name: c.Name, Version: c.Version})
-			}
-		}
-		compJSON, err := json.Marshal(components)
-		if err != nil || components == nil {
-			compJSON = []byte("[]")
-		}
-		var since *time.Time
-		newlyRequired := f.RebootRequired && !h.RebootRequired
-		switch {
-		case newlyRequired:
-			since = &o.At
-		case f.RebootRequired:
-			since = h.RebootSince
-		}
-		save := inventorydb.SaveObservationParams{
-			ID: h.ID, OsID: f.OS.ID, OsVersionID: f.OS.VersionID, OsCodename: f.OS.VersionCodename,
-			Kernel: f.Kernel, BootID: f.BootID, PackageSetID: pgtype.Int8{Int64: setID, Valid: true},
-			PackageCount: int32(count), Held: nonNil(f.Held), RebootRequired: f.RebootRequired,
-			RebootPackages: nonNil(f.RebootPackages), RebootSince: since, Components: compJSON,
-			ScannedAt: &o.At, ScanID: o.ScanID, Problems: int32(len(f.Problems)),
-		}
-		if o.Next != nil {
-			save.ClaimedUntil, save.NextScan = &o.Next.ClaimedUntil, &o.Next.At
-		}
-		err = q.SaveObservation(ctx, save)
-		if err != nil {
-			return fmt.Errorf("save observation of %s: %w", h.ID, err)
-		}
-
-		report = events.HostInventoryReported{HostID: h.ID, ScanID: o.ScanID, ScannedAt: o.At, Offline: o.Offline,
-			OS:     events.OSRelease{ID: f.OS.ID, VersionID: f.OS.VersionID, Codename: f.OS.VersionCodename},
-			Kernel: f.Kernel, BootID: f.BootID, PackageSet: hash, PackageCount: count, Changes: changes,
-			Held: f.Held, RebootRequired: f.RebootRequired, RebootPackages: f.RebootPackages, Components: components}
-		if h.LastScan != nil {
-			report.Previous = &events.PreviousObservation{ScanID: h.LastScanID, ScannedAt: h.LastScan.UTC(),
-				OS: events.OSRelease{ID: h.OsID, VersionID: h.OsVersionID, Codename: h.OsCodename}, Kernel: h.Kernel,
-				BootID: h.BootID, RebootRequired: h.RebootRequired}
-			switch prev := h.PackageSetID; {
-			case prev.Valid && prev.Int64 == setID:
-				report.Previous.PackageSet = hash
-			case prev.Valid:
-				if report.Previous.PackageSet, err = s.setHash(ctx, q, prev.Int64); err != nil {
-					return fmt.Errorf("previous package set of %s: %w", h.ID, err)
-				}
-			}
-		}
-		origin := events.Origin{Producer: Producer, CorrelationID: h.ID}
+		var saves []inventorydb.SaveObservationParams
 		var msgs []events.Message
-		add := func(e events.Event) error {
-			m, err := events.NewDerived(e, origin, o.At, o.ScanID)
-			if err != nil {
-				return fmt.Errorf("host %s scan %s: %w", h.ID, o.ScanID, err)
+		for i, r := range rs {
+			h, ok := byID[r.o.HostID]
+			switch {
+			case !ok:
+				r.err = fmt.Errorf("host %s: %w", r.o.HostID, ErrNotFound)
+			case h.Retired:
+				r.err = fmt.Errorf("host %s: %w", r.o.HostID, ErrRetired)
+			default:
+				d, err := s.observe(ctx, q, h, r.o)
+				if err != nil {
+					return err
+				}
+				done[i] = d
+				saves = append(saves, d.save)
+				msgs = append(msgs, d.msgs...)
 			}
-			msgs = append(msgs, m)
+		}
+		if len(saves) == 0 {
 			return nil
 		}
-		if err := add(report); err != nil {
-			return err
-		}
-		if len(unexplained) > 0 {
-			if err := add(events.HostDriftDetected{HostID: h.ID, ScanID: o.ScanID, Changes: unexplained}); err != nil {
-				return err
+		var saveErr error
+		// One round trip for the group's rows.
+		q.SaveObservation(ctx, saves).Exec(func(i int, err error) {
+			if err != nil && saveErr == nil {
+				saveErr = fmt.Errorf("save observation of %s: %w", saves[i].ID, err)
 			}
-		}
-		if newlyRequired {
-			if err := add(events.RebootRequired{HostID: h.ID, Packages: f.RebootPackages, Since: o.At}); err != nil {
-				return err
-			}
+		})
+		if saveErr != nil {
+			return saveErr
 		}
 		return outbox.Add(ctx, tx, msgs...)
 	})
-	if err == nil && isNew {
-		s.setIDs.put(hash, setID)
+	for i, r := range rs {
+		d := done[i]
+		switch {
+		case err != nil:
+			r.err = err
+		case d != nil:
+			r.report = d.report
+			if d.isNew {
+				s.setIDs.put(d.hash, d.setID)
+			}
+			if d.pkgs != nil {
+				// The host's next scan compares its packages with this list.
+				s.lists.put(d.setID, d.hash, d.pkgs)
+			}
+		}
 	}
-	if err == nil && pkgs != nil {
-		// The host's next scan compares its packages with this list.
-		s.lists.put(setID, hash, pkgs)
+	return err
+}
+
+// observe works out what an observation of host h (locked) changes: the row to save and
+// the events to announce, storing what it needs on the way (a pinned key, a new package
+// set, installs it explains).
+func (s *Store) observe(ctx context.Context, q *inventorydb.Queries, h inventorydb.Host, o Observation) (*observed, error) {
+	if o.AcceptedKey != "" && h.HostKey == "" {
+		if _, err := q.PinTOFUKey(ctx, inventorydb.PinTOFUKeyParams{ID: h.ID, HostKey: o.AcceptedKey, At: &o.At}); err != nil {
+			return nil, fmt.Errorf("pin host key of %s: %w", h.ID, err)
+		}
 	}
-	return report, err
+	setID, hash, pkgs, isNew, err := s.observedSet(ctx, q, h, o.Facts)
+	if err != nil {
+		return nil, err
+	}
+	count := len(o.Facts.Packages)
+	if pkgs != nil {
+		count = len(pkgs)
+	}
+	var changes []events.PackageChange
+	if h.PackageSetID.Valid && h.PackageSetID.Int64 != setID {
+		_, prev, err := s.setPackages(ctx, q, h.PackageSetID.Int64)
+		if err != nil {
+			return nil, fmt.Errorf("previous packages of %s: %w", h.ID, err)
+		}
+		changes = drift.Changes(prev, pkgs)
+	}
+	var unexplained []events.PackageChange
+	if len(changes) > 0 {
+		rows, err := q.Installs(ctx, h.ID)
+		if err != nil {
+			return nil, fmt.Errorf("installs of %s: %w", h.ID, err)
+		}
+		ins := make([]drift.Install, len(rows))
+		for i, r := range rows {
+			ins[i] = drift.Install{Name: r.Name, Version: r.Version}
+		}
+		var used []drift.Install
+		unexplained, used = drift.Unexplained(changes, ins)
+		for _, u := range used {
+			if err := q.DeleteInstall(ctx, inventorydb.DeleteInstallParams{HostID: h.ID, Name: u.Name, Version: u.Version}); err != nil {
+				return nil, fmt.Errorf("forget install %s %s on %s: %w", u.Name, u.Version, h.ID, err)
+			}
+		}
+	}
+
+	f := o.Facts
+	var components []events.Component
+	for _, c := range f.Components {
+		if c.Present {
+			components = append(components, events.Component{Name: c.Name, Version: c.Version})
+		}
+	}
+	compJSON, err := json.Marshal(components)
+	if err != nil || components == nil {
+		compJSON = []byte("[]")
+	}
+	var since *time.Time
+	newlyRequired := f.RebootRequired && !h.RebootRequired
+	switch {
+	case newlyRequired:
+		since = &o.At
+	case f.RebootRequired:
+		since = h.RebootSince
+	}
+	save := inventorydb.SaveObservationParams{
+		ID: h.ID, OsID: f.OS.ID, OsVersionID: f.OS.VersionID, OsCodename: f.OS.VersionCodename,
+		Kernel: f.Kernel, BootID: f.BootID, PackageSetID: pgtype.Int8{Int64: setID, Valid: true},
+		PackageCount: int32(count), Held: nonNil(f.Held), RebootRequired: f.RebootRequired,
+		RebootPackages: nonNil(f.RebootPackages), RebootSince: since, Components: compJSON,
+		ScannedAt: &o.At, ScanID: o.ScanID, Problems: int32(len(f.Problems)),
+	}
+	if o.Next != nil {
+		save.ClaimedUntil, save.NextScan = &o.Next.ClaimedUntil, &o.Next.At
+	}
+	report := events.HostInventoryReported{HostID: h.ID, ScanID: o.ScanID, ScannedAt: o.At, Offline: o.Offline,
+		OS:     events.OSRelease{ID: f.OS.ID, VersionID: f.OS.VersionID, Codename: f.OS.VersionCodename},
+		Kernel: f.Kernel, BootID: f.BootID, PackageSet: hash, PackageCount: count, Changes: changes,
+		Held: f.Held, RebootRequired: f.RebootRequired, RebootPackages: f.RebootPackages, Components: components}
+	if h.LastScan != nil {
+		report.Previous = &events.PreviousObservation{ScanID: h.LastScanID, ScannedAt: h.LastScan.UTC(),
+			OS: events.OSRelease{ID: h.OsID, VersionID: h.OsVersionID, Codename: h.OsCodename}, Kernel: h.Kernel,
+			BootID: h.BootID, RebootRequired: h.RebootRequired}
+		switch prev := h.PackageSetID; {
+		case prev.Valid && prev.Int64 == setID:
+			report.Previous.PackageSet = hash
+		case prev.Valid:
+			if report.Previous.PackageSet, err = s.setHash(ctx, q, prev.Int64); err != nil {
+				return nil, fmt.Errorf("previous package set of %s: %w", h.ID, err)
+			}
+		}
+	}
+	origin := events.Origin{Producer: Producer, CorrelationID: h.ID}
+	var msgs []events.Message
+	add := func(e events.Event) error {
+		m, err := events.NewDerived(e, origin, o.At, o.ScanID)
+		if err != nil {
+			return fmt.Errorf("host %s scan %s: %w", h.ID, o.ScanID, err)
+		}
+		msgs = append(msgs, m)
+		return nil
+	}
+	if err := add(report); err != nil {
+		return nil, err
+	}
+	if len(unexplained) > 0 {
+		if err := add(events.HostDriftDetected{HostID: h.ID, ScanID: o.ScanID, Changes: unexplained}); err != nil {
+			return nil, err
+		}
+	}
+	if newlyRequired {
+		if err := add(events.RebootRequired{HostID: h.ID, Packages: f.RebootPackages, Since: o.At}); err != nil {
+			return nil, err
+		}
+	}
+	return &observed{report: report, save: save, msgs: msgs, setID: setID, hash: hash, pkgs: pkgs, isNew: isNew}, nil
 }
 
 // observedSet returns the package set of a host's facts: its id and hash, and whether this

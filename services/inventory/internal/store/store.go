@@ -38,6 +38,7 @@ type Store struct {
 	sets   setCache
 	lists  listCache
 	setIDs setIDCache
+	group  group // observations waiting to be stored
 }
 
 // New returns a store on a pool connected to the inventory schema.

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/patchfleet/patchfleet/db/inventorydb"
 	"github.com/patchfleet/patchfleet/db/pgtest"
 	"github.com/patchfleet/patchfleet/events"
@@ -351,5 +353,110 @@ func TestObservationOfADecommissionedHostIsRefused(t *testing.T) {
 	var scanned int
 	if err := pool.QueryRow(ctx, "select count(*) from hosts where last_scan is not null").Scan(&scanned); err != nil || scanned != 0 {
 		t.Fatalf("%d hosts scanned (%v), want 0", scanned, err)
+	}
+}
+
+// Concurrent observations are stored in groups; each gets its own outcome: a refused or
+// invalid one fails alone, two of one host are both stored, one after the other.
+func TestObservationsAreStoredInGroups(t *testing.T) {
+	pool := pgtest.New(t, inventorydb.Schema, inventorydb.Migrations)
+	st := New(pool)
+	ctx := context.Background()
+	const n = 40
+	for i := range n {
+		register(t, st, fmt.Sprintf("h%02d", i), fmt.Sprintf("h%02d", i))
+	}
+	if err := st.Decommission(ctx, "h05", "replaced"); err != nil {
+		t.Fatal(err)
+	}
+	type try struct {
+		host, os string
+		want     error // nil, a sentinel, or errBad
+	}
+	errBad := errors.New("invalid")
+	var tries []try
+	for i := range n {
+		tries = append(tries, try{fmt.Sprintf("h%02d", i), "debian", nil})
+	}
+	tries[5].want = ErrRetired
+	tries[7] = try{"h07", "", errBad} // HostInventoryReported needs the OS
+	tries = append(tries, try{"ghost", "debian", ErrNotFound}, try{"h01", "debian", nil})
+
+	scanIDs := make([]string, len(tries))
+	errs := make([]error, len(tries))
+	var wg sync.WaitGroup
+	for i, tr := range tries {
+		scanIDs[i] = events.NewID()
+		wg.Go(func() {
+			_, errs[i] = st.Observe(ctx, Observation{HostID: tr.host, ScanID: scanIDs[i], At: time.Now(),
+				Facts: hostfacts.Facts{OS: hostfacts.OSRelease{ID: tr.os, VersionID: "12"}}})
+		})
+	}
+	wg.Wait()
+	stored := map[string][]string{} // host → scan ids stored
+	for i, tr := range tries {
+		switch {
+		case tr.want == nil && errs[i] != nil:
+			t.Errorf("%s: %v", tr.host, errs[i])
+		case tr.want == errBad && errs[i] == nil, tr.want != nil && tr.want != errBad && !errors.Is(errs[i], tr.want):
+			t.Errorf("%s: err %v, want %v", tr.host, errs[i], tr.want)
+		case tr.want == nil:
+			stored[tr.host] = append(stored[tr.host], scanIDs[i])
+		}
+	}
+	var outboxed int
+	if err := pool.QueryRow(ctx, "select count(*) from outbox").Scan(&outboxed); err != nil || outboxed != n-1 {
+		t.Errorf("%d events in the outbox (%v), want %d", outboxed, err, n-1)
+	}
+	rows, err := pool.Query(ctx, "select id, coalesce(last_scan_id, '') from hosts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct{ ID, Scan string }])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range last {
+		if ids := stored[h.ID]; len(ids) == 0 && h.Scan != "" || len(ids) > 0 && !slices.Contains(ids, h.Scan) {
+			t.Errorf("host %s: last scan %q, stored %v", h.ID, h.Scan, ids)
+		}
+	}
+}
+
+// The first observation leads; those arriving meanwhile wait and are stored as one group,
+// headed by the next leader.
+func TestGroupHandsTheLeadOver(t *testing.T) {
+	var g group
+	closed := func(r *observing) bool {
+		select {
+		case <-r.turn:
+			return true
+		default:
+			return false
+		}
+	}
+	a := g.join(Observation{HostID: "a"})
+	b, c := g.join(Observation{HostID: "b"}), g.join(Observation{HostID: "c"})
+	if !a.lead || !closed(a) || closed(b) || closed(c) {
+		t.Fatalf("a leads (%v), b and c wait: %v %v %v", a.lead, closed(a), closed(b), closed(c))
+	}
+	first := g.take()
+	if len(first) != 3 || first[0] != a {
+		t.Fatalf("first group %d, headed by %v", len(first), first[0].o.HostID)
+	}
+	d := g.join(Observation{HostID: "d"})
+	g.done(first)
+	if !closed(b) || !closed(c) || b.lead || c.lead {
+		t.Error("b and c not released as stored")
+	}
+	if !d.lead || !closed(d) {
+		t.Fatal("d, waiting, did not get the lead")
+	}
+	if rs := g.take(); len(rs) != 1 || rs[0] != d {
+		t.Fatalf("second group: %d", len(rs))
+	}
+	g.done([]*observing{d})
+	if e := g.join(Observation{HostID: "e"}); !e.lead {
+		t.Error("with nobody leading, a new observation does not lead")
 	}
 }
