@@ -43,11 +43,25 @@ else
 	pf_t() { "$@"; }
 fi
 
-pf_os_release() { cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release; }
-# Where Linux has the answer in a file, the shell reads it: a scan runs on
-# every host of a fleet, and each command it spares is a process less.
+# pf_quick NAME FUNCTION prints a section whose function reads files with
+# shell builtins: it runs in this shell, without pf_run's subshell. A
+# failure shows in the status; its message is dropped. A scan runs on every
+# host of a fleet, and each process it spares is spared a thousand times.
+pf_quick() {
+	printf '==> patchfleet:section %s\n' "$1"
+	"$2" </dev/null 2>/dev/null
+	printf '\n==> patchfleet:status %s\n' "$?"
+}
+
+# pf_cat FILE prints a small text file as cat would, without a process.
+pf_cat() {
+	{ while IFS= read -r pf_l || [ -n "$pf_l" ]; do printf '%s\n' "$pf_l"; done; } <"$1"
+}
+
+pf_os_release() { pf_cat /etc/os-release || pf_cat /usr/lib/os-release; }
+# Where Linux has the answer in a file, the shell reads it.
 pf_kernel() { if read -r pf_v </proc/sys/kernel/osrelease; then printf '%s\n' "$pf_v"; else uname -r; fi; }
-pf_arch() { uname -m; }
+pf_arch() { if read -r pf_v </proc/sys/kernel/arch; then printf '%s\n' "$pf_v"; else uname -m; fi; }
 pf_dpkg_arch() { dpkg --print-architecture; }
 pf_hostname() { if read -r pf_v </proc/sys/kernel/hostname; then printf '%s\n' "$pf_v"; else hostname 2>/dev/null || uname -n; fi; }
 # Held packages are those whose dpkg selection is hold: the first letter of
@@ -60,19 +74,19 @@ pf_reboot_required() {
 	if [ -e /var/run/reboot-required ]; then echo yes; else echo no; fi
 }
 pf_reboot_required_pkgs() {
-	if [ -e /var/run/reboot-required.pkgs ]; then cat /var/run/reboot-required.pkgs; fi
+	if [ -e /var/run/reboot-required.pkgs ]; then pf_cat /var/run/reboot-required.pkgs; fi
 }
 
 printf '==> patchfleet:scan %s\n' 1
-pf_run os-release pf_os_release
-pf_run kernel pf_kernel
-pf_run arch pf_arch
+pf_quick os-release pf_os_release
+pf_quick kernel pf_kernel
+pf_quick arch pf_arch
 pf_run dpkg-arch pf_dpkg_arch
-pf_run boot-id pf_boot_id
-pf_run hostname pf_hostname
+pf_quick boot-id pf_boot_id
+pf_quick hostname pf_hostname
 pf_run packages pf_packages
-pf_run reboot-required pf_reboot_required
-pf_run reboot-required-pkgs pf_reboot_required_pkgs
+pf_quick reboot-required pf_reboot_required
+pf_quick reboot-required-pkgs pf_reboot_required_pkgs
 pf_probe_ruby() {
 	pf_t ruby -v
 }
