@@ -118,7 +118,8 @@ func Probes() []Probe { return append([]Probe(nil), probes...) }
 
 // Prelude starts every Patchfleet report script, the scan's and the executor's
 // ops' (events/hostops): the C locale, a PATH with the sbin directories,
-// pf_run, which prints one section of the report, and pf_boot_id.
+// pf_run and pf_quick, which print one section of the report, pf_cat and
+// pf_boot_id.
 const Prelude = `LC_ALL=C
 export LC_ALL
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
@@ -147,6 +148,22 @@ pf_run() {
 	printf '==> patchfleet:status %s\n' "$pf_rc"
 }
 
+# pf_quick NAME FUNCTION prints a section whose function reads files with
+# shell builtins: it runs in this shell, without pf_run's subshell. A
+# failure shows in the status; its message is dropped. These scripts run on
+# every host of a fleet, and each process they spare is spared a thousand
+# times.
+pf_quick() {
+	printf '==> patchfleet:section %s\n' "$1"
+	"$2" </dev/null 2>/dev/null
+	printf '\n==> patchfleet:status %s\n' "$?"
+}
+
+# pf_cat FILE prints a small text file as cat would, without a process.
+pf_cat() {
+	{ while IFS= read -r pf_l || [ -n "$pf_l" ]; do printf '%s\n' "$pf_l"; done; } <"$1"
+}
+
 # pf_boot_id prints the boot id: every report names the boot it describes.
 pf_boot_id() { read -r pf_v </proc/sys/kernel/random/boot_id && printf '%s\n' "$pf_v"; }
 `
@@ -169,21 +186,6 @@ if command -v timeout >/dev/null 2>&1; then
 else
 	pf_t() { "$@"; }
 fi
-
-# pf_quick NAME FUNCTION prints a section whose function reads files with
-# shell builtins: it runs in this shell, without pf_run's subshell. A
-# failure shows in the status; its message is dropped. A scan runs on every
-# host of a fleet, and each process it spares is spared a thousand times.
-pf_quick() {
-	printf '==> patchfleet:section %s\n' "$1"
-	"$2" </dev/null 2>/dev/null
-	printf '\n==> patchfleet:status %s\n' "$?"
-}
-
-# pf_cat FILE prints a small text file as cat would, without a process.
-pf_cat() {
-	{ while IFS= read -r pf_l || [ -n "$pf_l" ]; do printf '%s\n' "$pf_l"; done; } <"$1"
-}
 
 pf_os_release() { pf_cat /etc/os-release || pf_cat /usr/lib/os-release; }
 # Where Linux has the answer in a file, the shell reads it.

@@ -12,10 +12,11 @@ import (
 )
 
 // prelude follows the header of every script: the scan's (hostfacts.Prelude).
-// Each step runs in one subshell with stdin from /dev/null (the script itself
-// is read from stdin by sh -s), its stdout goes out as it comes (people follow
-// a long apt run live) and a newline after it, and its stderr and exit status
-// follow; $pf_rc holds the status afterwards.
+// Each step runs with stdin from /dev/null (the script itself is read from
+// stdin by sh -s), in one subshell (pf_run) unless it only reads files
+// (pf_quick); its stdout goes out as it comes (people follow a long apt run
+// live) and a newline after it, and its stderr and exit status follow;
+// $pf_rc holds pf_run's status afterwards.
 const prelude = hostfacts.Prelude + "pf_main=0\n"
 
 // footer ends the report and exits with the main step's status.
@@ -56,7 +57,7 @@ const pkgFuncs = `pf_packages() {
 }
 pf_reboot_required() {
 	if [ -e /var/run/reboot-required ]; then echo yes; else echo no; fi
-	if [ -e /var/run/reboot-required.pkgs ]; then cat /var/run/reboot-required.pkgs; fi
+	if [ -e /var/run/reboot-required.pkgs ]; then pf_cat /var/run/reboot-required.pkgs; fi
 }
 `
 
@@ -84,7 +85,7 @@ func StateScript(packages ...string) (string, error) {
 	header(&b, OpState, StateArgs{Packages: packages})
 	b.WriteString(pkgFuncs)
 	b.WriteString(stateFuncs)
-	b.WriteString("pf_run boot-id pf_boot_id\n")
+	b.WriteString("pf_quick boot-id pf_boot_id\n")
 	b.WriteString("pf_run packages pf_packages" + quoteAll(packages) + "\n")
 	// No apt-mark showhold: a held package's dpkg status says hold (the first letter),
 	// and apt-mark would load the whole apt cache to say the same.
@@ -92,8 +93,8 @@ func StateScript(packages ...string) (string, error) {
 pf_run dpkg-updates pf_dpkg_updates
 pf_run dpkg-lock pf_dpkg_lock
 pf_run df df -Pk / /var
-pf_run reboot-required pf_reboot_required
-pf_run reboot-scheduled pf_reboot_scheduled
+pf_quick reboot-required pf_reboot_required
+pf_quick reboot-scheduled pf_reboot_scheduled
 `)
 	b.WriteString(footer)
 	return b.String(), nil
@@ -215,7 +216,7 @@ func InstallScript(targets []Target, a Apt) (string, error) {
 	fmt.Fprintf(&b, "pf_run before pf_packages%s\n", q)
 	fmt.Fprintf(&b, "pf_run install %s\npf_main=$pf_rc\n", aptGet("install", lock, append([]string{"--only-upgrade"}, apt...)...))
 	fmt.Fprintf(&b, "pf_run after pf_packages%s\n", q)
-	b.WriteString("pf_run reboot-required pf_reboot_required\n")
+	b.WriteString("pf_quick reboot-required pf_reboot_required\n")
 	b.WriteString(footer)
 	return b.String(), nil
 }
@@ -230,7 +231,7 @@ func FullUpgradeScript(a Apt) string {
 	a.update(&b)
 	b.WriteString(pkgFuncs)
 	fmt.Fprintf(&b, "pf_run upgrade %s\npf_main=$pf_rc\n", aptGet("dist-upgrade", lock))
-	b.WriteString("pf_run reboot-required pf_reboot_required\n")
+	b.WriteString("pf_quick reboot-required pf_reboot_required\n")
 	b.WriteString(footer)
 	return b.String()
 }
@@ -276,7 +277,7 @@ if [ "$pf_main" -eq 0 ]; then
 	set +f
 fi
 rm -f "$pf_sel"
-pf_run reboot-required pf_reboot_required
+pf_quick reboot-required pf_reboot_required
 `, quote(securityAwk), aptGet("install", lock, "--only-upgrade"))
 	b.WriteString(footer)
 	return b.String()
