@@ -38,11 +38,7 @@ func TestConcurrentObservationsShareOneSet(t *testing.T) {
 	ctx := context.Background()
 	const n = 8
 	for i := range n {
-		_, err := st.Register(ctx, events.HostRegistered{HostID: fmt.Sprintf("h%d", i), Name: "h", Fleet: "f",
-			SSH: events.SSHTarget{Address: "10.0.0.1", TOFU: true}}, "test")
-		if err != nil {
-			t.Fatal(err)
-		}
+		register(t, st, fmt.Sprintf("h%d", i), "h")
 	}
 	var pkgs []hostfacts.Package
 	for i := range 300 {
