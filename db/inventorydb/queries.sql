@@ -106,7 +106,8 @@ order by id
 limit @max_rows;
 
 -- name: LockHosts :many
--- In id order, as every transaction locking several hosts does: no deadlock between them.
+-- In id order, as every statement and transaction locking several hosts does (ScanNow, an
+-- import): no deadlock between them.
 select * from hosts where id = any(@ids::text[]) order by id for update;
 
 -- name: SaveObservation :batchexec
@@ -153,10 +154,18 @@ returning h.*;
 update hosts set next_scan = @next_scan where id = @id and next_scan = @claimed_until;
 
 -- name: ScanNow :execrows
-update hosts set next_scan = @now
-where not retired and not key_mismatch
-  and (cardinality(@ids::text[]) = 0 or id = any(@ids::text[]))
-  and (@fleet::text = '' or fleet = @fleet);
+-- Locks the hosts in id order first, as LockHosts does: a scan round storing observations of
+-- the same hosts meanwhile cannot deadlock with it.
+update hosts h set next_scan = @now
+from (
+    select id from hosts
+    where not retired and not key_mismatch
+      and (cardinality(@ids::text[]) = 0 or id = any(@ids::text[]))
+      and (@fleet::text = '' or fleet = @fleet)
+    order by id
+    for update
+) d
+where h.id = d.id;
 
 -- name: AddInstalls :exec
 -- The packages one job installed on a host, in one statement.

@@ -547,7 +547,8 @@ const lockHosts = `-- name: LockHosts :many
 select id, name, fleet, tags, address, port, ssh_user, bastion, sudo, host_key, tofu, tofu_allowed_by, tofu_pinned_at, key_mismatch, presented_key, is_new, app_path, registered_by, registered_at, updated_at, retired, retired_at, retired_reason, os_id, os_version_id, os_codename, kernel, boot_id, package_set_id, package_count, held, reboot_required, reboot_packages, reboot_since, components, last_scan, last_scan_id, last_scan_error, problems, next_scan from hosts where id = any($1::text[]) order by id for update
 `
 
-// In id order, as every transaction locking several hosts does: no deadlock between them.
+// In id order, as every statement and transaction locking several hosts does (ScanNow, an
+// import): no deadlock between them.
 func (q *Queries) LockHosts(ctx context.Context, ids []string) ([]Host, error) {
 	rows, err := q.db.Query(ctx, lockHosts, ids)
 	if err != nil {
@@ -855,10 +856,16 @@ func (q *Queries) SaveScanError(ctx context.Context, arg SaveScanErrorParams) er
 }
 
 const scanNow = `-- name: ScanNow :execrows
-update hosts set next_scan = $1
-where not retired and not key_mismatch
-  and (cardinality($2::text[]) = 0 or id = any($2::text[]))
-  and ($3::text = '' or fleet = $3)
+update hosts h set next_scan = $1
+from (
+    select id from hosts
+    where not retired and not key_mismatch
+      and (cardinality($2::text[]) = 0 or id = any($2::text[]))
+      and ($3::text = '' or fleet = $3)
+    order by id
+    for update
+) d
+where h.id = d.id
 `
 
 type ScanNowParams struct {
@@ -867,6 +874,8 @@ type ScanNowParams struct {
 	Fleet string
 }
 
+// Locks the hosts in id order first, as LockHosts does: a scan round storing observations of
+// the same hosts meanwhile cannot deadlock with it.
 func (q *Queries) ScanNow(ctx context.Context, arg ScanNowParams) (int64, error) {
 	result, err := q.db.Exec(ctx, scanNow, arg.Now, arg.Ids, arg.Fleet)
 	if err != nil {

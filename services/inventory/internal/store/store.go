@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -73,8 +75,12 @@ func (s *Store) Register(ctx context.Context, e events.HostRegistered, actor str
 	return created, err
 }
 
-// Import registers every host of a hosts file in one transaction.
+// Import registers every host of a hosts file in one transaction. Hosts are written in id
+// order, the order in which every transaction locks several hosts (LockHosts): an import
+// during a scan round cannot deadlock with it.
 func (s *Store) Import(ctx context.Context, hosts []events.HostRegistered, actor string) (created int, err error) {
+	hosts = slices.Clone(hosts)
+	slices.SortStableFunc(hosts, func(a, b events.HostRegistered) int { return strings.Compare(a.HostID, b.HostID) })
 	err = s.inTx(ctx, func(_ pgx.Tx, q *inventorydb.Queries) error {
 		created = 0
 		for _, h := range hosts {

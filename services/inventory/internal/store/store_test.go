@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -454,5 +455,63 @@ func TestGroupHandsTheLeadOver(t *testing.T) {
 	g.done([]*observing{d})
 	if e := g.join(Observation{HostID: "e"}); !e.lead {
 		t.Error("with nobody leading, a new observation does not lead")
+	}
+}
+
+// Scans asked for by fleet or by id reach the hosts that can be scanned, and lock them in id
+// order, as a group of observations does: a transaction holding the first host (as a group
+// storing it would) keeps ScanNow from locking any other, so the two cannot deadlock.
+func TestScanNowLocksHostsInIDOrder(t *testing.T) {
+	pool := pgtest.New(t, inventorydb.Schema, inventorydb.Migrations)
+	st := New(pool)
+	ctx := context.Background()
+	const n = 30
+	for i := range n {
+		register(t, st, fmt.Sprintf("h%02d", n-1-i), "h") // stored in the reverse of id order
+	}
+	if err := st.Decommission(ctx, "h03", "replaced"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.ScanNow(ctx, []string{"h01", "h03", "nope"}, ""); err != nil || got != 1 {
+		t.Fatalf("scan h01, h03 (decommissioned), nope: %d hosts (%v), want 1", got, err)
+	}
+
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "select 1 from hosts where id = 'h00' for update"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	var scanned int
+	go func() {
+		var err error
+		scanned, err = st.ScanNow(ctx, nil, "") // every host: a sequential scan, in storage order
+		done <- err
+	}()
+	// Wait until ScanNow waits for h00.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var waiting int
+		if err := pool.QueryRow(ctx, "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and query like '%name: ScanNow%'").Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("ScanNow never waited for the locked host")
+		}
+		runtime.Gosched()
+	}
+	if _, err := tx.Exec(ctx, "select 1 from hosts where id = 'h29' for update nowait"); err != nil {
+		t.Errorf("the last host was locked by ScanNow while it waited for the first: %v", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil || scanned != n-1 {
+		t.Fatalf("scan every host: %d hosts (%v), want %d", scanned, err, n-1)
 	}
 }
