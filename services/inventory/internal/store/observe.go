@@ -165,7 +165,8 @@ func (g *group) take() []*observing {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	n := min(len(g.waiting), maxGroup)
-	rs := g.waiting[:n:n]
+	rs := slices.Clone(g.waiting[:n])
+	clear(g.waiting[:n]) // the queue's array keeps no stored observation alive
 	g.waiting = g.waiting[n:]
 	return rs
 }
