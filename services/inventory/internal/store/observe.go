@@ -77,26 +77,26 @@ func installed(status string) bool {
 	return len(status) >= 2 && strings.ContainsRune("itW", rune(status[1]))
 }
 
-// packageSet returns the id of the set holding exactly pkgs, storing it if it is new. A set
-// it stored (new) exists once the caller's transaction commits; only then may the caller
-// remember it (s.setIDs.put).
-func (s *Store) packageSet(ctx context.Context, q *inventorydb.Queries, pkgs []query.Package) (id int64, hash string, isNew bool, err error) {
+// packageSet returns the id of the set holding exactly pkgs, storing it if it is new. The
+// set may be one this transaction stored (for another host of its group), so it is known to
+// exist only once the transaction commits: only then may the caller remember it
+// (s.setIDs.put).
+func (s *Store) packageSet(ctx context.Context, q *inventorydb.Queries, pkgs []query.Package) (id int64, hash string, err error) {
 	hash = SetHash(pkgs)
 	if id, ok := s.setIDs.get(hash); ok {
-		return id, hash, false, nil
+		return id, hash, nil
 	}
 	id, err = q.InsertPackageSet(ctx, inventorydb.InsertPackageSetParams{Hash: hash, PackageCount: int32(len(pkgs))})
 	if errors.Is(err, pgx.ErrNoRows) {
-		// Stored before (or by a concurrent transaction, which the insert waited for).
+		// Stored before, by this transaction or by a concurrent one the insert waited for.
 		id, err = q.PackageSetByHash(ctx, hash)
 		if err != nil {
-			return 0, "", false, fmt.Errorf("package set %s: %w", hash, err)
+			return 0, "", fmt.Errorf("package set %s: %w", hash, err)
 		}
-		s.setIDs.put(hash, id)
-		return id, hash, false, nil
+		return id, hash, nil
 	}
 	if err != nil {
-		return 0, "", false, fmt.Errorf("store package set %s: %w", hash, err)
+		return 0, "", fmt.Errorf("store package set %s: %w", hash, err)
 	}
 	rows := make([]inventorydb.InsertSetMembersParams, len(pkgs))
 	for i, p := range pkgs {
@@ -104,9 +104,9 @@ func (s *Store) packageSet(ctx context.Context, q *inventorydb.Queries, pkgs []q
 			SourceName: p.SourceName, SourceVersion: p.SourceVersion, Status: p.Status, Installed: installed(p.Status)}
 	}
 	if _, err := q.InsertSetMembers(ctx, rows); err != nil {
-		return 0, "", false, fmt.Errorf("store package set %s members: %w", hash, err)
+		return 0, "", fmt.Errorf("store package set %s members: %w", hash, err)
 	}
-	return id, hash, true, nil
+	return id, hash, nil
 }
 
 // Observe stores an observation and, in the same transaction, the events it causes:
@@ -223,7 +223,6 @@ type observed struct {
 	setID  int64
 	hash   string
 	pkgs   []query.Package // the canonical list, if it was built
-	isNew  bool            // the set is stored by this transaction
 }
 
 // observeAll stores observations of distinct hosts in one transaction and sets their
@@ -288,9 +287,8 @@ func (s *Store) observeAll(ctx context.Context, rs []*observing) error {
 			r.err = err
 		case d != nil:
 			r.report = d.report
-			if d.isNew {
-				s.setIDs.put(d.hash, d.setID)
-			}
+			// Committed: the set exists now, even if this transaction stored it.
+			s.setIDs.put(d.hash, d.setID)
 			if d.pkgs != nil {
 				// The host's next scan compares its packages with this list.
 				s.lists.put(d.setID, d.hash, d.pkgs)
@@ -309,7 +307,7 @@ func (s *Store) observe(ctx context.Context, q *inventorydb.Queries, h inventory
 			return nil, fmt.Errorf("pin host key of %s: %w", h.ID, err)
 		}
 	}
-	setID, hash, pkgs, isNew, err := s.observedSet(ctx, q, h, o.Facts)
+	setID, hash, pkgs, err := s.observedSet(ctx, q, h, o.Facts)
 	if err != nil {
 		return nil, err
 	}
@@ -413,21 +411,21 @@ func (s *Store) observe(ctx context.Context, q *inventorydb.Queries, h inventory
 			return nil, err
 		}
 	}
-	return &observed{report: report, save: save, msgs: msgs, setID: setID, hash: hash, pkgs: pkgs, isNew: isNew}, nil
+	return &observed{report: report, save: save, msgs: msgs, setID: setID, hash: hash, pkgs: pkgs}, nil
 }
 
-// observedSet returns the package set of a host's facts: its id and hash, and whether this
-// transaction stores it (isNew). The canonical list (pkgs) is built unless the facts are
-// exactly the cached list of the set the host has (h.PackageSetID): then pkgs is nil.
-func (s *Store) observedSet(ctx context.Context, q *inventorydb.Queries, h inventorydb.Host, f hostfacts.Facts) (id int64, hash string, pkgs []query.Package, isNew bool, err error) {
+// observedSet returns the package set of a host's facts: its id and hash. The canonical list
+// (pkgs) is built unless the facts are exactly the cached list of the set the host has
+// (h.PackageSetID): then pkgs is nil.
+func (s *Store) observedSet(ctx context.Context, q *inventorydb.Queries, h inventorydb.Host, f hostfacts.Facts) (id int64, hash string, pkgs []query.Package, err error) {
 	if h.PackageSetID.Valid {
 		if hash, ok := s.lists.matching(h.PackageSetID.Int64, f.Packages); ok {
-			return h.PackageSetID.Int64, hash, nil, false, nil
+			return h.PackageSetID.Int64, hash, nil, nil
 		}
 	}
 	pkgs = Packages(f)
-	id, hash, isNew, err = s.packageSet(ctx, q, pkgs)
-	return id, hash, pkgs, isNew, err
+	id, hash, err = s.packageSet(ctx, q, pkgs)
+	return id, hash, pkgs, err
 }
 
 func nonNil(s []string) []string {

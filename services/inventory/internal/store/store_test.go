@@ -515,3 +515,29 @@ func TestScanNowLocksHostsInIDOrder(t *testing.T) {
 		t.Fatalf("scan every host: %d hosts (%v), want %d", scanned, err, n-1)
 	}
 }
+
+// A group that fails is stored again one observation at a time; a package set it stored for
+// one host and found again for the next was rolled back with it, and is not remembered.
+func TestFailedGroupForgetsTheSetsItStored(t *testing.T) {
+	pool := pgtest.New(t, inventorydb.Schema, inventorydb.Migrations)
+	st := New(pool)
+	ctx := context.Background()
+	for _, id := range []string{"h1", "h2", "h3"} {
+		register(t, st, id, id)
+	}
+	pkgs := []hostfacts.Package{{Name: "zlib1g", Version: "1.2", Arch: "amd64", SourceName: "zlib", SourceVersion: "1.2", Status: "ii", Installed: true}}
+	observation := func(host, os string) *observing {
+		return &observing{o: Observation{HostID: host, ScanID: events.NewID(), At: time.Now(),
+			Facts: hostfacts.Facts{OS: hostfacts.OSRelease{ID: os, VersionID: "12"}, Packages: pkgs}}}
+	}
+	// h1 stores the new set, h2 finds it, h3 fails the group (HostInventoryReported needs the OS).
+	rs := []*observing{observation("h1", "debian"), observation("h2", "debian"), observation("h3", "")}
+	st.storeGroup(ctx, rs)
+	if rs[0].err != nil || rs[1].err != nil || rs[2].err == nil {
+		t.Fatalf("outcomes h1 %v, h2 %v, h3 %v; want h3 alone to fail", rs[0].err, rs[1].err, rs[2].err)
+	}
+	var stored int
+	if err := pool.QueryRow(ctx, "select count(*) from hosts h join package_sets s on s.id = h.package_set_id where h.id in ('h1', 'h2')").Scan(&stored); err != nil || stored != 2 {
+		t.Fatalf("%d of h1, h2 stored with their set (%v)", stored, err)
+	}
+}
