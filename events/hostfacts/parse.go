@@ -40,8 +40,8 @@ type section struct {
 // reported alongside rather than instead.
 func Parse(output []byte) (Facts, error) { return parse(output, nil) }
 
-// Parse is the package-level Parse, reusing the package lists it remembers (shared: see
-// Parser).
+// Parse reads a report as the package-level Parse does, reusing the package lists it
+// remembers (shared: see Parser).
 func (m *Parser) Parse(output []byte) (Facts, error) { return parse(output, m) }
 
 func parse(output []byte, memo *Parser) (Facts, error) {

@@ -122,6 +122,8 @@ func (s *Store) Observe(ctx context.Context, o Observation) (events.HostInventor
 	<-r.turn
 	if r.lead {
 		rs := s.group.take()
+		// The group holds other callers' observations: this caller going away must not
+		// cancel them.
 		s.storeGroup(context.WithoutCancel(ctx), rs)
 		s.group.done(rs)
 	}
@@ -232,12 +234,11 @@ func (s *Store) observeAll(ctx context.Context, rs []*observing) error {
 	for i, r := range rs {
 		ids[i] = r.o.HostID
 	}
+	for _, r := range rs {
+		r.err = nil // a retry on its own after a failed group starts afresh
+	}
 	done := make([]*observed, len(rs))
 	err := s.inTx(ctx, func(tx pgx.Tx, q *inventorydb.Queries) error {
-		clear(done)
-		for _, r := range rs {
-			r.err = nil
-		}
 		hosts, err := q.LockHosts(ctx, ids)
 		if err != nil {
 			return fmt.Errorf("lock %d hosts (%s…): %w", len(ids), ids[0], err)
