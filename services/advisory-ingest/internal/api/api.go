@@ -194,10 +194,10 @@ func (a *API) Serve(ctx context.Context, nc *nats.Conn) error {
 				if err != nil {
 					qe := a.answer(e.name, err)
 					body, _ := json.Marshal(qe)
-					_ = r.Error(strconv.Itoa(qe.Code), qe.Message, body)
+					_ = query.Answer(nc, r, nil, qe.Code, qe.Message, body)
 					return
 				}
-				_ = r.RespondJSON(resp)
+				_ = query.Answer(nc, r, resp, 0, "", nil)
 			}()
 		})
 		if err := svc.AddEndpoint(e.name, h, micro.WithEndpointSubject(e.subject)); err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -38,10 +37,10 @@ func (a *API) Serve(ctx context.Context, nc *nats.Conn) error {
 				if err != nil {
 					e := a.answer(name, err)
 					body, _ := json.Marshal(e)
-					_ = r.Error(strconv.Itoa(e.Code), e.Message, body)
+					_ = query.Answer(nc, r, nil, e.Code, e.Message, body)
 					return
 				}
-				_ = r.RespondJSON(resp)
+				_ = query.Answer(nc, r, resp, 0, "", nil)
 			}()
 		})
 		if err := svc.AddEndpoint(name, h, micro.WithEndpointSubject(subject)); err != nil {
