@@ -27,6 +27,27 @@ type section struct {
 	body   []line
 	stderr []line
 	status int // -1 until the status marker is seen
+	// The index in the report's lines that would extend body or stderr in
+	// place; -1 once it is a copy (see grow).
+	bodyNext, stderrNext int
+}
+
+// grow adds lines[i] to ls. A section's body lines follow one another in the
+// report, as do its stderr lines, so ls is a view of lines that grows without
+// copying (a package list is thousands of lines); its capacity is its length,
+// so nothing appended to it can overwrite lines. Only when a stray marker
+// came between two lines does ls become a copy.
+func grow(ls []line, next *int, lines []line, i int) []line {
+	switch {
+	case len(ls) == 0:
+		*next = i + 1
+		return lines[i : i+1 : i+1]
+	case i == *next:
+		*next = i + 1
+		return lines[i-len(ls) : i+1 : i+1]
+	}
+	*next = -1
+	return append(ls, lines[i])
 }
 
 // Parse reads the output of the scan script, from a live scan or an
@@ -161,6 +182,7 @@ func (s *section) trimBody() {
 	for len(s.body) > 0 && s.body[len(s.body)-1].text == "" {
 		s.body = s.body[:len(s.body)-1]
 	}
+	s.body = slices.Clip(s.body)
 }
 
 // split groups lines into sections and reports whether the end marker was
@@ -171,7 +193,7 @@ func (p *parser) split(lines []line) ([]*section, bool) {
 		cur      *section
 		inStderr bool
 	)
-	for _, l := range lines {
+	for i, l := range lines {
 		rest, isMarker := strings.CutPrefix(l.text, markerPrefix)
 		if !isMarker {
 			switch {
@@ -180,9 +202,9 @@ func (p *parser) split(lines []line) ([]*section, bool) {
 			case cur.status >= 0:
 				p.problem(l.n, cur.name, "text after the section's status")
 			case inStderr:
-				cur.stderr = append(cur.stderr, l)
+				cur.stderr = grow(cur.stderr, &cur.stderrNext, lines, i)
 			default:
-				cur.body = append(cur.body, l)
+				cur.body = grow(cur.body, &cur.bodyNext, lines, i)
 			}
 			continue
 		}

@@ -270,6 +270,20 @@ UBUNTU_CODENAME=jammy`),
 			problems: []string{`(reboot-required-pkgs): invalid package name "bad name"`},
 		},
 		{
+			// A section's lines are views of the report's lines; a marker between two of
+			// them must neither lose the second nor overwrite the marker's line.
+			name: "stray markers inside bodies and stderr",
+			in: strings.Replace(minimal("held", "docker-ce\n==> patchfleet:bogus\nlibc6:i386\n==> patchfleet:bogus2\nvim", "reboot-required", "yes"),
+				"==> patchfleet:section dpkg-arch\namd64\n==> patchfleet:status 0\n",
+				"==> patchfleet:section dpkg-arch\n==> patchfleet:stderr\nsh: 1:\n==> patchfleet:odd\ndpkg: not found\n==> patchfleet:status 127\n", 1),
+			check: func(t *testing.T, f Facts) {
+				if !slices.Equal(f.Held, []string{"docker-ce", "libc6:i386", "vim"}) || !f.RebootRequired || f.DpkgArch != "" {
+					t.Errorf("held %v, reboot required %v, dpkg arch %q", f.Held, f.RebootRequired, f.DpkgArch)
+				}
+			},
+			problems: []string{`unknown marker "odd"`, `unknown marker "bogus"`, `unknown marker "bogus2"`, `(dpkg-arch): exit status 127: sh: 1:`},
+		},
+		{
 			name: "held packages with architecture",
 			in:   minimal("held", "docker-ce\nlibc6:i386\nrm -rf\n"),
 			check: func(t *testing.T, f Facts) {

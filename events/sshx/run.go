@@ -37,6 +37,11 @@ type Command struct {
 	// MaxOutput is how many bytes of each stream the Result keeps (the
 	// last ones); DefaultMaxOutput when zero.
 	MaxOutput int
+	// StdoutHint is how much stdout the caller expects: the buffer starts
+	// with that capacity (at most MaxOutput) instead of growing to it, which
+	// spares the copies and the garbage of a large output. A guess: output
+	// beyond it is kept all the same.
+	StdoutHint int
 }
 
 // Result is what a command did. A non-zero exit status is data, not an error.
@@ -109,7 +114,7 @@ func (p *Pool) run(ctx context.Context, c *conn, t Target, cmd Command) (Result,
 	if limit <= 0 {
 		limit = DefaultMaxOutput
 	}
-	out := &output{live: cmd.Output, stdout: tail{max: limit}, stderr: tail{max: limit}}
+	out := &output{live: cmd.Output, stdout: tail{max: limit, hint: cmd.StdoutHint}, stderr: tail{max: limit}}
 	marker := &markerFilter{out: out, want: "patchfleet-pid ", token: token, pid: make(chan int, 1)}
 	sess.Stdout = marker
 	sess.Stderr = streamWriter{out, &out.stderr}
@@ -386,6 +391,7 @@ func (m *markerFilter) parse(line []byte) (int, bool) {
 type tail struct {
 	buf       []byte
 	max       int
+	hint      int // the capacity of the first buffer
 	start     int
 	ring      bool
 	truncated bool
@@ -396,6 +402,9 @@ func (t *tail) write(p []byte) {
 		return
 	}
 	if !t.ring {
+		if t.buf == nil && t.hint > 0 {
+			t.buf = make([]byte, 0, min(max(t.hint, len(p)), t.max))
+		}
 		if len(t.buf)+len(p) <= t.max {
 			t.buf = append(t.buf, p...)
 			return

@@ -368,7 +368,7 @@ func TestTail(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 200 {
 		max := 1 + r.IntN(64)
-		tl := tail{max: max}
+		tl := tail{max: max, hint: r.IntN(80)}
 		var all []byte
 		for range r.IntN(20) {
 			p := make([]byte, r.IntN(100))
@@ -384,6 +384,10 @@ func TestTail(t *testing.T) {
 		}
 		if tl.truncated != (len(all) > max) {
 			t.Fatalf("max %d, %d written: truncated=%v", max, len(all), tl.truncated)
+		}
+		// Output within the hint lands in the first buffer: it never grew.
+		if fits := min(tl.hint, max); len(all) > 0 && len(all) <= fits && cap(tl.buf) != fits {
+			t.Fatalf("hint %d, max %d, %d written: capacity %d, want %d", tl.hint, max, len(all), cap(tl.buf), fits)
 		}
 	}
 }

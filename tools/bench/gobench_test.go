@@ -79,3 +79,12 @@ func TestShortPattern(t *testing.T) {
 		}
 	}
 }
+
+// Each figure's median is its own: the run with the median wall time need not be the one
+// with the median CPU.
+func TestMedianTakesEachFigureSeparately(t *testing.T) {
+	got := median([]sample{{wall: 3, cpu: 10, machine: 200}, {wall: 1, cpu: 30, machine: 100}, {wall: 2, cpu: 20, machine: 300}})
+	if want := (sample{wall: 2, cpu: 20, machine: 200}); got != want {
+		t.Errorf("median = %+v, want %+v", got, want)
+	}
+}

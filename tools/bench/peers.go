@@ -82,10 +82,12 @@ var AnsibleHostDebs = []string{"python3-apt", "python-apt-common", "distro-info-
 
 // PeerOptions configure the comparison.
 type PeerOptions struct {
-	Sizes   []int  // host counts
-	Runs    int    // runs per tool, operation and size; the median is kept
-	WorkDir string // inventories, outputs
-	DebDir  string // .debs of AnsibleHostDebs
+	Sizes   []int    // host counts
+	Runs    int      // runs per tool, operation and size; the median is kept
+	WorkDir string   // inventories, outputs
+	DebDir  string   // .debs of AnsibleHostDebs
+	Tools   []string // the tools to run, in table order; nil: all of Tools
+	Ops     []string // the operations; nil: scan and upgrade
 	Log     io.Writer
 }
 
@@ -96,11 +98,16 @@ type Measurement struct {
 	Hosts    int
 	Wall     time.Duration
 	CPU      time.Duration
-	Runs     int
-	Err      error
+	// Machine is the CPU every core spent during the run: the controller and the test
+	// hosts, which all run on this machine.
+	Machine time.Duration
+	Runs    int
+	Err     error
 }
 
-type sample struct{ wall, cpu time.Duration }
+// sample is one run: wall time, controller CPU, and the CPU the whole machine spent
+// meanwhile (controller and hosts: every test host runs on this machine).
+type sample struct{ wall, cpu, machine time.Duration }
 
 // RunPeers starts a test fleet per size and runs every tool on it.
 func RunPeers(ctx context.Context, o PeerOptions) ([]Measurement, error) {
@@ -136,13 +143,20 @@ func runSize(ctx context.Context, o PeerOptions, n int) ([]Measurement, error) {
 	if err != nil {
 		return nil, err
 	}
+	tools, ops := o.Tools, o.Ops
+	if tools == nil {
+		tools = Tools
+	}
+	if ops == nil {
+		ops = []string{OpScan, OpUpgrade}
+	}
 	var out []Measurement
-	for _, op := range []string{OpScan, OpUpgrade} {
+	for _, op := range ops {
 		samples := map[string][]sample{}
 		errs := map[string]error{}
 		// Round robin over the tools, so a change in machine load hits every tool alike.
 		for run := range o.Runs {
-			for _, tool := range Tools {
+			for _, tool := range tools {
 				if errs[tool] != nil {
 					continue
 				}
@@ -151,7 +165,14 @@ func runSize(ctx context.Context, o PeerOptions, n int) ([]Measurement, error) {
 						return nil, err
 					}
 				}
+				m0, err := machineCPU()
+				if err != nil {
+					return nil, err
+				}
 				s, err := e.do(ctx, tool, op, run)
+				if m1, merr := machineCPU(); err == nil && merr == nil {
+					s.machine = m1 - m0
+				}
 				if err == nil && op == OpUpgrade {
 					err = e.verifyUpgraded(ctx)
 				}
@@ -160,14 +181,15 @@ func runSize(ctx context.Context, o PeerOptions, n int) ([]Measurement, error) {
 					fmt.Fprintf(o.Log, "peers: %s %s %d hosts: %v\n", tool, op, n, err)
 					continue
 				}
-				fmt.Fprintf(o.Log, "peers: %-26s %-7s %2d hosts: wall %6.2fs  cpu %6.2fs\n", tool, op, n, s.wall.Seconds(), s.cpu.Seconds())
+				fmt.Fprintf(o.Log, "peers: %-26s %-7s %2d hosts: wall %6.2fs  cpu %6.2fs  machine cpu %6.2fs\n", tool, op, n, s.wall.Seconds(), s.cpu.Seconds(), s.machine.Seconds())
 				samples[tool] = append(samples[tool], s)
 			}
 		}
-		for _, tool := range Tools {
+		for _, tool := range tools {
 			m := Measurement{Tool: tool, Op: op, Hosts: n, Err: errs[tool], Runs: len(samples[tool])}
 			if m.Err == nil {
-				m.Wall, m.CPU = median(samples[tool])
+				med := median(samples[tool])
+				m.Wall, m.CPU, m.Machine = med.wall, med.cpu, med.machine
 			}
 			out = append(out, m)
 		}
@@ -175,15 +197,21 @@ func runSize(ctx context.Context, o PeerOptions, n int) ([]Measurement, error) {
 	return out, nil
 }
 
-func median(ss []sample) (wall, cpu time.Duration) {
-	w := make([]time.Duration, len(ss))
-	c := make([]time.Duration, len(ss))
-	for i, s := range ss {
-		w[i], c[i] = s.wall, s.cpu
+// median returns the median of each figure of the samples, taken separately.
+func median(ss []sample) sample {
+	mid := func(f func(sample) time.Duration) time.Duration {
+		v := make([]time.Duration, len(ss))
+		for i, s := range ss {
+			v[i] = f(s)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
 	}
-	slices.Sort(w)
-	slices.Sort(c)
-	return w[len(w)/2], c[len(c)/2]
+	return sample{
+		wall:    mid(func(s sample) time.Duration { return s.wall }),
+		cpu:     mid(func(s sample) time.Duration { return s.cpu }),
+		machine: mid(func(s sample) time.Duration { return s.machine }),
+	}
 }
 
 // peerEnv is one fleet with the files each tool needs.
@@ -391,6 +419,29 @@ func inProcess(f func() error) (sample, error) {
 		err = cerr
 	}
 	return sample{wall: wall, cpu: after - before}, err
+}
+
+// machineCPU is the CPU time every core of the machine has spent busy since boot
+// (/proc/stat: user, nice, system, irq, softirq, steal; in USER_HZ ticks of 10 ms).
+func machineCPU() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		v, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
 
 func selfCPU() (time.Duration, error) {

@@ -46,16 +46,18 @@ func PeerRows(ms []Measurement, sizes []int) []Row {
 				fig := fmt.Sprintf("%s, %d hosts: %s", op, n, tool)
 				wall := Row{Figure: fig + ", wall", Unit: "s"}
 				cpu := Row{Figure: fig + ", controller CPU", Unit: "s"}
+				machine := Row{Figure: fig + ", machine CPU (controller and hosts)", Unit: "s"}
 				switch {
 				case !ok:
-					wall.Note, cpu.Note = "not run", "not run"
+					wall.Note, cpu.Note, machine.Note = "not run", "not run", "not run"
 				case m.Err != nil:
-					wall.Note, cpu.Note = firstLine(m.Err.Error()), "failed"
+					wall.Note, cpu.Note, machine.Note = firstLine(m.Err.Error()), "failed", "failed"
 				default:
 					wall.Value, wall.Has = m.Wall.Seconds(), true
 					cpu.Value, cpu.Has = m.CPU.Seconds(), true
+					machine.Value, machine.Has = m.Machine.Seconds(), true
 				}
-				rows = append(rows, wall, cpu)
+				rows = append(rows, wall, cpu, machine)
 			}
 		}
 		for _, g := range PeerGoals {

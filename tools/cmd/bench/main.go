@@ -41,6 +41,8 @@ func run() error {
 	runs := flag.Int("runs", 0, "runs per peer tool and operation (median kept); default 1 with -short, else 3")
 	out := flag.String("out", "", "also write the table to this file")
 	logDir := flag.String("logs", "", "directory for the benchmarks' output (default <repo>/.cache/bench)")
+	tools := flag.String("tools", "", "compare only the peer tools matching this regular expression")
+	ops := flag.String("ops", "", "compare only these operations: scan, upgrade (comma-separated); default both")
 	debs := flag.String("debs", "/var/cache/patchfleet/bench/debs", "python3-apt .debs for the test hosts (tools/scripts/bench-deps)")
 	flag.Parse()
 
@@ -97,6 +99,17 @@ func run() error {
 	}
 	if *peers && (filter == nil || filter.MatchString("peers")) {
 		o := bench.PeerOptions{Sizes: ns, Runs: *runs, WorkDir: filepath.Join(*logDir, "peers"), DebDir: *debs, Log: os.Stderr}
+		if o.Tools, err = peerTools(*tools); err != nil {
+			return err
+		}
+		if *ops != "" {
+			for _, op := range strings.Split(*ops, ",") {
+				if op != bench.OpScan && op != bench.OpUpgrade {
+					return fmt.Errorf("-ops: %q is neither %s nor %s", op, bench.OpScan, bench.OpUpgrade)
+				}
+				o.Ops = append(o.Ops, op)
+			}
+		}
 		ms, err := bench.RunPeers(ctx, o)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench: peers:", err)
@@ -124,6 +137,27 @@ func run() error {
 		}
 	}
 	return nil
+}
+
+// peerTools returns the tools a -tools expression selects, in table order; nil for all.
+func peerTools(expr string) ([]string, error) {
+	if expr == "" {
+		return nil, nil
+	}
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		return nil, fmt.Errorf("-tools: %w", err)
+	}
+	var tools []string
+	for _, t := range bench.Tools {
+		if re.MatchString(t) {
+			tools = append(tools, t)
+		}
+	}
+	if tools == nil {
+		return nil, fmt.Errorf("-tools: %q matches none of %s", expr, strings.Join(bench.Tools, ", "))
+	}
+	return tools, nil
 }
 
 // repoRoot is the directory holding go.work, found from the working directory up.

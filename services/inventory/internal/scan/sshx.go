@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/crypto/ssh"
 
@@ -20,6 +21,9 @@ const MaxOutput = 16 << 20
 type SSH struct {
 	pool     *sshx.Pool
 	accepted sync.Map // host id -> authorized_keys line
+	// lastSize is the size of the last scan's stdout: hosts of a fleet report lists of
+	// similar length, so the next scan's buffer starts there (sshx.Command.StdoutHint).
+	lastSize atomic.Int64
 }
 
 // NewSSH returns a runner on a new pool; cfg.OnTOFU is taken over.
@@ -42,7 +46,9 @@ func (s *SSH) Run(ctx context.Context, t Target, script string) (Result, error) 
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := s.pool.Run(ctx, target, sshx.Command{Script: script, NoSudo: true, MaxOutput: MaxOutput})
+	// An eighth more than the last scan's, so a slightly longer list does not grow it.
+	hint := int(s.lastSize.Load() * 9 / 8)
+	res, err := s.pool.Run(ctx, target, sshx.Command{Script: script, NoSudo: true, MaxOutput: MaxOutput, StdoutHint: hint})
 	var km *sshx.HostKeyMismatchError
 	if errors.As(err, &km) {
 		return Result{}, &KeyMismatchError{Expected: km.Expected, Presented: km.Presented, Err: err}
@@ -53,6 +59,7 @@ func (s *SSH) Run(ctx context.Context, t Target, script string) (Result, error) 
 	if err != nil {
 		return Result{}, err
 	}
+	s.lastSize.Store(int64(len(res.Stdout)))
 	out := Result{Stdout: res.Stdout, Stderr: res.Stderr, ExitStatus: res.ExitStatus}
 	if k, ok := s.accepted.LoadAndDelete(t.ID); ok && t.SSH.HostKey == "" {
 		out.AcceptedKey = k.(string)
