@@ -2,6 +2,7 @@ package events
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/patchfleet/patchfleet/events/deb"
@@ -37,35 +38,58 @@ func (e SecurityAdvisoryPublished) Validate() error {
 	p.require(notZero(e.Modified), "modified is required")
 	p.require(len(e.Affected) > 0, "affected is empty")
 	for i, a := range e.Affected {
-		a.validate(&p, fmt.Sprintf("affected[%d]", i))
+		a.validate(&p, i)
 	}
 	return p.err()
 }
 
-func (a Affected) validate(p *problems, at string) {
-	p.oneOf(at+".ecosystem", a.Ecosystem, EcosystemDebian, EcosystemUbuntu, EcosystemRubyGems)
-	if a.Ecosystem == EcosystemRubyGems {
-		p.nonEmpty(at+".package", a.Package)
+// validate checks affected[i]. Every advisory published is checked, most of them
+// with dozens of binaries, so a field's name is spelled out only for a problem.
+func (a Affected) validate(p *problems, i int) {
+	at := func(field string) string { return fmt.Sprintf("affected[%d]%s", i, field) }
+	switch a.Ecosystem {
+	case EcosystemDebian, EcosystemUbuntu:
+	case EcosystemRubyGems:
+		if strings.TrimSpace(a.Package) == "" {
+			p.nonEmpty(at(".package"), a.Package)
+		}
 		return
+	default:
+		p.oneOf(at(".ecosystem"), a.Ecosystem, EcosystemDebian, EcosystemUbuntu, EcosystemRubyGems)
 	}
-	p.nonEmpty(at+".release", a.Release)
-	p.check(at+".package", deb.ValidPackageName(a.Package))
-	versions := append([]string{a.FixedVersion}, a.Versions...)
-	for _, r := range a.Ranges {
-		versions = append(versions, r.Fixed, r.LastAffected)
-		if r.Introduced != "0" {
-			versions = append(versions, r.Introduced)
+	if strings.TrimSpace(a.Release) == "" {
+		p.nonEmpty(at(".release"), a.Release)
+	}
+	if err := deb.ValidPackageName(a.Package); err != nil {
+		p.check(at(".package"), err)
+	}
+	version := func(v string) {
+		if v == "" {
+			return
+		}
+		if err := deb.ValidVersion(v); err != nil {
+			p.check(at(" version"), err)
 		}
 	}
-	for _, v := range versions {
-		if v != "" {
-			p.check(at+" version", deb.ValidVersion(v))
+	version(a.FixedVersion)
+	for _, v := range a.Versions {
+		version(v)
+	}
+	for _, r := range a.Ranges {
+		version(r.Fixed)
+		version(r.LastAffected)
+		if r.Introduced != "0" {
+			version(r.Introduced)
 		}
 	}
 	for j, b := range a.Binaries {
-		p.check(fmt.Sprintf("%s.binaries[%d].name", at, j), deb.ValidPackageName(b.Name))
+		if err := deb.ValidPackageName(b.Name); err != nil {
+			p.check(at(fmt.Sprintf(".binaries[%d].name", j)), err)
+		}
 		if b.Version != "" {
-			p.check(fmt.Sprintf("%s.binaries[%d].version", at, j), deb.ValidVersion(b.Version))
+			if err := deb.ValidVersion(b.Version); err != nil {
+				p.check(at(fmt.Sprintf(".binaries[%d].version", j)), err)
+			}
 		}
 	}
 }
@@ -122,7 +146,7 @@ func (e AdvisorySubmitted) Validate() error {
 	p.require(notZero(e.Modified), "modified is required")
 	p.require(len(e.Affected) > 0 || e.Withdrawn != nil, "affected is empty")
 	for i, a := range e.Affected {
-		a.validate(&p, fmt.Sprintf("affected[%d]", i))
+		a.validate(&p, i)
 	}
 	return p.err()
 }

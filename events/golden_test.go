@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/patchfleet/patchfleet/events"
 )
@@ -158,5 +160,37 @@ func TestDerivedIDIsStable(t *testing.T) {
 	}
 	if events.DerivedID("DSA-1", "2") == events.DerivedID("DSA-12", "") || events.DerivedID("a", "bc") == events.DerivedID("ab", "c") {
 		t.Fatal("DerivedID collides on part boundaries")
+	}
+}
+
+// An advisory's problems name the affected entry and field they are in, and a valid one
+// has none.
+func TestAdvisoryValidationNamesTheField(t *testing.T) {
+	ok := events.Affected{Ecosystem: events.EcosystemDebian, Release: "12", Package: "openssl", FixedVersion: "3.0.17-1~deb12u2",
+		Binaries: []events.BinaryPackage{{Name: "libssl3", Version: "3.0.17-1~deb12u2"}}}
+	bad := ok
+	bad.Ranges = []events.VersionRange{{Introduced: "0", Fixed: "1.0;id"}}
+	bad.Binaries = []events.BinaryPackage{{Name: "libssl3"}, {Name: "openssl"}, {Name: "$(reboot)", Version: "`id`"}}
+	gem := events.Affected{Ecosystem: events.EcosystemRubyGems}
+	e := events.SecurityAdvisoryPublished{AdvisoryID: "DSA-1", Revision: 1, Source: "osv", Severity: events.SeverityHigh,
+		Modified: time.Now(), Affected: []events.Affected{ok, bad, gem, {Ecosystem: "npm", Release: "x", Package: "y"}}}
+	err := e.Validate()
+	if err == nil {
+		t.Fatal("validated")
+	}
+	for _, want := range []string{`affected[1] version: invalid version "1.0;id"`, "affected[1].binaries[2].name: ", "affected[1].binaries[2].version: ",
+		"affected[2].package is required", `affected[3].ecosystem "npm" is not one of`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	for _, unwanted := range []string{"affected[0]", "binaries[0]", "binaries[1]"} {
+		if strings.Contains(err.Error(), unwanted) {
+			t.Errorf("error %q names %s, which is valid", err, unwanted)
+		}
+	}
+	e.Affected = []events.Affected{ok}
+	if err := e.Validate(); err != nil {
+		t.Errorf("valid advisory: %v", err)
 	}
 }
