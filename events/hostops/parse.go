@@ -511,7 +511,9 @@ type InstallResult struct {
 	// Update is apt-get update's outcome when the op was asked to run it first (Ran is
 	// false otherwise). When it failed, nothing else ran.
 	Update AptOutcome
-	// Before and After are the targets' dpkg state (install only).
+	// Before is the selected packages' dpkg state before (security-upgrade only: op install
+	// leaves it to the state look that precedes it); After the targets' state afterwards
+	// (install and security-upgrade).
 	Before, After  []PackageState
 	Apt            AptOutcome
 	RebootRequired bool
@@ -551,9 +553,6 @@ func parseInstall(out []byte, op, step string) (InstallResult, error) {
 		return res, nil
 	}
 	if op == OpInstall {
-		if sec := r.get("before"); sec != nil {
-			res.Before = parsePackages(&r.Report, "before", sec.body)
-		}
 		if sec := r.get("after"); sec != nil {
 			res.After = parsePackages(&r.Report, "after", sec.body)
 		}

@@ -90,7 +90,7 @@ func StateScript(packages ...string) (string, error) {
 	// No apt-mark showhold: a held package's dpkg status says hold (the first letter),
 	// and apt-mark would load the whole apt cache to say the same.
 	b.WriteString(`pf_run dpkg-audit dpkg --audit
-pf_run dpkg-updates pf_dpkg_updates
+pf_quick dpkg-updates pf_dpkg_updates
 pf_run dpkg-lock pf_dpkg_lock
 pf_run df df -Pk / /var
 pf_quick reboot-required pf_reboot_required
@@ -106,14 +106,25 @@ pf_quick reboot-scheduled pf_reboot_scheduled
 // happened yet.
 const RebootMarkerPath = "/run/patchfleet/reboot-scheduled"
 
+// updatesFunc: pf_dpkg_updates lists /var/lib/dpkg/updates as ls -A would (a
+// file there is a dpkg run that did not finish), with the shell's globs: the
+// state look runs before every change on every host, and a process it spares is
+// spared on all of them. A directory that is missing or unreadable fails.
+const updatesFunc = `pf_dpkg_updates() {
+	[ -d /var/lib/dpkg/updates ] && [ -r /var/lib/dpkg/updates ] && [ -x /var/lib/dpkg/updates ] || return 2
+	for pf_f in /var/lib/dpkg/updates/* /var/lib/dpkg/updates/.[!.]* /var/lib/dpkg/updates/..?*; do
+		if [ -e "$pf_f" ] || [ -L "$pf_f" ]; then printf '%s\n' "${pf_f##*/}"; fi
+	done
+}
+`
+
 // stateFuncs: pf_dpkg_lock looks for a POSIX lock on dpkg's lock files in
 // /proc/locks (device major:minor in hex, inode), which needs no tool
 // beyond coreutils and mawk, no root, and takes no lock itself; flock(1)
 // would not see apt's fcntl locks, and fuser/lsof are not in minbase. One
 // stat and one awk for both files: it is the state look's dearest section.
 // A file that is missing is free; one that exists but cannot be read fails.
-const stateFuncs = `pf_dpkg_updates() { ls -A /var/lib/dpkg/updates; }
-pf_reboot_scheduled() { if [ -e ` + RebootMarkerPath + ` ]; then echo yes; else echo no; fi; }
+const stateFuncs = updatesFunc + `pf_reboot_scheduled() { if [ -e ` + RebootMarkerPath + ` ]; then echo yes; else echo no; fi; }
 pf_dpkg_lock() {
 	set -- /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock
 	pf_s=$(stat -L -c '%n %d %i' "$@" 2>/dev/null)
@@ -157,10 +168,11 @@ func RepairScript() string {
 	var b strings.Builder
 	header(&b, OpRepair, nil)
 	b.WriteString(aptEnv)
+	b.WriteString(updatesFunc)
 	b.WriteString(`pf_run configure dpkg --force-confdef --force-confold --configure -a
 pf_main=$pf_rc
 pf_run dpkg-audit dpkg --audit
-pf_run dpkg-updates ls -A /var/lib/dpkg/updates
+pf_quick dpkg-updates pf_dpkg_updates
 `)
 	b.WriteString(footer)
 	return b.String()
@@ -191,8 +203,10 @@ func (a Apt) update(b *strings.Builder) {
 // InstallScript returns the script of op install: upgrade exactly targets (to
 // their Version when given) and nothing that is not already installed
 // (--only-upgrade), waiting up to a.LockTimeout for the dpkg lock. The
-// report carries the targets' dpkg state before and after, and
-// reboot-required after. Exit status: apt-get's.
+// report carries the targets' dpkg state after, and reboot-required. Their
+// state before is the state look's, which comes before every install: a
+// second dpkg-query here would read dpkg's whole database again on every
+// host. Exit status: apt-get's.
 func InstallScript(targets []Target, a Apt) (string, error) {
 	if len(targets) == 0 {
 		return "", fmt.Errorf("install script: no packages")
@@ -212,10 +226,8 @@ func InstallScript(targets []Target, a Apt) (string, error) {
 	b.WriteString(aptEnv)
 	a.update(&b)
 	b.WriteString(pkgFuncs)
-	q := quoteAll(names)
-	fmt.Fprintf(&b, "pf_run before pf_packages%s\n", q)
 	fmt.Fprintf(&b, "pf_run install %s\npf_main=$pf_rc\n", aptGet("install", lock, append([]string{"--only-upgrade"}, apt...)...))
-	fmt.Fprintf(&b, "pf_run after pf_packages%s\n", q)
+	fmt.Fprintf(&b, "pf_run after pf_packages%s\n", quoteAll(names))
 	b.WriteString("pf_quick reboot-required pf_reboot_required\n")
 	b.WriteString(footer)
 	return b.String(), nil

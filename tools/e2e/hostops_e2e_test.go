@@ -176,6 +176,19 @@ func TestHostopsStateInstallRebootRequired(t *testing.T) {
 		t.Errorf("disk /var = %+v", d)
 	}
 
+	// A file in dpkg's updates directory is a dpkg run that did not finish; the state look
+	// lists them with shell globs, dotfiles included, as ls -A does.
+	if _, err := h.MustRun(ctx, "touch /var/lib/dpkg/updates/0007 /var/lib/dpkg/updates/.pf-x /var/lib/dpkg/updates/..pf-y"); err != nil {
+		t.Fatal(err)
+	}
+	pending := hostopsState(ctx, t, h, "pf-demo")
+	if _, err := h.MustRun(ctx, "rm /var/lib/dpkg/updates/0007 /var/lib/dpkg/updates/.pf-x /var/lib/dpkg/updates/..pf-y"); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"0007", ".pf-x", "..pf-y"}; !pending.DpkgInterrupted || !sameSet(pending.PendingUpdates, want) {
+		t.Errorf("pending updates %q (interrupted %t), want %q", pending.PendingUpdates, pending.DpkgInterrupted, want)
+	}
+
 	// The lists are updated by the install itself (Apt Update). A source apt cannot read
 	// fails the update, and the op ends there: nothing installed.
 	const badSource = "/etc/apt/sources.list.d/pf-missing.list"
@@ -199,7 +212,7 @@ func TestHostopsStateInstallRebootRequired(t *testing.T) {
 	if res.ExitStatus != 0 || ir.Update.Status != 0 || ir.Apt.Status != 0 {
 		t.Fatalf("install: exit %d\n%s", res.ExitStatus, res.Stdout)
 	}
-	if ir.BeforeVersion("pf-demo") != "1.0" || ir.AfterVersion("pf-demo") != "1.1" || ir.AfterVersion("libpfdemo1") != "1.1" {
+	if ir.Before != nil || ir.AfterVersion("pf-demo") != "1.1" || ir.AfterVersion("libpfdemo1") != "1.1" {
 		t.Errorf("before %+v after %+v", ir.Before, ir.After)
 	}
 	if !slices.Contains(ir.Apt.Changes, hostops.Change{Name: "pf-demo", From: "1.0", To: "1.1"}) {
@@ -728,4 +741,12 @@ func writeOrdinaryRepo(ctx context.Context, t *testing.T, dir string, pkgs []tes
 			t.Fatal(err)
 		}
 	}
+}
+
+// sameSet reports whether a and b hold the same strings, in any order.
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }

@@ -380,6 +380,11 @@ func (h *Host) securityUpgrade(timeout time.Duration, now time.Time) outcome {
 		r.end()
 		return outcome{stdout: r.b.String(), work: h.fleet.opts.AptLatency}
 	}
+	var names []string
+	for _, t := range targets {
+		names = append(names, t.Name)
+	}
+	r.section("before", h.pkgLines(names), "", 0)
 	return h.upgrade(&r, targets, false, timeout, now)
 }
 
@@ -393,9 +398,6 @@ func (h *Host) upgrade(r *report, targets []hostops.Target, full bool, timeout t
 	var names []string
 	for _, t := range targets {
 		names = append(names, t.Name)
-	}
-	if !full {
-		r.section("before", h.pkgLines(names), "", 0)
 	}
 	wait, gaveUp := h.lockWait(timeout, now)
 	var out, errOut strings.Builder
