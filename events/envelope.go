@@ -105,15 +105,31 @@ type Message struct {
 
 // Encode returns the message that carries env.
 func Encode(env Envelope) (Message, error) {
-	spec, ok := specs[specKey{env.Type, env.SchemaVersion}]
-	if !ok {
-		return Message{}, fmt.Errorf("encode event %s: unknown type %s v%d", env.ID, env.Type, env.SchemaVersion)
-	}
 	// The data is appended as it is rather than through json.Marshal, which would validate
 	// and compact it once more: for large events (advisories) that doubled the cost of
 	// encoding. It is still checked to be one JSON value.
 	if !json.Valid(env.Data) {
 		return Message{}, fmt.Errorf("encode event %s: data is not valid JSON", env.ID)
+	}
+	return encode(env)
+}
+
+// WrapEncode is Wrap followed by Encode, for a producer that needs the envelope too (its
+// data). The data is json.Marshal's own, so it is not checked again.
+func WrapEncode(id string, e Event, o Origin, now time.Time) (Envelope, Message, error) {
+	env, err := Wrap(id, e, o, now)
+	if err != nil {
+		return Envelope{}, Message{}, err
+	}
+	msg, err := encode(env)
+	return env, msg, err
+}
+
+// encode is Encode without the check of the data.
+func encode(env Envelope) (Message, error) {
+	spec, ok := specs[specKey{env.Type, env.SchemaVersion}]
+	if !ok {
+		return Message{}, fmt.Errorf("encode event %s: unknown type %s v%d", env.ID, env.Type, env.SchemaVersion)
 	}
 	head, err := json.Marshal(envelopeHead{ID: env.ID, Type: env.Type, SchemaVersion: env.SchemaVersion, Time: env.Time,
 		Producer: env.Producer, CorrelationID: env.CorrelationID, CausationID: env.CausationID})
@@ -141,20 +157,14 @@ type envelopeHead struct {
 
 // New wraps e with a fresh id and encodes it: the usual way to produce an event.
 func New(e Event, o Origin, now time.Time) (Message, error) {
-	env, err := Wrap(NewID(), e, o, now)
-	if err != nil {
-		return Message{}, err
-	}
-	return Encode(env)
+	_, msg, err := WrapEncode(NewID(), e, o, now)
+	return msg, err
 }
 
 // NewDerived is New with an id derived from parts (see DerivedID).
 func NewDerived(e Event, o Origin, now time.Time, parts ...string) (Message, error) {
-	env, err := Wrap(DerivedID(append([]string{e.EventType()}, parts...)...), e, o, now)
-	if err != nil {
-		return Message{}, err
-	}
-	return Encode(env)
+	_, msg, err := WrapEncode(DerivedID(append([]string{e.EventType()}, parts...)...), e, o, now)
+	return msg, err
 }
 
 // ErrInvalid marks an event that cannot be decoded or does not validate. Handlers never see

@@ -37,3 +37,20 @@ func TestEncodeIsTheMarshalledEnvelope(t *testing.T) {
 		}
 	}
 }
+
+// WrapEncode is Wrap then Encode: the same envelope and bytes, and Wrap's refusals.
+func TestWrapEncodeIsWrapThenEncode(t *testing.T) {
+	e, o, now := HostDecommissioned{HostID: "web-1", Reason: "retired"}, Origin{Producer: "p", CorrelationID: "c"}, time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	env, msg, err := WrapEncode("id-1", e, o, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := Wrap("id-1", e, o, now)
+	wantMsg, _ := Encode(want)
+	if !bytes.Equal(env.Data, want.Data) || env.ID != want.ID || !bytes.Equal(msg.Data, wantMsg.Data) || msg.Subject != wantMsg.Subject || msg.ID != "id-1" {
+		t.Errorf("WrapEncode: %+v %s, want %+v %s", env, msg.Data, want, wantMsg.Data)
+	}
+	if _, _, err := WrapEncode("id-2", HostDecommissioned{}, o, now); err == nil {
+		t.Error("an invalid event was encoded")
+	}
+}

@@ -339,18 +339,14 @@ func (p *Pipeline) revision(it Item, d revision.Decision) (store.Revision, event
 	if d.Kind == revision.Withdraw {
 		e = a.WithdrawnEvent(d.Revision)
 	}
-	// events.NewDerived's id, built here with Wrap so the envelope's data doubles as the
-	// stored record instead of being encoded twice.
+	// events.NewDerived's id, built here with WrapEncode so the envelope's data doubles as
+	// the stored record instead of being encoded twice.
 	id := events.DerivedID(e.EventType(), a.ID, strconv.Itoa(d.Revision), it.hash)
-	env, err := events.Wrap(id, e, origin, p.cfg.Now())
+	env, msg, err := events.WrapEncode(id, e, origin, p.cfg.Now())
 	if err != nil {
-		// The advisory was validated when read: an event that does not validate is a bug
-		// or a contract mismatch, which no retry fixes.
+		// The advisory was validated when read: an event that does not validate or encode
+		// is a bug or a contract mismatch, which no retry fixes.
 		return store.Revision{}, events.Message{}, events.Permanent(fmt.Errorf("advisory %s from %s: %w", a.ID, it.Origin, err))
-	}
-	msg, err := events.Encode(env)
-	if err != nil {
-		return store.Revision{}, events.Message{}, err
 	}
 	record := []byte(env.Data)
 	if d.Kind == revision.Withdraw {
