@@ -12,20 +12,16 @@ exec 3>&1
 
 # pf_run NAME FUNCTION [ARG...] prints one section. The body goes straight
 # to fd 3 (the real stdout), followed by a newline in case it lacked one;
-# stderr and the exit status are captured (one subshell) and printed after
-# it, so they cannot interleave with the body.
+# stderr is captured and printed after it, so they cannot interleave, then
+# the exit status, which is the command substitution's. A command alone in
+# the substitution is exec'd by its subshell: one process, not two.
 pf_run() {
 	pf_name=$1
 	shift
 	printf '==> patchfleet:section %s\n' "$pf_name"
-	pf_all=$(
-		"$@" </dev/null 2>&1 >&3 3>&-
-		printf 'rc=%s' "$?"
-	)
+	pf_err=$("$@" </dev/null 2>&1 >&3 3>&-)
+	pf_rc=$?
 	printf '\n'
-	pf_rc=${pf_all##*rc=}
-	pf_err=${pf_all%rc=*}
-	pf_err=${pf_err%"$pf_nl"}
 	if [ -n "$pf_err" ]; then printf '==> patchfleet:stderr\n%s\n' "$pf_err"; fi
 	printf '==> patchfleet:status %s\n' "$pf_rc"
 }

@@ -144,3 +144,30 @@ func TestScanScriptAppPathsAreData(t *testing.T) {
 		t.Fatal("the app path was executed")
 	}
 }
+
+// pf_run's subshell execs a command given alone instead of forking it: the command is a
+// child of the script's shell, and its stderr and status still come after its stdout.
+func TestPfRunExecsItsCommand(t *testing.T) {
+	script := Prelude + `pf_run probe sh -c 'echo "parent $PPID"; echo oops >&2; exit 3'
+echo "main $$"
+`
+	out, err := exec.Command("sh", "-c", script).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parent, main string
+	for l := range strings.SplitSeq(string(out), "\n") {
+		if v, ok := strings.CutPrefix(l, "parent "); ok {
+			parent = v
+		}
+		if v, ok := strings.CutPrefix(l, "main "); ok {
+			main = v
+		}
+	}
+	if parent == "" || parent != main {
+		t.Errorf("the command's parent is %q, the script's shell %q: pf_run forked it\n%s", parent, main, out)
+	}
+	if !strings.Contains(string(out), "\n==> patchfleet:stderr\noops\n==> patchfleet:status 3\n") {
+		t.Errorf("stderr and status not after the body:\n%s", out)
+	}
+}
