@@ -14,11 +14,13 @@
 // The script never appears on a command line. The remote command is a fixed
 // wrapper,
 //
-//	exec [sudo -n] setsid -w sh -c '...; exec sh -s'
+//	exec [sudo -n] sh -s patchfleet-run:<token>
 //
-// which puts the script in a process group of its own, prints the group id on
-// the first line of stdout (stripped from the Result), and reads the script on
-// stdin. The script is sent as one brace group followed by </dev/null, so the
+// sshd starts the login shell at the head of a session and process group of
+// its own, and exec keeps sh there, so the script has a group of its own
+// without another process. The first line sh reads prints the group id on the
+// first line of stdout (stripped from the Result); the script follows on
+// stdin, sent as one brace group followed by </dev/null, so the
 // shell parses it whole before running it and commands inside it never read
 // the rest of the script from stdin (their stdin is /dev/null).
 //
@@ -28,8 +30,8 @@
 // context of Run ends, the pool opens a second session on the same connection
 // and kills the script's whole process group with SIGKILL (through sudo -n
 // when the script ran under sudo). The kill first checks that the group leader
-// still carries the run's random token in its environment, so a recycled pid
-// is never hit.
+// still carries the run's random token in its command line, so a recycled pid
+// is never hit, nor a group the script does not lead.
 //
 // # Memory
 //
@@ -41,6 +43,6 @@
 // Command.MaxOutput bytes per stream (DefaultMaxOutput, 64 KiB), allocated
 // as output arrives.
 //
-// Remote hosts need a POSIX sh, setsid (util-linux), /proc, and sudo when a
-// target uses it: every Debian and Ubuntu server has them.
+// Remote hosts need a POSIX sh, /proc, and sudo when a target uses it: every
+// Debian and Ubuntu server has them.
 package sshx

@@ -54,7 +54,7 @@ type Result struct {
 }
 
 // ErrNotStarted means the wrapper around the script failed before running
-// it: sudo refused (a password is required), or setsid or sh is missing.
+// it: sudo refused (a password is required), or sh is missing.
 // The Result holds what the host said.
 var ErrNotStarted = errors.New("script did not start")
 
@@ -131,7 +131,7 @@ func (p *Pool) run(ctx context.Context, c *conn, t Target, cmd Command) (Result,
 	}
 	go func() {
 		// Fails only when the session ends first, which Wait reports.
-		_, _ = io.WriteString(stdin, "{\n"+cmd.Script+"\n} </dev/null\n")
+		_, _ = io.WriteString(stdin, preamble(token)+"{\n"+cmd.Script+"\n} </dev/null\n")
 		_ = stdin.Close()
 	}()
 	done := make(chan error, 1)
@@ -170,20 +170,34 @@ func (p *Pool) run(ctx context.Context, c *conn, t Target, cmd Command) (Result,
 	return res, true, nil
 }
 
-// wrapper is the remote command line: no part of the script is in it.
+// wrapper is the remote command line: no part of the script is in it. sshd
+// starts the login shell as the leader of a session and process group of its
+// own, and exec keeps sh in that place, so the script's group is the one to
+// kill. The run's token is sh's argument, in its command line for killScript
+// to find (/proc/<pid>/cmdline). sudo, when used, leads the group or puts sh
+// at the head of one; either way the leader's command line has the token.
 func wrapper(sudo bool, token string) string {
-	inner := `echo "patchfleet-pid $$ ` + token + `"; PATCHFLEET_RUN=` + token + `; export PATCHFLEET_RUN; exec sh -s`
 	cmd := "exec "
 	if sudo {
 		cmd += "sudo -n "
 	}
-	return cmd + "setsid -w sh -c " + shell.Quote(inner)
+	return cmd + "sh -s " + tokenArg + token
 }
 
-// killScript kills the process group led by pid if the leader still carries
-// this run's token, so a pid recycled since cannot be hit.
+// tokenArg marks the token among sh's arguments.
+const tokenArg = "patchfleet-run:"
+
+// preamble is the first line sh reads: it prints "patchfleet-pid <process
+// group id> <token>" (from /proc/$$/stat, without a process) and clears the
+// token from the positional parameters, which the script may use.
+func preamble(token string) string {
+	return `read -r pf_s </proc/$$/stat; pf_s=${pf_s##*) }; set -- $pf_s; printf 'patchfleet-pid %s %s\n' "$3" ` + token + "; set --; unset pf_s\n"
+}
+
+// killScript kills the process group led by pid if the leader's command line
+// still carries this run's token, so a pid recycled since cannot be hit.
 func killScript(sudo bool, pid int, token string) string {
-	s := `p=` + strconv.Itoa(pid) + `; if tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -qx PATCHFLEET_RUN=` + token + `; then kill -s KILL -- -$p; fi`
+	s := `p=` + strconv.Itoa(pid) + `; if tr '\0' '\n' </proc/$p/cmdline 2>/dev/null | grep -qx ` + tokenArg + token + `; then kill -s KILL -- -$p; fi`
 	if sudo {
 		return "sudo -n sh -c " + shell.Quote(s)
 	}

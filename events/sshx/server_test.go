@@ -141,6 +141,8 @@ func (s *testServer) session(nch ssh.NewChannel) {
 		s.execs.Add(1)
 		go func() {
 			cmd := exec.Command("/bin/sh", "-c", p.Command)
+			// As sshd: the session's shell leads a session and process group of its own.
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = ch, ch, ch.Stderr()
 			err := cmd.Run()
 			var ee *exec.ExitError

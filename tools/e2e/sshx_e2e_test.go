@@ -143,8 +143,9 @@ func TestSshx(t *testing.T) {
 		p := newPool(t, nil)
 		tg := target(h)
 		tg.User, tg.Sudo = "deploy", true
-		res, err := p.Run(t.Context(), tg, sshx.Command{Script: "id -un; echo \"$PATCHFLEET_RUN\" | wc -c"})
-		if err != nil || !strings.HasPrefix(string(res.Stdout), "root\n") {
+		// The script runs as root, and the run's token is not left among its arguments.
+		res, err := p.Run(t.Context(), tg, sshx.Command{Script: "id -un; echo \"args $#\""})
+		if err != nil || string(res.Stdout) != "root\nargs 0\n" {
 			t.Fatalf("with sudo: %q %q, %v", res.Stdout, res.Stderr, err)
 		}
 		res, err = p.Run(t.Context(), tg, sshx.Command{Script: "id -un", NoSudo: true})

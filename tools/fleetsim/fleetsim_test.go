@@ -271,6 +271,12 @@ func TestUnknownCommands(t *testing.T) {
 			t.Errorf("%q %q: %v, exit %d, stderr %q", tc.command, tc.stdin, err, res.status, res.stderr)
 		}
 	}
+	// The wrapper's script must start with the line that prints the group id.
+	tok := "0123456789abcdef"
+	res, err := runOn(f, h, wrapperLine(false, tok), "{\ntrue\n} </dev/null\n")
+	if err != nil || res.status != 2 || len(res.stdout) != 0 || f.Started() != 0 {
+		t.Errorf("wrapper without its first line: %v, exit %d, stdout %q, %d started", err, res.status, res.stdout, f.Started())
+	}
 }
 
 func TestFaults(t *testing.T) {
@@ -411,8 +417,8 @@ func TestKnownHostsPinsEveryHost(t *testing.T) {
 	}
 }
 
-// The sshx pool's own command lines: the setsid wrapper with its pid line,
-// with and without sudo, and the guarded kill on cancellation.
+// The sshx pool's own command lines: the wrapper with its pid line, with and
+// without sudo, and the guarded kill on cancellation.
 func TestSshxWrapperAndKill(t *testing.T) {
 	f := startFleet(t, Options{N: 1, AptLatency: time.Minute})
 	h := f.Hosts()[0]
@@ -478,8 +484,10 @@ func TestCommandLines(t *testing.T) {
 		{"sh", command{}},
 		{"reboot", command{}},
 		{wrapperLine(false, tok) + "; reboot", command{}},
-		{strings.Replace(wrapperLine(false, tok), tok, "abc", 1), command{}}, // tokens differ
-		{strings.Replace(wrapperLine(false, tok), "setsid -w ", "", 1), command{}},
+		{wrapperLine(false, tok) + " x", command{}},
+		{strings.Replace(wrapperLine(false, tok), "exec ", "", 1), command{}},
+		{"exec sh -s patchfleet-run:xyz", command{}},
+		{"exec setsid -w sh -c 'exec sh -s'", command{}},
 		{strings.Replace(killLine(false, 1234, tok), "-qx", "-q", 1), command{}},
 		{strings.Replace(killLine(false, 1234, tok), "KILL", "TERM", 1), command{}},
 	} {

@@ -115,25 +115,28 @@ const (
 )
 
 var (
-	tokenArg = regexp.MustCompile(`PATCHFLEET_RUN=([0-9a-f]{1,64});`)
+	tokenArg = regexp.MustCompile(`patchfleet-run:([0-9a-f]{1,64})`)
 	pidArg   = regexp.MustCompile(`^(?:sudo -n )?sh -c 'p=([0-9]{1,9});`)
 )
 
-// wrapperLine and killLine are the command lines events/sshx sends (run.go
-// there): the wrapper that runs a script in a process group of its own and
-// prints the group id, and the kill of a cancelled script's group, guarded by
-// the run's token.
+// wrapperLine, preamble and killLine are what events/sshx sends (run.go
+// there): the command line that runs a script with the run's token as sh's
+// argument, the first line of its stdin, which prints the process group id,
+// and the kill of a cancelled script's group, guarded by the token.
 func wrapperLine(sudo bool, token string) string {
-	inner := `echo "patchfleet-pid $$ ` + token + `"; PATCHFLEET_RUN=` + token + `; export PATCHFLEET_RUN; exec sh -s`
 	cmd := "exec "
 	if sudo {
 		cmd += "sudo -n "
 	}
-	return cmd + "setsid -w sh -c " + shell.Quote(inner)
+	return cmd + "sh -s patchfleet-run:" + token
+}
+
+func preamble(token string) string {
+	return `read -r pf_s </proc/$$/stat; pf_s=${pf_s##*) }; set -- $pf_s; printf 'patchfleet-pid %s %s\n' "$3" ` + token + "; set --; unset pf_s\n"
 }
 
 func killLine(sudo bool, pid int, token string) string {
-	s := `p=` + strconv.Itoa(pid) + `; if tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -qx PATCHFLEET_RUN=` + token + `; then kill -s KILL -- -$p; fi`
+	s := `p=` + strconv.Itoa(pid) + `; if tr '\0' '\n' </proc/$p/cmdline 2>/dev/null | grep -qx patchfleet-run:` + token + `; then kill -s KILL -- -$p; fi`
 	if sudo {
 		return "sudo -n sh -c " + shell.Quote(s)
 	}
@@ -195,13 +198,6 @@ func (h *Host) exec(c net.Conn, ch ssh.Channel, line string) {
 		h.kill(cmd.pid, cmd.token)
 		_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
 		return
-	case cmdWrapped:
-		pid, k := h.startRunning(cmd.token)
-		defer h.stopRunning(pid)
-		killed = k
-		if _, err := fmt.Fprintf(ch, "patchfleet-pid %d %s\n", pid, cmd.token); err != nil {
-			return
-		}
 	}
 	script, err := io.ReadAll(io.LimitReader(ch, maxScript))
 	if err != nil {
@@ -209,7 +205,19 @@ func (h *Host) exec(c net.Conn, ch ssh.Channel, line string) {
 	}
 	s := string(script)
 	if cmd.kind == cmdWrapped {
-		s = unwrap(s)
+		// The first line prints the group id, as sh runs it before reading on.
+		rest, ok := strings.CutPrefix(s, preamble(cmd.token))
+		if !ok {
+			h.finish(c, ch, outcome{stderr: "sh: 1: unexpected first line\n", status: 2}, nil)
+			return
+		}
+		pid, k := h.startRunning(cmd.token)
+		defer h.stopRunning(pid)
+		killed = k
+		if _, err := fmt.Fprintf(ch, "patchfleet-pid %d %s\n", pid, cmd.token); err != nil {
+			return
+		}
+		s = unwrap(rest)
 	}
 	if op, _, _ := hostops.ParseOp(s); alters(op) {
 		h.note(func(r *record) { r.changing++; r.maxChanging = max(r.maxChanging, r.changing) })
