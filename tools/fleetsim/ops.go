@@ -363,6 +363,7 @@ func (h *Host) securityUpgrade(timeout time.Duration, now time.Time) outcome {
 	r.line("==> patchfleet:op " + hostops.OpSecurityUpgrade + " 1")
 	var sel strings.Builder
 	var targets []hostops.Target
+	var names []string
 	for _, u := range h.fleet.updates {
 		p, ok := h.pkgLocked(u.Name)
 		if !ok || h.held[u.Name] || !u.Security || !newer(u.Version, p.Version) {
@@ -370,21 +371,17 @@ func (h *Host) securityUpgrade(timeout time.Duration, now time.Time) outcome {
 		}
 		fmt.Fprintf(&sel, "%s\t%s\t%s\t%s\n", u.Name, p.Version, u.Version, securityRelease)
 		targets = append(targets, hostops.Target{Name: u.Name, Version: u.Version})
+		names = append(names, u.Name)
 	}
 	r.section("security", sel.String(), "", 0)
+	r.section("before", h.pkgLines(names), "", 0)
 	if len(targets) == 0 {
-		r.section("before", "", "", 0)
 		r.section("install", "no upgrades from the security origins", "", 0)
 		r.section("after", "", "", 0)
 		h.rebootSection(&r)
 		r.end()
 		return outcome{stdout: r.b.String(), work: h.fleet.opts.AptLatency}
 	}
-	var names []string
-	for _, t := range targets {
-		names = append(names, t.Name)
-	}
-	r.section("before", h.pkgLines(names), "", 0)
 	return h.upgrade(&r, targets, false, timeout, now)
 }
 
