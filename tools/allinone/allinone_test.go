@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,17 +16,8 @@ import (
 	"github.com/patchfleet/patchfleet/events"
 	"github.com/patchfleet/patchfleet/events/eventstest"
 	"github.com/patchfleet/patchfleet/tools/allinone"
+	"github.com/patchfleet/patchfleet/tools/freeport"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // start runs the whole system and returns its addresses and a function that stops it.
 func start(t *testing.T, cfg allinone.Config) (allinone.Addrs, func()) {
@@ -79,8 +69,8 @@ func readyz(url string) (map[string]string, bool) {
 }
 
 func TestWholeSystemStartsAndKeepsStateAcrossRestarts(t *testing.T) {
-	cfg := allinone.Config{DataDir: t.TempDir(), Host: "127.0.0.1", NATSPort: freePort(t), PGPort: freePort(t),
-		InventoryPort: freePort(t), IngestPort: freePort(t), PlannerPort: freePort(t), ExecutorPort: freePort(t), ConsolePort: freePort(t)}
+	cfg := allinone.Config{DataDir: t.TempDir(), Host: "127.0.0.1", NATSPort: freeport.For(t), PGPort: freeport.For(t),
+		InventoryPort: freeport.For(t), IngestPort: freeport.For(t), PlannerPort: freeport.For(t), ExecutorPort: freeport.For(t), ConsolePort: freeport.For(t)}
 	a, stop := start(t, cfg)
 	eventstest.WaitFor(t, 30*time.Second, "console ready", func() bool { _, ok := readyz(a.Console); return ok })
 	if resp, err := http.Get(a.Console + "/login"); err != nil || resp.StatusCode != http.StatusOK {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/patchfleet/patchfleet/tools/freeport"
 )
 
 // Plan is what to break while the rollout runs.
@@ -98,11 +100,11 @@ func (s *System) Break(ctx context.Context, plan Plan, r *Report) error {
 // NATSServer describes a single JetStream server with file storage under dir, on fixed
 // ports so that a restart keeps its URL. It returns the process (not started) and its URL.
 func NATSServer(bin, dir string) (*Proc, string, error) {
-	port, err := FreePort()
+	port, err := freeport.Get()
 	if err != nil {
 		return nil, "", err
 	}
-	mon, err := FreePort()
+	mon, err := freeport.Get()
 	if err != nil {
 		return nil, "", err
 	}

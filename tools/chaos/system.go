@@ -28,6 +28,7 @@ import (
 	"github.com/patchfleet/patchfleet/events"
 	"github.com/patchfleet/patchfleet/events/query"
 	"github.com/patchfleet/patchfleet/tools/fleetsim"
+	"github.com/patchfleet/patchfleet/tools/freeport"
 )
 
 // Fleet is the fleet name the hosts are registered in and the policy matches.
@@ -134,7 +135,7 @@ func Start(ctx context.Context, opts Options) (s *System, err error) {
 			s.Close()
 		}
 	}()
-	if s.pgPort, err = FreePort(); err != nil {
+	if s.pgPort, err = freeport.Get(); err != nil {
 		return s, err
 	}
 	if err := s.startPG(ctx); err != nil {
@@ -172,7 +173,7 @@ func Start(ctx context.Context, opts Options) (s *System, err error) {
 			"PATCHFLEET_EXECUTOR_LEASE_TTL=10s", "PATCHFLEET_EXECUTOR_REBOOT_TIMEOUT=1m", "PATCHFLEET_EXECUTOR_CONCURRENCY=32"},
 	}
 	add := func(name, service string, extra ...string) error {
-		port, err := FreePort()
+		port, err := freeport.Get()
 		if err != nil {
 			return err
 		}

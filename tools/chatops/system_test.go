@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -26,6 +25,7 @@ import (
 	"github.com/patchfleet/patchfleet/tools/chatops/slack/slacktest"
 	"github.com/patchfleet/patchfleet/tools/cli"
 	"github.com/patchfleet/patchfleet/tools/fleetsim"
+	"github.com/patchfleet/patchfleet/tools/freeport"
 	"github.com/patchfleet/patchfleet/tools/systemtest"
 )
 
@@ -285,7 +285,7 @@ func TestApprovalInSlackOnFleetsim(t *testing.T) {
 // stand-in, and returns its HTTP base URL once it listens and consumes.
 func startBot(t *testing.T, s *systemtest.System, chat *slacktest.Server) string {
 	t.Helper()
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	addr := "127.0.0.1:" + strconv.Itoa(freeport.For(t))
 	cfg := chatops.Config{
 		Bus: events.BusConfig{URL: s.NATSURL, Replicas: 1}, HTTPAddr: addr,
 		SlackAPIURL: chat.APIURL(), SlackToken: slacktest.Token, Channel: "C1", SigningSecret: systemSecret,
@@ -466,16 +466,6 @@ func blockText(m slacktest.Message) string {
 		return ""
 	}
 	return m.Blocks[0].Text.Text
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // testLog sends the bot's log lines to the test log.

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,9 +23,10 @@ import (
 	"github.com/patchfleet/patchfleet/events/embedded"
 	"github.com/patchfleet/patchfleet/events/eventstest"
 	"github.com/patchfleet/patchfleet/events/query"
-	"github.com/patchfleet/patchfleet/services/advisory-ingest"
+	ingest "github.com/patchfleet/patchfleet/services/advisory-ingest"
 	"github.com/patchfleet/patchfleet/services/advisory-ingest/feed"
 	"github.com/patchfleet/patchfleet/tools/feedpub"
+	"github.com/patchfleet/patchfleet/tools/freeport"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -37,16 +37,6 @@ type sys struct {
 	bus  *eventstest.Bus
 	base string
 	q    query.Client
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // start runs advisory-ingest as tools/allinone does, on its own JetStream and database.
@@ -75,7 +65,7 @@ func start(t *testing.T) *sys {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := freeport.For(t)
 	cfg := ingest.Config{Common: service.Common{Bus: events.BusConfig{URL: srv.ClientURL()}, DatabaseURL: pgtest.URL(t, name),
 		HTTPAddr: fmt.Sprintf("127.0.0.1:%d", port)}}
 	rctx, stop := context.WithCancel(context.Background())

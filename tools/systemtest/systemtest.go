@@ -40,6 +40,7 @@ import (
 	"github.com/patchfleet/patchfleet/services/planner"
 	"github.com/patchfleet/patchfleet/tools/feedpub"
 	"github.com/patchfleet/patchfleet/tools/fleetsim"
+	"github.com/patchfleet/patchfleet/tools/freeport"
 )
 
 // Fleet is the fleet the simulated hosts are registered in.
@@ -149,7 +150,7 @@ func Start(tb testing.TB, opts Options) *System {
 		ScanPoll: 200 * time.Millisecond}
 	planCfg := planner.Config{Common: common(), PolicyFile: policy, Tick: 200 * time.Millisecond}
 	execCfg := executor.Config{Common: common(), SSHKeyFiles: keys, RebootTimeout: 2 * time.Minute}
-	execCfg.HTTPAddr = "127.0.0.1:" + strconv.Itoa(freePort(tb))
+	execCfg.HTTPAddr = "127.0.0.1:" + strconv.Itoa(freeport.For(tb))
 	ingCfg := ingest.Config{Common: common()}
 	if opts.Inventory != nil {
 		opts.Inventory(&invCfg)
@@ -317,16 +318,6 @@ func writeKey(tb testing.TB, path string, key ed25519.PrivateKey) {
 	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-}
-
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // testWriter sends log lines to the test log.

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/patchfleet/patchfleet/tools/freeport"
 )
 
 // Options configure a fleet. The zero value is usable.
@@ -205,7 +206,7 @@ func (f *Fleet) newHost(name, lower string, authorized []byte, opts Options) (*H
 	if err != nil {
 		return nil, fmt.Errorf("create host %s: %w", name, err)
 	}
-	port, err := freePort()
+	port, err := freeport.Get()
 	if err != nil {
 		return nil, fmt.Errorf("create host %s: %w", name, err)
 	}
@@ -216,16 +217,6 @@ func (f *Fleet) newHost(name, lower string, authorized []byte, opts Options) (*H
 		changed:     make(chan struct{}), powerOn: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}, nil
-}
-
-// freePort finds a free port on 127.0.0.1. The host keeps it across reboots.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func writeKeyPair(path string, pub ed25519.PublicKey, priv ed25519.PrivateKey, comment string) error {

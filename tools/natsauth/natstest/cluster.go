@@ -2,7 +2,6 @@ package natstest
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/patchfleet/patchfleet/tools/freeport"
 	"github.com/patchfleet/patchfleet/tools/natsauth"
 )
 
@@ -66,7 +66,10 @@ type node struct {
 // are killed when the test ends.
 func StartCluster(t testing.TB, e *Env, binary string) *Cluster {
 	t.Helper()
-	ports := freePorts(t, 9)
+	ports := make([]int, 9)
+	for i := range ports {
+		ports[i] = freeport.For(t)
+	}
 	var routes []string
 	for i := range 3 {
 		routes = append(routes, fmt.Sprintf("127.0.0.1:%d", ports[3+i]))
@@ -194,22 +197,4 @@ func (c *Cluster) WaitHealthy(i int, timeout time.Duration) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var out []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return out
 }
