@@ -21,21 +21,17 @@ where id = any(@ids::text[])
 order by id
 for update;
 
--- name: SaveRevisions :exec
--- New revisions: each appended to the history and made its advisory's current revision
--- (the highest, when a batch holds several of one advisory). The record is stored with the
--- revision only. Withdrawn is the zero time (0001-01-01) for an advisory that is
--- not withdrawn; aliases are space-separated (aliases never hold spaces).
+-- name: SetCurrentRevisions :exec
+-- Makes new revisions their advisories' current ones (the highest, when a batch holds
+-- several of one advisory), before InsertRevisions appends them to the history. Withdrawn
+-- is the zero time (0001-01-01) for an advisory that is not withdrawn; aliases are
+-- space-separated (aliases never hold spaces).
 with u as (
     select unnest(@ids::text[]) as id, unnest(@revisions::int[]) as revision,
            unnest(@content_hashes::text[]) as content_hash, unnest(@sources::text[]) as source,
            unnest(@origins::text[]) as origin, unnest(@aliases::text[]) as aliases,
            unnest(@modifieds::timestamptz[]) as modified,
-           nullif(unnest(@withdrawns::timestamptz[]), '0001-01-01 00:00:00+00'::timestamptz) as withdrawn,
-           unnest(@records::text[])::json as record, unnest(@event_ids::text[]) as event_id
-), history as (
-    insert into advisory_revisions (advisory_id, revision, content_hash, origin, modified, withdrawn, record, event_id)
-    select u.id, u.revision, u.content_hash, u.origin, u.modified, u.withdrawn, u.record, u.event_id from u
+           nullif(unnest(@withdrawns::timestamptz[]), '0001-01-01 00:00:00+00'::timestamptz) as withdrawn
 )
 insert into advisories (id, revision, content_hash, source, origin, aliases, modified, withdrawn)
 select distinct on (u.id) u.id, u.revision, u.content_hash, u.source, u.origin,
@@ -51,6 +47,12 @@ on conflict (id) do update set
     modified = excluded.modified,
     withdrawn = excluded.withdrawn,
     updated_at = now();
+
+-- name: InsertRevisions :copyfrom
+-- The history, copied: a revision's record is a few KB, and a batch's records sent as one
+-- array parameter are encoded, copied and sent whole, where COPY streams them.
+insert into advisory_revisions (advisory_id, revision, content_hash, origin, modified, withdrawn, record, event_id)
+values (@advisory_id, @revision, @content_hash, @origin, @modified, @withdrawn, @record, @event_id);
 
 -- name: UpsertRawRecords :exec
 insert into raw_records (origin, raw_hash, advisory_id)

@@ -342,6 +342,17 @@ func (q *Queries) InsertIngestError(ctx context.Context, arg InsertIngestErrorPa
 	return err
 }
 
+type InsertRevisionsParams struct {
+	AdvisoryID  string
+	Revision    int32
+	ContentHash string
+	Origin      string
+	Modified    time.Time
+	Withdrawn   *time.Time
+	Record      []byte
+	EventID     string
+}
+
 const lockAdvisoryStates = `-- name: LockAdvisoryStates :many
 select id, revision, content_hash, modified, withdrawn
 from advisories
@@ -464,17 +475,13 @@ func (q *Queries) SaveFeedSuccess(ctx context.Context, arg SaveFeedSuccessParams
 	return err
 }
 
-const saveRevisions = `-- name: SaveRevisions :exec
+const setCurrentRevisions = `-- name: SetCurrentRevisions :exec
 with u as (
     select unnest($1::text[]) as id, unnest($2::int[]) as revision,
            unnest($3::text[]) as content_hash, unnest($4::text[]) as source,
            unnest($5::text[]) as origin, unnest($6::text[]) as aliases,
            unnest($7::timestamptz[]) as modified,
-           nullif(unnest($8::timestamptz[]), '0001-01-01 00:00:00+00'::timestamptz) as withdrawn,
-           unnest($9::text[])::json as record, unnest($10::text[]) as event_id
-), history as (
-    insert into advisory_revisions (advisory_id, revision, content_hash, origin, modified, withdrawn, record, event_id)
-    select u.id, u.revision, u.content_hash, u.origin, u.modified, u.withdrawn, u.record, u.event_id from u
+           nullif(unnest($8::timestamptz[]), '0001-01-01 00:00:00+00'::timestamptz) as withdrawn
 )
 insert into advisories (id, revision, content_hash, source, origin, aliases, modified, withdrawn)
 select distinct on (u.id) u.id, u.revision, u.content_hash, u.source, u.origin,
@@ -492,7 +499,7 @@ on conflict (id) do update set
     updated_at = now()
 `
 
-type SaveRevisionsParams struct {
+type SetCurrentRevisionsParams struct {
 	Ids           []string
 	Revisions     []int32
 	ContentHashes []string
@@ -501,16 +508,14 @@ type SaveRevisionsParams struct {
 	Aliases       []string
 	Modifieds     []time.Time
 	Withdrawns    []time.Time
-	Records       []string
-	EventIds      []string
 }
 
-// New revisions: each appended to the history and made its advisory's current revision
-// (the highest, when a batch holds several of one advisory). The record is stored with the
-// revision only. Withdrawn is the zero time (0001-01-01) for an advisory that is
-// not withdrawn; aliases are space-separated (aliases never hold spaces).
-func (q *Queries) SaveRevisions(ctx context.Context, arg SaveRevisionsParams) error {
-	_, err := q.db.Exec(ctx, saveRevisions,
+// Makes new revisions their advisories' current ones (the highest, when a batch holds
+// several of one advisory), before InsertRevisions appends them to the history. Withdrawn
+// is the zero time (0001-01-01) for an advisory that is not withdrawn; aliases are
+// space-separated (aliases never hold spaces).
+func (q *Queries) SetCurrentRevisions(ctx context.Context, arg SetCurrentRevisionsParams) error {
+	_, err := q.db.Exec(ctx, setCurrentRevisions,
 		arg.Ids,
 		arg.Revisions,
 		arg.ContentHashes,
@@ -519,8 +524,6 @@ func (q *Queries) SaveRevisions(ctx context.Context, arg SaveRevisionsParams) er
 		arg.Aliases,
 		arg.Modifieds,
 		arg.Withdrawns,
-		arg.Records,
-		arg.EventIds,
 	)
 	return err
 }

@@ -77,17 +77,24 @@ func SaveRevisions(ctx context.Context, tx pgx.Tx, revs []Revision) error {
 		return nil
 	}
 	n := len(revs)
-	p := ingestdb.SaveRevisionsParams{
+	p := ingestdb.SetCurrentRevisionsParams{
 		Ids: make([]string, n), Revisions: make([]int32, n), ContentHashes: make([]string, n),
 		Sources: make([]string, n), Origins: make([]string, n), Aliases: make([]string, n),
-		Modifieds: make([]time.Time, n), Withdrawns: make([]time.Time, n), Records: make([]string, n),
-		EventIds: make([]string, n),
+		Modifieds: make([]time.Time, n), Withdrawns: make([]time.Time, n),
 	}
+	history := make([]ingestdb.InsertRevisionsParams, n)
 	var raw ingestdb.UpsertRawRecordsParams
 	for i, r := range revs {
 		p.Ids[i], p.Revisions[i], p.ContentHashes[i] = r.ID, int32(r.Revision), r.Hash
 		p.Sources[i], p.Origins[i], p.Aliases[i] = r.Source, r.Origin, strings.Join(r.Aliases, " ")
-		p.Modifieds[i], p.Withdrawns[i], p.Records[i], p.EventIds[i] = r.Modified, r.Withdrawn, string(r.Record), r.EventID
+		p.Modifieds[i], p.Withdrawns[i] = r.Modified, r.Withdrawn
+		history[i] = ingestdb.InsertRevisionsParams{
+			AdvisoryID: r.ID, Revision: int32(r.Revision), ContentHash: r.Hash, Origin: r.Origin,
+			Modified: r.Modified, Record: r.Record, EventID: r.EventID,
+		}
+		if !r.Withdrawn.IsZero() {
+			history[i].Withdrawn = &revs[i].Withdrawn
+		}
 		if r.RawDigest != nil {
 			raw.Origins = append(raw.Origins, r.Origin)
 			raw.RawHashes = append(raw.RawHashes, r.RawDigest)
@@ -95,7 +102,11 @@ func SaveRevisions(ctx context.Context, tx pgx.Tx, revs []Revision) error {
 		}
 	}
 	q := ingestdb.New(tx)
-	if err := q.SaveRevisions(ctx, p); err != nil {
+	// The advisories first: a revision refers to its advisory.
+	if err := q.SetCurrentRevisions(ctx, p); err != nil {
+		return fmt.Errorf("store %d revisions (%s…): %w", n, p.Ids[0], err)
+	}
+	if _, err := q.InsertRevisions(ctx, history); err != nil {
 		return fmt.Errorf("store %d revisions (%s…): %w", n, p.Ids[0], err)
 	}
 	if len(raw.Origins) > 0 {
