@@ -9,6 +9,42 @@ import (
 	"context"
 )
 
+// iteratorForInsertExposures implements pgx.CopyFromSource.
+type iteratorForInsertExposures struct {
+	rows                 []InsertExposuresParams
+	skippedFirstNextCall bool
+}
+
+func (r *iteratorForInsertExposures) Next() bool {
+	if len(r.rows) == 0 {
+		return false
+	}
+	if !r.skippedFirstNextCall {
+		r.skippedFirstNextCall = true
+		return true
+	}
+	r.rows = r.rows[1:]
+	return len(r.rows) > 0
+}
+
+func (r iteratorForInsertExposures) Values() ([]interface{}, error) {
+	return []interface{}{
+		r.rows[0].AdvisoryID,
+		r.rows[0].HostID,
+		r.rows[0].Fleet,
+		r.rows[0].Severity,
+		r.rows[0].ExposedSince,
+	}, nil
+}
+
+func (r iteratorForInsertExposures) Err() error {
+	return nil
+}
+
+func (q *Queries) InsertExposures(ctx context.Context, arg []InsertExposuresParams) (int64, error) {
+	return q.db.CopyFrom(ctx, []string{"exposures"}, []string{"advisory_id", "host_id", "fleet", "severity", "exposed_since"}, &iteratorForInsertExposures{rows: arg})
+}
+
 // iteratorForInsertRolloutHosts implements pgx.CopyFromSource.
 type iteratorForInsertRolloutHosts struct {
 	rows                 []InsertRolloutHostsParams

@@ -170,6 +170,9 @@ where rollout_id = @rollout_id and state = 'pending';
 select host_id, state, reason, reboot_pending, rebooted from rollout_hosts
 where rollout_id = @rollout_id order by host_id;
 
+-- name: AnyRolloutOpen :one
+select exists (select 1 from rollouts where state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted'))::boolean;
+
 -- name: CoveredPackages :many
 -- A join on the unnested ids, not "= any(array)": planning passes up to every host of a fleet.
 select h.host_id, t.packages
@@ -194,6 +197,20 @@ on conflict (advisory_id, host_id) do update
 set exposed_since = case when exposures.patched_at is not null then excluded.exposed_since else exposures.exposed_since end,
     patched_at = null
 where exposures.patched_at is not null;
+
+-- name: LockExposures :exec
+-- Serialises the recording of exposures to these advisories (in id order, so two
+-- transactions cannot wait on each other): InsertExposures copies rows that must not exist.
+select pg_advisory_xact_lock(hashtext('planner.exposures:' || id))
+from (select distinct unnest(@advisory_ids::text[]) as id order by 1) a;
+
+-- name: ExposuresOfAdvisory :many
+-- The hosts with an exposure to an advisory on record, and whether it ended.
+select host_id, (patched_at is not null)::boolean as patched from exposures where advisory_id = @advisory_id;
+
+-- name: InsertExposures :copyfrom
+insert into exposures (advisory_id, host_id, fleet, severity, exposed_since)
+values (@advisory_id, @host_id, @fleet, @severity, @exposed_since);
 
 -- name: PatchedOutside :exec
 -- A host no longer exposed to these advisories (upgraded outside Patchfleet) is patched now.

@@ -49,6 +49,17 @@ func (q *Queries) ActiveAdvisories(ctx context.Context) ([]ActiveAdvisoriesRow, 
 	return items, nil
 }
 
+const anyRolloutOpen = `-- name: AnyRolloutOpen :one
+select exists (select 1 from rollouts where state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted'))::boolean
+`
+
+func (q *Queries) AnyRolloutOpen(ctx context.Context) (bool, error) {
+	row := q.db.QueryRow(ctx, anyRolloutOpen)
+	var column_1 bool
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const approveRollout = `-- name: ApproveRollout :exec
 update rollouts set state = 'scheduled', approved_by = $1, updated_at = $2 where id = $3
 `
@@ -241,6 +252,36 @@ func (q *Queries) DueRollouts(ctx context.Context, arg DueRolloutsParams) ([]str
 	return items, nil
 }
 
+const exposuresOfAdvisory = `-- name: ExposuresOfAdvisory :many
+select host_id, (patched_at is not null)::boolean as patched from exposures where advisory_id = $1
+`
+
+type ExposuresOfAdvisoryRow struct {
+	HostID  string
+	Patched bool
+}
+
+// The hosts with an exposure to an advisory on record, and whether it ended.
+func (q *Queries) ExposuresOfAdvisory(ctx context.Context, advisoryID string) ([]ExposuresOfAdvisoryRow, error) {
+	rows, err := q.db.Query(ctx, exposuresOfAdvisory, advisoryID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ExposuresOfAdvisoryRow{}
+	for rows.Next() {
+		var i ExposuresOfAdvisoryRow
+		if err := rows.Scan(&i.HostID, &i.Patched); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const finishHost = `-- name: FinishHost :execrows
 update rollout_hosts
 set state = $1, reason = $2, reboot_pending = $3, rebooted = $4, finished_at = $5
@@ -345,6 +386,14 @@ func (q *Queries) HostByJob(ctx context.Context, jobID string) (HostByJobRow, er
 		&i.AdvisoryIds,
 	)
 	return i, err
+}
+
+type InsertExposuresParams struct {
+	AdvisoryID   string
+	HostID       string
+	Fleet        string
+	Severity     string
+	ExposedSince time.Time
 }
 
 const insertRollout = `-- name: InsertRollout :execrows
@@ -660,6 +709,18 @@ func (q *Queries) ListWaves(ctx context.Context, rolloutID string) ([]Wave, erro
 		return nil, err
 	}
 	return items, nil
+}
+
+const lockExposures = `-- name: LockExposures :exec
+select pg_advisory_xact_lock(hashtext('planner.exposures:' || id))
+from (select distinct unnest($1::text[]) as id order by 1) a
+`
+
+// Serialises the recording of exposures to these advisories (in id order, so two
+// transactions cannot wait on each other): InsertExposures copies rows that must not exist.
+func (q *Queries) LockExposures(ctx context.Context, advisoryIds []string) error {
+	_, err := q.db.Exec(ctx, lockExposures, advisoryIds)
+	return err
 }
 
 const lockFleet = `-- name: LockFleet :exec

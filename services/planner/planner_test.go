@@ -3,6 +3,8 @@ package planner_test
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,9 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/patchfleet/patchfleet/db"
+	"github.com/patchfleet/patchfleet/db/plannerdb"
 	"github.com/patchfleet/patchfleet/events"
 	"github.com/patchfleet/patchfleet/events/eventstest"
 	"github.com/patchfleet/patchfleet/events/query"
+	"github.com/patchfleet/patchfleet/services/planner"
+	"github.com/patchfleet/patchfleet/services/planner/internal/rollout"
 )
 
 const autoPolicy = `
@@ -508,5 +514,67 @@ func TestExposureIsReadInGroupedPages(t *testing.T) {
 	defer e.inv.mu.Unlock()
 	if e.inv.calls != 2 {
 		t.Errorf("%d exposure pages read, want 2", e.inv.calls)
+	}
+}
+
+// An advisory's exposures start when it is first planned and keep that start through later
+// revisions while the host stays exposed; an exposure that had ended (the host was patched)
+// starts again; a host listed for the first time starts at the new revision.
+func TestExposuresKeepTheirStartAndReopen(t *testing.T) {
+	e := newEnv(t, autoPolicy)
+	hosts := e.inv.expose("web", nil, 3, "DSA-E")
+	ctx := context.Background()
+	pool, err := db.Connect(ctx, e.dbURL, plannerdb.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	pol, _, err := planner.LoadPolicy(e.policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t1 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	now := t1
+	eng := &rollout.Engine{Pool: pool, Policy: pol, Inventory: query.Client{NC: e.bus.Conn}, Producer: "test",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return now }}
+	adv := advisory("DSA-E", events.SeverityHigh)
+	if err := eng.OnAdvisory(ctx, events.Meta{ID: "rev-1"}, adv); err != nil {
+		t.Fatal(err)
+	}
+	// hosts[0] is patched; a host of another fleet becomes exposed.
+	if _, err := pool.Exec(ctx, `update exposures set patched_at = $1 where host_id = $2`, t1.Add(time.Hour), hosts[0]); err != nil {
+		t.Fatal(err)
+	}
+	added := e.inv.expose("db", nil, 1, "DSA-E")[0]
+	t2 := t1.Add(24 * time.Hour)
+	now = t2
+	adv.Revision = 2
+	if err := eng.OnAdvisory(ctx, events.Meta{ID: "rev-2"}, adv); err != nil {
+		t.Fatal(err)
+	}
+	res, err := eng.Compliance(ctx, query.ComplianceRequest{AdvisoryID: "DSA-E"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]query.ComplianceRecord{}
+	for _, r := range res.Records {
+		if _, dup := got[r.HostID]; dup {
+			t.Fatalf("host %s recorded twice", r.HostID)
+		}
+		got[r.HostID] = r
+	}
+	want := map[string]time.Time{hosts[0]: t2, hosts[1]: t1, hosts[2]: t1, added: t2}
+	if len(got) != len(want) {
+		t.Fatalf("records %+v, want hosts %v", res.Records, want)
+	}
+	for id, since := range want {
+		r := got[id]
+		if !r.ExposedSince.Equal(since) || !r.PatchedAt.IsZero() || r.Fleet == "" || r.Severity != events.SeverityHigh {
+			t.Errorf("host %s: %+v, want exposed since %v and not patched", id, r, since)
+		}
+	}
+	open, err := eng.Compliance(ctx, query.ComplianceRequest{AdvisoryID: "DSA-E", Open: true})
+	if err != nil || len(open.Records) != 4 {
+		t.Errorf("open exposures %+v, %v", open.Records, err)
 	}
 }

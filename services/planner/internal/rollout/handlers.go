@@ -67,7 +67,7 @@ func (e *Engine) OnAdvisory(ctx context.Context, m events.Meta, a events.Securit
 		}); err != nil {
 			return fmt.Errorf("store advisory %s: %w", a.AdvisoryID, err)
 		}
-		if err := e.recordExposures(ctx, q, hosts, map[string]events.Severity{a.AdvisoryID: a.Severity}, now); err != nil {
+		if err := e.recordAdvisoryExposures(ctx, q, a.AdvisoryID, a.Severity, hosts, now); err != nil {
 			return err
 		}
 		for _, fp := range res.Fleets {
@@ -169,11 +169,21 @@ func (e *Engine) eachHost(ctx context.Context, req query.HostsRequest, f func(qu
 
 // covered reads what open jobs already upgrade on these hosts.
 func (e *Engine) covered(ctx context.Context, hosts []plan.Host) (plan.Covered, error) {
+	q := plannerdb.New(e.Pool)
+	// Most advisories arrive with no rollout open: then there is no need to send every
+	// exposed host's id (up to a fleet's) to find none.
+	open, err := q.AnyRolloutOpen(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load open jobs: %w", err)
+	}
+	if !open {
+		return plan.Covered{}, nil
+	}
 	ids := make([]string, len(hosts))
 	for i, h := range hosts {
 		ids[i] = h.ID
 	}
-	rows, err := plannerdb.New(e.Pool).CoveredPackages(ctx, ids)
+	rows, err := q.CoveredPackages(ctx, ids)
 	if err != nil {
 		return nil, fmt.Errorf("load open jobs: %w", err)
 	}
@@ -188,28 +198,74 @@ func (e *Engine) covered(ctx context.Context, hosts []plan.Host) (plan.Covered, 
 	return out, nil
 }
 
-// recordExposures notes since when each host is exposed to each advisory.
-func (e *Engine) recordExposures(ctx context.Context, q *plannerdb.Queries, hosts []plan.Host, sev map[string]events.Severity, now time.Time) error {
-	var p plannerdb.RecordExposuresParams
-	for _, h := range hosts {
-		seen := map[string]bool{}
-		for _, pk := range h.Packages {
-			if seen[pk.AdvisoryID] || pk.AdvisoryID == "" {
-				continue
-			}
-			seen[pk.AdvisoryID] = true
-			p.AdvisoryIds = append(p.AdvisoryIds, pk.AdvisoryID)
-			p.HostIds = append(p.HostIds, h.ID)
-			p.Fleets = append(p.Fleets, h.Fleet)
-			p.Severities = append(p.Severities, string(sev[pk.AdvisoryID]))
+// recordExposures notes since when a host is exposed to each advisory it is exposed to: a
+// few rows, upserted.
+func (e *Engine) recordExposures(ctx context.Context, q *plannerdb.Queries, h plan.Host, sev map[string]events.Severity, now time.Time) error {
+	p := plannerdb.RecordExposuresParams{Now: now}
+	for _, pk := range h.Packages {
+		if pk.AdvisoryID == "" || slices.Contains(p.AdvisoryIds, pk.AdvisoryID) {
+			continue
 		}
+		p.AdvisoryIds = append(p.AdvisoryIds, pk.AdvisoryID)
+		p.HostIds = append(p.HostIds, h.ID)
+		p.Fleets = append(p.Fleets, h.Fleet)
+		p.Severities = append(p.Severities, string(sev[pk.AdvisoryID]))
 	}
 	if len(p.HostIds) == 0 {
 		return nil
 	}
-	p.Now = now
+	if err := q.LockExposures(ctx, p.AdvisoryIds); err != nil {
+		return fmt.Errorf("record exposure of host %s: %w", h.ID, err)
+	}
 	if err := q.RecordExposures(ctx, p); err != nil {
-		return fmt.Errorf("record exposure of %d host(s): %w", len(p.HostIds), err)
+		return fmt.Errorf("record exposure of host %s: %w", h.ID, err)
+	}
+	return nil
+}
+
+// recordAdvisoryExposures notes since when hosts are exposed to one advisory. That is up to
+// a row per host of the fleet, so the exposures not on record are copied in, and only those
+// that had ended are reopened by upsert. The advisory's exposures are locked meanwhile: a
+// host re-evaluated at the same time would otherwise insert a row the copy also holds.
+func (e *Engine) recordAdvisoryExposures(ctx context.Context, q *plannerdb.Queries, advisoryID string, sev events.Severity, hosts []plan.Host, now time.Time) error {
+	if len(hosts) == 0 {
+		return nil
+	}
+	if err := q.LockExposures(ctx, []string{advisoryID}); err != nil {
+		return fmt.Errorf("record exposure to %s: %w", advisoryID, err)
+	}
+	known, err := q.ExposuresOfAdvisory(ctx, advisoryID)
+	if err != nil {
+		return fmt.Errorf("record exposure to %s: %w", advisoryID, err)
+	}
+	ended := make(map[string]bool, len(known)) // host → whether its exposure ended
+	for _, r := range known {
+		ended[r.HostID] = r.Patched
+	}
+	fresh := make([]plannerdb.InsertExposuresParams, 0, len(hosts)-min(len(hosts), len(known)))
+	reopen := plannerdb.RecordExposuresParams{Now: now}
+	for _, h := range hosts {
+		wasEnded, ok := ended[h.ID]
+		switch {
+		case !ok:
+			fresh = append(fresh, plannerdb.InsertExposuresParams{AdvisoryID: advisoryID, HostID: h.ID, Fleet: h.Fleet, Severity: string(sev), ExposedSince: now})
+		case wasEnded:
+			reopen.AdvisoryIds = append(reopen.AdvisoryIds, advisoryID)
+			reopen.HostIds = append(reopen.HostIds, h.ID)
+			reopen.Fleets = append(reopen.Fleets, h.Fleet)
+			reopen.Severities = append(reopen.Severities, string(sev))
+		}
+		ended[h.ID] = false // listed twice: recorded once
+	}
+	if len(fresh) > 0 {
+		if _, err := q.InsertExposures(ctx, fresh); err != nil {
+			return fmt.Errorf("record exposure of %d host(s) to %s: %w", len(fresh), advisoryID, err)
+		}
+	}
+	if len(reopen.HostIds) > 0 {
+		if err := q.RecordExposures(ctx, reopen); err != nil {
+			return fmt.Errorf("record renewed exposure of %d host(s) to %s: %w", len(reopen.HostIds), advisoryID, err)
+		}
 	}
 	return nil
 }
@@ -364,7 +420,7 @@ func (e *Engine) reevaluate(ctx context.Context, m events.Meta, hostID, set stri
 		if err := q.PatchedOutside(ctx, plannerdb.PatchedOutsideParams{HostID: hostID, StillExposed: slices.Sorted(maps.Keys(still)), Now: &now}); err != nil {
 			return fmt.Errorf("record patches of host %s: %w", hostID, err)
 		}
-		if err := e.recordExposures(ctx, q, []plan.Host{host}, sev, now); err != nil {
+		if err := e.recordExposures(ctx, q, host, sev, now); err != nil {
 			return err
 		}
 		open, err := q.OpenJobsOfHost(ctx, hostID)
