@@ -45,43 +45,6 @@ func (q *Queries) InsertExposures(ctx context.Context, arg []InsertExposuresPara
 	return q.db.CopyFrom(ctx, []string{"exposures"}, []string{"advisory_id", "host_id", "fleet", "severity", "exposed_since"}, &iteratorForInsertExposures{rows: arg})
 }
 
-// iteratorForInsertRolloutHosts implements pgx.CopyFromSource.
-type iteratorForInsertRolloutHosts struct {
-	rows                 []InsertRolloutHostsParams
-	skippedFirstNextCall bool
-}
-
-func (r *iteratorForInsertRolloutHosts) Next() bool {
-	if len(r.rows) == 0 {
-		return false
-	}
-	if !r.skippedFirstNextCall {
-		r.skippedFirstNextCall = true
-		return true
-	}
-	r.rows = r.rows[1:]
-	return len(r.rows) > 0
-}
-
-func (r iteratorForInsertRolloutHosts) Values() ([]interface{}, error) {
-	return []interface{}{
-		r.rows[0].RolloutID,
-		r.rows[0].HostID,
-		r.rows[0].Wave,
-		r.rows[0].State,
-		r.rows[0].Target,
-		r.rows[0].Reason,
-	}, nil
-}
-
-func (r iteratorForInsertRolloutHosts) Err() error {
-	return nil
-}
-
-func (q *Queries) InsertRolloutHosts(ctx context.Context, arg []InsertRolloutHostsParams) (int64, error) {
-	return q.db.CopyFrom(ctx, []string{"rollout_hosts"}, []string{"rollout_id", "host_id", "wave", "state", "target", "reason"}, &iteratorForInsertRolloutHosts{rows: arg})
-}
-
 // iteratorForInsertRolloutTargets implements pgx.CopyFromSource.
 type iteratorForInsertRolloutTargets struct {
 	rows                 []InsertRolloutTargetsParams
@@ -116,6 +79,41 @@ func (r iteratorForInsertRolloutTargets) Err() error {
 
 func (q *Queries) InsertRolloutTargets(ctx context.Context, arg []InsertRolloutTargetsParams) (int64, error) {
 	return q.db.CopyFrom(ctx, []string{"rollout_targets"}, []string{"rollout_id", "idx", "packages", "advisory_ids", "components"}, &iteratorForInsertRolloutTargets{rows: arg})
+}
+
+// iteratorForInsertWaveHosts implements pgx.CopyFromSource.
+type iteratorForInsertWaveHosts struct {
+	rows                 []InsertWaveHostsParams
+	skippedFirstNextCall bool
+}
+
+func (r *iteratorForInsertWaveHosts) Next() bool {
+	if len(r.rows) == 0 {
+		return false
+	}
+	if !r.skippedFirstNextCall {
+		r.skippedFirstNextCall = true
+		return true
+	}
+	r.rows = r.rows[1:]
+	return len(r.rows) > 0
+}
+
+func (r iteratorForInsertWaveHosts) Values() ([]interface{}, error) {
+	return []interface{}{
+		r.rows[0].RolloutID,
+		r.rows[0].Wave,
+		r.rows[0].Target,
+		r.rows[0].HostIds,
+	}, nil
+}
+
+func (r iteratorForInsertWaveHosts) Err() error {
+	return nil
+}
+
+func (q *Queries) InsertWaveHosts(ctx context.Context, arg []InsertWaveHostsParams) (int64, error) {
+	return q.db.CopyFrom(ctx, []string{"wave_hosts"}, []string{"rollout_id", "wave", "target", "host_ids"}, &iteratorForInsertWaveHosts{rows: arg})
 }
 
 // iteratorForInsertWaves implements pgx.CopyFromSource.

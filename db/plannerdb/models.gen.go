@@ -61,6 +61,7 @@ type Rollout struct {
 	CreatedAt           time.Time
 	UpdatedAt           time.Time
 	FinishedAt          *time.Time
+	HostCount           int32
 }
 
 type RolloutHost struct {
@@ -99,4 +100,11 @@ type Wave struct {
 	Hosts       int32
 	StartedAt   *time.Time
 	CompletedAt *time.Time
+}
+
+type WaveHost struct {
+	RolloutID string
+	Wave      int32
+	Target    int32
+	HostIds   []string
 }

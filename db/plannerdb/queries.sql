@@ -24,10 +24,10 @@ update advisories set withdrawn = true, updated_at = @now where advisory_id = @a
 -- name: InsertRollout :execrows
 insert into rollouts (id, open_key, kind, fleet, state, plan_hash, advisory_ids, request_id, severity,
     strategy, reboot, needs_approval, not_before, ignore_windows, windows, bake_ns, max_failures,
-    max_unavailable, health_check, configure_unattended, wave_count, canary, reason, created_at, updated_at, finished_at)
+    max_unavailable, health_check, configure_unattended, wave_count, host_count, canary, reason, created_at, updated_at, finished_at)
 values (@id, @open_key, @kind, @fleet, @state, @plan_hash, @advisory_ids, @request_id, @severity,
     @strategy, @reboot, @needs_approval, @not_before, @ignore_windows, @windows, @bake_ns, @max_failures,
-    @max_unavailable, @health_check, @configure_unattended, @wave_count, @canary, @reason, @now, @now, @finished_at)
+    @max_unavailable, @health_check, @configure_unattended, @wave_count, @host_count, @canary, @reason, @now, @now, @finished_at)
 on conflict do nothing;
 
 -- name: InsertWaves :copyfrom
@@ -37,9 +37,20 @@ insert into waves (rollout_id, idx, hosts) values (@rollout_id, @idx, @hosts);
 insert into rollout_targets (rollout_id, idx, packages, advisory_ids, components)
 values (@rollout_id, @idx, @packages, @advisory_ids, @components);
 
--- name: InsertRolloutHosts :copyfrom
-insert into rollout_hosts (rollout_id, host_id, wave, state, target, reason)
-values (@rollout_id, @host_id, @wave, @state, @target, @reason);
+-- name: InsertWaveHosts :copyfrom
+insert into wave_hosts (rollout_id, wave, target, host_ids)
+values (@rollout_id, @wave, @target, @host_ids);
+
+-- name: StartWaveHosts :exec
+-- Turns the hosts of a wave that starts into pending rows; a host skipped before (see
+-- SkipHost) keeps its row.
+with w as (
+    delete from wave_hosts d where d.rollout_id = @rollout_id and d.wave = @wave
+    returning d.target, d.host_ids
+)
+insert into rollout_hosts (rollout_id, host_id, wave, state, target)
+select @rollout_id::text, unnest(w.host_ids), @wave::int, 'pending', w.target from w
+on conflict (rollout_id, host_id) do nothing;
 
 -- name: LockRollout :one
 select * from rollouts where id = @id for update;
@@ -124,13 +135,9 @@ select (exists (select 1 from rollout_hosts d where d.rollout_id = @rollout_id a
     or exists (select 1 from rollout_hosts p where p.rollout_id = @rollout_id and p.wave = @wave and p.state = 'pending'))::boolean as busy;
 
 -- name: RolloutCounts :one
-select count(*) filter (where state = 'pending')::int as pending,
-       count(*) filter (where state = 'dispatched')::int as dispatched,
-       count(*) filter (where state = 'succeeded')::int as succeeded,
-       count(*) filter (where state = 'failed')::int as failed,
-       count(*) filter (where state = 'skipped')::int as skipped,
-       count(*) filter (where state = 'failed' and wave = 0)::int as failed_first_wave,
-       count(*)::int as total
+-- Failures so far (failed hosts all have rows: they were dispatched).
+select count(*) filter (where state = 'failed')::int as failed,
+       count(*) filter (where state = 'failed' and wave = 0)::int as failed_first_wave
 from rollout_hosts where rollout_id = @rollout_id;
 
 -- name: HostByJob :one
@@ -163,8 +170,18 @@ set state = @state, reason = @reason, reboot_pending = @reboot_pending, rebooted
 where rollout_id = @rollout_id and host_id = @host_id and state in ('pending', 'dispatched');
 
 -- name: SkipPendingHosts :exec
-update rollout_hosts set state = 'skipped', reason = @reason, finished_at = @now
-where rollout_id = @rollout_id and state = 'pending';
+-- Skips the hosts of an ending rollout that have not been dispatched: pending rows, and the
+-- hosts of waves that never started, which become rows.
+with w as (
+    delete from wave_hosts d where d.rollout_id = @rollout_id
+    returning d.wave, d.target, d.host_ids
+), unstarted as (
+    insert into rollout_hosts (rollout_id, host_id, wave, state, target, reason, finished_at)
+    select @rollout_id::text, unnest(w.host_ids), w.wave, 'skipped', w.target, @reason::text, @now::timestamptz from w
+    on conflict (rollout_id, host_id) do nothing
+)
+update rollout_hosts h set state = 'skipped', reason = @reason, finished_at = @now
+where h.rollout_id = @rollout_id and h.state = 'pending';
 
 -- name: RolloutResults :many
 select host_id, state, reason, reboot_pending, rebooted from rollout_hosts
@@ -181,14 +198,29 @@ join rollout_hosts h on h.host_id = u.id
 join rollouts r on r.id = h.rollout_id
 join rollout_targets t on t.rollout_id = h.rollout_id and t.idx = h.target
 where h.state in ('pending', 'dispatched')
-  and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted');
+  and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted')
+union all
+select w.host_id, t.packages
+from (select rollout_id, target, unnest(host_ids) as host_id from wave_hosts) w
+join unnest(@host_ids::text[]) as u (id) on u.id = w.host_id
+join rollouts r on r.id = w.rollout_id
+join rollout_targets t on t.rollout_id = w.rollout_id and t.idx = w.target
+where r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted')
+  and not exists (select 1 from rollout_hosts h where h.rollout_id = w.rollout_id and h.host_id = w.host_id);
 
 -- name: OpenJobsOfHost :many
 select h.rollout_id, t.packages, h.state, r.kind from rollout_hosts h
 join rollouts r on r.id = h.rollout_id
 join rollout_targets t on t.rollout_id = h.rollout_id and t.idx = h.target
 where h.host_id = @host_id and h.state in ('pending', 'dispatched')
-  and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted');
+  and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted')
+union all
+select w.rollout_id, t.packages, 'pending', r.kind from wave_hosts w
+join rollouts r on r.id = w.rollout_id
+join rollout_targets t on t.rollout_id = w.rollout_id and t.idx = w.target
+where @host_id::text = any(w.host_ids)
+  and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted')
+  and not exists (select 1 from rollout_hosts h where h.rollout_id = w.rollout_id and h.host_id = @host_id);
 
 -- name: RecordExposures :exec
 insert into exposures (advisory_id, host_id, fleet, severity, exposed_since)
@@ -225,14 +257,17 @@ update rollout_hosts set rebooted = true, reboot_pending = false
 where host_id = @host_id and (job_id = @job_id or (@job_id::text = '' and reboot_pending));
 
 -- name: ListRollouts :many
-select r.*,
-  (select count(*) from rollout_hosts h where h.rollout_id = r.id)::int as host_count,
-  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'pending')::int as pending,
-  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'dispatched')::int as in_flight,
-  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'succeeded')::int as succeeded,
-  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'failed')::int as failed,
-  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'skipped')::int as skipped
+-- A host not yet dispatched is pending whether it has a row or waits in wave_hosts.
+select r.*, c.pending, c.in_flight, c.succeeded, c.failed, c.skipped
 from rollouts r
+cross join lateral (
+    select (r.host_count - count(*) filter (where h.state <> 'pending'))::int as pending,
+           count(*) filter (where h.state = 'dispatched')::int as in_flight,
+           count(*) filter (where h.state = 'succeeded')::int as succeeded,
+           count(*) filter (where h.state = 'failed')::int as failed,
+           count(*) filter (where h.state = 'skipped')::int as skipped
+    from rollout_hosts h where h.rollout_id = r.id
+) c
 where (@fleet::text = '' or r.fleet = @fleet)
   and (@state::text = '' or r.state = @state)
   and (@advisory_id::text = '' or @advisory_id = any(r.advisory_ids))
@@ -250,7 +285,13 @@ select h.host_id, h.wave, h.state, h.job_id, h.reason, h.reboot_pending, h.reboo
        t.packages, t.components
 from rollout_hosts h
 join rollout_targets t on t.rollout_id = h.rollout_id and t.idx = h.target
-where h.rollout_id = @rollout_id order by h.wave, h.host_id;
+where h.rollout_id = @rollout_id
+union all
+select w.host_id, w.wave, 'pending', '', '', false, false, null::timestamptz, null::timestamptz, t.packages, t.components
+from (select rollout_id, wave, target, unnest(host_ids) as host_id from wave_hosts where rollout_id = @rollout_id) w
+join rollout_targets t on t.rollout_id = w.rollout_id and t.idx = w.target
+where not exists (select 1 from rollout_hosts h where h.rollout_id = w.rollout_id and h.host_id = w.host_id)
+order by 2, 1;
 
 -- name: Compliance :many
 select * from exposures
@@ -269,11 +310,33 @@ for update;
 
 -- name: PendingRolloutsOfHost :many
 -- Open rollouts that have not dispatched the host yet.
-select distinct h.rollout_id from rollout_hosts h join rollouts r on r.id = h.rollout_id
+select h.rollout_id from rollout_hosts h join rollouts r on r.id = h.rollout_id
 where h.host_id = @host_id and h.state = 'pending'
   and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted')
-order by h.rollout_id;
+union
+select w.rollout_id from wave_hosts w join rollouts r on r.id = w.rollout_id
+where @host_id::text = any(w.host_ids)
+  and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted')
+  and not exists (select 1 from rollout_hosts h where h.rollout_id = w.rollout_id and h.host_id = @host_id)
+order by 1;
 
--- name: SkipHost :execrows
-update rollout_hosts set state = 'skipped', reason = @reason, finished_at = @now
-where rollout_id = @rollout_id and host_id = @host_id and state = 'pending';
+-- name: SkipHost :one
+-- Skips one host of a rollout that has not been dispatched: its pending row, or, when its
+-- wave has not started, a skipped row that wins over its place in wave_hosts. 0: the host
+-- was dispatched, finished or is not in the rollout.
+with unstarted as (
+    select w.wave, w.target from wave_hosts w
+    where w.rollout_id = @rollout_id and @host_id::text = any(w.host_ids)
+    limit 1
+), added as (
+    insert into rollout_hosts (rollout_id, host_id, wave, state, target, reason, finished_at)
+    select @rollout_id::text, @host_id::text, u.wave, 'skipped', u.target, @reason::text, @now::timestamptz from unstarted u
+    on conflict (rollout_id, host_id) do nothing
+    returning 1
+), skipped as (
+    update rollout_hosts h set state = 'skipped', reason = @reason, finished_at = @now
+    where h.rollout_id = @rollout_id and h.host_id = @host_id and h.state = 'pending'
+    returning 1
+)
+select ((select count(*) from added) + (select count(*) from skipped))::int;
+

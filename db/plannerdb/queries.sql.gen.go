@@ -165,6 +165,14 @@ join rollouts r on r.id = h.rollout_id
 join rollout_targets t on t.rollout_id = h.rollout_id and t.idx = h.target
 where h.state in ('pending', 'dispatched')
   and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted')
+union all
+select w.host_id, t.packages
+from (select rollout_id, target, unnest(host_ids) as host_id from wave_hosts) w
+join unnest($1::text[]) as u (id) on u.id = w.host_id
+join rollouts r on r.id = w.rollout_id
+join rollout_targets t on t.rollout_id = w.rollout_id and t.idx = w.target
+where r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted')
+  and not exists (select 1 from rollout_hosts h where h.rollout_id = w.rollout_id and h.host_id = w.host_id)
 `
 
 type CoveredPackagesRow struct {
@@ -399,10 +407,10 @@ type InsertExposuresParams struct {
 const insertRollout = `-- name: InsertRollout :execrows
 insert into rollouts (id, open_key, kind, fleet, state, plan_hash, advisory_ids, request_id, severity,
     strategy, reboot, needs_approval, not_before, ignore_windows, windows, bake_ns, max_failures,
-    max_unavailable, health_check, configure_unattended, wave_count, canary, reason, created_at, updated_at, finished_at)
+    max_unavailable, health_check, configure_unattended, wave_count, host_count, canary, reason, created_at, updated_at, finished_at)
 values ($1, $2, $3, $4, $5, $6, $7, $8, $9,
     $10, $11, $12, $13, $14, $15, $16, $17,
-    $18, $19, $20, $21, $22, $23, $24, $24, $25)
+    $18, $19, $20, $21, $22, $23, $24, $25, $25, $26)
 on conflict do nothing
 `
 
@@ -428,6 +436,7 @@ type InsertRolloutParams struct {
 	HealthCheck         string
 	ConfigureUnattended bool
 	WaveCount           int32
+	HostCount           int32
 	Canary              bool
 	Reason              string
 	Now                 time.Time
@@ -457,6 +466,7 @@ func (q *Queries) InsertRollout(ctx context.Context, arg InsertRolloutParams) (i
 		arg.HealthCheck,
 		arg.ConfigureUnattended,
 		arg.WaveCount,
+		arg.HostCount,
 		arg.Canary,
 		arg.Reason,
 		arg.Now,
@@ -468,21 +478,19 @@ func (q *Queries) InsertRollout(ctx context.Context, arg InsertRolloutParams) (i
 	return result.RowsAffected(), nil
 }
 
-type InsertRolloutHostsParams struct {
-	RolloutID string
-	HostID    string
-	Wave      int32
-	State     string
-	Target    int32
-	Reason    string
-}
-
 type InsertRolloutTargetsParams struct {
 	RolloutID   string
 	Idx         int32
 	Packages    []byte
 	AdvisoryIds []string
 	Components  []byte
+}
+
+type InsertWaveHostsParams struct {
+	RolloutID string
+	Wave      int32
+	Target    int32
+	HostIds   []string
 }
 
 type InsertWavesParams struct {
@@ -496,7 +504,13 @@ select h.host_id, h.wave, h.state, h.job_id, h.reason, h.reboot_pending, h.reboo
        t.packages, t.components
 from rollout_hosts h
 join rollout_targets t on t.rollout_id = h.rollout_id and t.idx = h.target
-where h.rollout_id = $1 order by h.wave, h.host_id
+where h.rollout_id = $1
+union all
+select w.host_id, w.wave, 'pending', '', '', false, false, null::timestamptz, null::timestamptz, t.packages, t.components
+from (select rollout_id, wave, target, unnest(host_ids) as host_id from wave_hosts where rollout_id = $1) w
+join rollout_targets t on t.rollout_id = w.rollout_id and t.idx = w.target
+where not exists (select 1 from rollout_hosts h where h.rollout_id = w.rollout_id and h.host_id = w.host_id)
+order by 2, 1
 `
 
 type ListRolloutHostsRow struct {
@@ -546,14 +560,16 @@ func (q *Queries) ListRolloutHosts(ctx context.Context, rolloutID string) ([]Lis
 }
 
 const listRollouts = `-- name: ListRollouts :many
-select r.id, r.open_key, r.kind, r.fleet, r.state, r.plan_hash, r.advisory_ids, r.request_id, r.severity, r.strategy, r.reboot, r.needs_approval, r.approved_by, r.not_before, r.ignore_windows, r.windows, r.bake_ns, r.max_failures, r.max_unavailable, r.health_check, r.configure_unattended, r.wave_count, r.canary, r.current_wave, r.wave_not_before, r.started_at, r.reason, r.created_at, r.updated_at, r.finished_at,
-  (select count(*) from rollout_hosts h where h.rollout_id = r.id)::int as host_count,
-  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'pending')::int as pending,
-  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'dispatched')::int as in_flight,
-  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'succeeded')::int as succeeded,
-  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'failed')::int as failed,
-  (select count(*) from rollout_hosts h where h.rollout_id = r.id and h.state = 'skipped')::int as skipped
+select r.id, r.open_key, r.kind, r.fleet, r.state, r.plan_hash, r.advisory_ids, r.request_id, r.severity, r.strategy, r.reboot, r.needs_approval, r.approved_by, r.not_before, r.ignore_windows, r.windows, r.bake_ns, r.max_failures, r.max_unavailable, r.health_check, r.configure_unattended, r.wave_count, r.canary, r.current_wave, r.wave_not_before, r.started_at, r.reason, r.created_at, r.updated_at, r.finished_at, r.host_count, c.pending, c.in_flight, c.succeeded, c.failed, c.skipped
 from rollouts r
+cross join lateral (
+    select (r.host_count - count(*) filter (where h.state <> 'pending'))::int as pending,
+           count(*) filter (where h.state = 'dispatched')::int as in_flight,
+           count(*) filter (where h.state = 'succeeded')::int as succeeded,
+           count(*) filter (where h.state = 'failed')::int as failed,
+           count(*) filter (where h.state = 'skipped')::int as skipped
+    from rollout_hosts h where h.rollout_id = r.id
+) c
 where ($1::text = '' or r.fleet = $1)
   and ($2::text = '' or r.state = $2)
   and ($3::text = '' or $3 = any(r.advisory_ids))
@@ -614,6 +630,7 @@ type ListRolloutsRow struct {
 	Skipped             int32
 }
 
+// A host not yet dispatched is pending whether it has a row or waits in wave_hosts.
 func (q *Queries) ListRollouts(ctx context.Context, arg ListRolloutsParams) ([]ListRolloutsRow, error) {
 	rows, err := q.db.Query(ctx, listRollouts,
 		arg.Fleet,
@@ -733,7 +750,7 @@ func (q *Queries) LockFleet(ctx context.Context, fleet string) error {
 }
 
 const lockRollout = `-- name: LockRollout :one
-select id, open_key, kind, fleet, state, plan_hash, advisory_ids, request_id, severity, strategy, reboot, needs_approval, approved_by, not_before, ignore_windows, windows, bake_ns, max_failures, max_unavailable, health_check, configure_unattended, wave_count, canary, current_wave, wave_not_before, started_at, reason, created_at, updated_at, finished_at from rollouts where id = $1 for update
+select id, open_key, kind, fleet, state, plan_hash, advisory_ids, request_id, severity, strategy, reboot, needs_approval, approved_by, not_before, ignore_windows, windows, bake_ns, max_failures, max_unavailable, health_check, configure_unattended, wave_count, canary, current_wave, wave_not_before, started_at, reason, created_at, updated_at, finished_at, host_count from rollouts where id = $1 for update
 `
 
 func (q *Queries) LockRollout(ctx context.Context, id string) (Rollout, error) {
@@ -770,6 +787,7 @@ func (q *Queries) LockRollout(ctx context.Context, id string) (Rollout, error) {
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.FinishedAt,
+		&i.HostCount,
 	)
 	return i, err
 }
@@ -795,6 +813,13 @@ join rollouts r on r.id = h.rollout_id
 join rollout_targets t on t.rollout_id = h.rollout_id and t.idx = h.target
 where h.host_id = $1 and h.state in ('pending', 'dispatched')
   and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted')
+union all
+select w.rollout_id, t.packages, 'pending', r.kind from wave_hosts w
+join rollouts r on r.id = w.rollout_id
+join rollout_targets t on t.rollout_id = w.rollout_id and t.idx = w.target
+where $1::text = any(w.host_ids)
+  and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted')
+  and not exists (select 1 from rollout_hosts h where h.rollout_id = w.rollout_id and h.host_id = $1)
 `
 
 type OpenJobsOfHostRow struct {
@@ -922,10 +947,15 @@ func (q *Queries) PendingHosts(ctx context.Context, arg PendingHostsParams) ([]P
 }
 
 const pendingRolloutsOfHost = `-- name: PendingRolloutsOfHost :many
-select distinct h.rollout_id from rollout_hosts h join rollouts r on r.id = h.rollout_id
+select h.rollout_id from rollout_hosts h join rollouts r on r.id = h.rollout_id
 where h.host_id = $1 and h.state = 'pending'
   and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted')
-order by h.rollout_id
+union
+select w.rollout_id from wave_hosts w join rollouts r on r.id = w.rollout_id
+where $1::text = any(w.host_ids)
+  and r.state in ('awaiting_approval', 'scheduled', 'running', 'paused', 'halted')
+  and not exists (select 1 from rollout_hosts h where h.rollout_id = w.rollout_id and h.host_id = $1)
+order by 1
 `
 
 // Open rollouts that have not dispatched the host yet.
@@ -994,38 +1024,21 @@ func (q *Queries) ResumeRollout(ctx context.Context, arg ResumeRolloutParams) er
 }
 
 const rolloutCounts = `-- name: RolloutCounts :one
-select count(*) filter (where state = 'pending')::int as pending,
-       count(*) filter (where state = 'dispatched')::int as dispatched,
-       count(*) filter (where state = 'succeeded')::int as succeeded,
-       count(*) filter (where state = 'failed')::int as failed,
-       count(*) filter (where state = 'skipped')::int as skipped,
-       count(*) filter (where state = 'failed' and wave = 0)::int as failed_first_wave,
-       count(*)::int as total
+select count(*) filter (where state = 'failed')::int as failed,
+       count(*) filter (where state = 'failed' and wave = 0)::int as failed_first_wave
 from rollout_hosts where rollout_id = $1
 `
 
 type RolloutCountsRow struct {
-	Pending         int32
-	Dispatched      int32
-	Succeeded       int32
 	Failed          int32
-	Skipped         int32
 	FailedFirstWave int32
-	Total           int32
 }
 
+// Failures so far (failed hosts all have rows: they were dispatched).
 func (q *Queries) RolloutCounts(ctx context.Context, rolloutID string) (RolloutCountsRow, error) {
 	row := q.db.QueryRow(ctx, rolloutCounts, rolloutID)
 	var i RolloutCountsRow
-	err := row.Scan(
-		&i.Pending,
-		&i.Dispatched,
-		&i.Succeeded,
-		&i.Failed,
-		&i.Skipped,
-		&i.FailedFirstWave,
-		&i.Total,
-	)
+	err := row.Scan(&i.Failed, &i.FailedFirstWave)
 	return i, err
 }
 
@@ -1129,34 +1142,57 @@ func (q *Queries) SetServiceInfo(ctx context.Context, arg SetServiceInfoParams) 
 	return err
 }
 
-const skipHost = `-- name: SkipHost :execrows
-update rollout_hosts set state = 'skipped', reason = $1, finished_at = $2
-where rollout_id = $3 and host_id = $4 and state = 'pending'
+const skipHost = `-- name: SkipHost :one
+with unstarted as (
+    select w.wave, w.target from wave_hosts w
+    where w.rollout_id = $1 and $2::text = any(w.host_ids)
+    limit 1
+), added as (
+    insert into rollout_hosts (rollout_id, host_id, wave, state, target, reason, finished_at)
+    select $1::text, $2::text, u.wave, 'skipped', u.target, $3::text, $4::timestamptz from unstarted u
+    on conflict (rollout_id, host_id) do nothing
+    returning 1
+), skipped as (
+    update rollout_hosts h set state = 'skipped', reason = $3, finished_at = $4
+    where h.rollout_id = $1 and h.host_id = $2 and h.state = 'pending'
+    returning 1
+)
+select ((select count(*) from added) + (select count(*) from skipped))::int
 `
 
 type SkipHostParams struct {
-	Reason    string
-	Now       *time.Time
 	RolloutID string
 	HostID    string
+	Reason    string
+	Now       time.Time
 }
 
-func (q *Queries) SkipHost(ctx context.Context, arg SkipHostParams) (int64, error) {
-	result, err := q.db.Exec(ctx, skipHost,
-		arg.Reason,
-		arg.Now,
+// Skips one host of a rollout that has not been dispatched: its pending row, or, when its
+// wave has not started, a skipped row that wins over its place in wave_hosts. 0: the host
+// was dispatched, finished or is not in the rollout.
+func (q *Queries) SkipHost(ctx context.Context, arg SkipHostParams) (int32, error) {
+	row := q.db.QueryRow(ctx, skipHost,
 		arg.RolloutID,
 		arg.HostID,
+		arg.Reason,
+		arg.Now,
 	)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
+	var column_1 int32
+	err := row.Scan(&column_1)
+	return column_1, err
 }
 
 const skipPendingHosts = `-- name: SkipPendingHosts :exec
-update rollout_hosts set state = 'skipped', reason = $1, finished_at = $2
-where rollout_id = $3 and state = 'pending'
+with w as (
+    delete from wave_hosts d where d.rollout_id = $3
+    returning d.wave, d.target, d.host_ids
+), unstarted as (
+    insert into rollout_hosts (rollout_id, host_id, wave, state, target, reason, finished_at)
+    select $3::text, unnest(w.host_ids), w.wave, 'skipped', w.target, $1::text, $2::timestamptz from w
+    on conflict (rollout_id, host_id) do nothing
+)
+update rollout_hosts h set state = 'skipped', reason = $1, finished_at = $2
+where h.rollout_id = $3 and h.state = 'pending'
 `
 
 type SkipPendingHostsParams struct {
@@ -1165,6 +1201,8 @@ type SkipPendingHostsParams struct {
 	RolloutID string
 }
 
+// Skips the hosts of an ending rollout that have not been dispatched: pending rows, and the
+// hosts of waves that never started, which become rows.
 func (q *Queries) SkipPendingHosts(ctx context.Context, arg SkipPendingHostsParams) error {
 	_, err := q.db.Exec(ctx, skipPendingHosts, arg.Reason, arg.Now, arg.RolloutID)
 	return err
@@ -1196,6 +1234,28 @@ type StartWaveParams struct {
 
 func (q *Queries) StartWave(ctx context.Context, arg StartWaveParams) error {
 	_, err := q.db.Exec(ctx, startWave, arg.Now, arg.RolloutID, arg.Idx)
+	return err
+}
+
+const startWaveHosts = `-- name: StartWaveHosts :exec
+with w as (
+    delete from wave_hosts d where d.rollout_id = $1 and d.wave = $2
+    returning d.target, d.host_ids
+)
+insert into rollout_hosts (rollout_id, host_id, wave, state, target)
+select $1::text, unnest(w.host_ids), $2::int, 'pending', w.target from w
+on conflict (rollout_id, host_id) do nothing
+`
+
+type StartWaveHostsParams struct {
+	RolloutID string
+	Wave      int32
+}
+
+// Turns the hosts of a wave that starts into pending rows; a host skipped before (see
+// SkipHost) keeps its row.
+func (q *Queries) StartWaveHosts(ctx context.Context, arg StartWaveHostsParams) error {
+	_, err := q.db.Exec(ctx, startWaveHosts, arg.RolloutID, arg.Wave)
 	return err
 }
 
@@ -1243,7 +1303,7 @@ func (q *Queries) SucceedHost(ctx context.Context, arg SucceedHostParams) (Succe
 }
 
 const tryLockRollout = `-- name: TryLockRollout :one
-select id, open_key, kind, fleet, state, plan_hash, advisory_ids, request_id, severity, strategy, reboot, needs_approval, approved_by, not_before, ignore_windows, windows, bake_ns, max_failures, max_unavailable, health_check, configure_unattended, wave_count, canary, current_wave, wave_not_before, started_at, reason, created_at, updated_at, finished_at from rollouts where id = $1 and state in ('scheduled', 'running') for update skip locked
+select id, open_key, kind, fleet, state, plan_hash, advisory_ids, request_id, severity, strategy, reboot, needs_approval, approved_by, not_before, ignore_windows, windows, bake_ns, max_failures, max_unavailable, health_check, configure_unattended, wave_count, canary, current_wave, wave_not_before, started_at, reason, created_at, updated_at, finished_at, host_count from rollouts where id = $1 and state in ('scheduled', 'running') for update skip locked
 `
 
 func (q *Queries) TryLockRollout(ctx context.Context, id string) (Rollout, error) {
@@ -1280,6 +1340,7 @@ func (q *Queries) TryLockRollout(ctx context.Context, id string) (Rollout, error
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.FinishedAt,
+		&i.HostCount,
 	)
 	return i, err
 }

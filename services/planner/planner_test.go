@@ -578,3 +578,33 @@ func TestExposuresKeepTheirStartAndReopen(t *testing.T) {
 		t.Errorf("open exposures %+v, %v", open.Records, err)
 	}
 }
+
+// A rollout waiting for approval has started no wave, so its hosts wait in its plan's
+// arrays: they are listed as pending, and they cover the same fix when another advisory
+// asks for it, so no second rollout is planned for them.
+func TestWaitingRolloutListsAndCoversItsHosts(t *testing.T) {
+	e := newEnv(t, autoPolicy)
+	hosts := e.inv.expose("db", nil, 3, "DSA-C1") // approval required
+	e.run("a")
+	e.bus.Publish(t, advisory("DSA-C1", events.SeverityHigh), "DSA-C1")
+	planned := decode[events.RolloutPlanned](t, e.waitEvent("RolloutPlanned", 1)[0])
+	d := e.rollout(planned.RolloutID)
+	if d.HostCount != 3 || d.Pending != 3 || len(d.Hosts) != 3 {
+		t.Fatalf("waiting rollout %+v with hosts %+v", d.RolloutSummary, d.Hosts)
+	}
+	for i, h := range d.Hosts {
+		if h.HostID != hosts[i] || h.State != "pending" || len(h.Packages) != 1 || h.Packages[0].Name != "libssl3" {
+			t.Errorf("host %d: %+v", i, h)
+		}
+	}
+	e.bus.Publish(t, advisory("DSA-C2", events.SeverityHigh), "DSA-C2")
+	ctx := context.Background()
+	eventstest.WaitFor(t, 30*time.Second, "DSA-C2 handled", func() bool {
+		c, err := e.client.Compliance(ctx, query.ComplianceRequest{AdvisoryID: "DSA-C2"})
+		return err == nil && len(c.Records) == 3
+	})
+	list, err := e.client.Rollouts(ctx, query.RolloutsRequest{Fleet: "db"})
+	if err != nil || len(list.Rollouts) != 1 {
+		t.Fatalf("rollouts of db: %+v, %v; want the waiting one only", list.Rollouts, err)
+	}
+}

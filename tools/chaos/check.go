@@ -227,7 +227,11 @@ func (s *System) Check(ctx context.Context) (Report, error) {
 		return r, fmt.Errorf("check: connect: %w", err)
 	}
 	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `select host_id, job_id, state from `+plannerdb.Schema+`.rollout_hosts where rollout_id = $1`, r.RolloutID)
+	// A host of a wave that never started has no row yet: it waits in wave_hosts.
+	rows, err := conn.Query(ctx, `select host_id, job_id, state from `+plannerdb.Schema+`.rollout_hosts where rollout_id = $1
+		union all
+		select w.host_id, '', 'pending' from (select unnest(host_ids) as host_id from `+plannerdb.Schema+`.wave_hosts where rollout_id = $1) w
+		where not exists (select 1 from `+plannerdb.Schema+`.rollout_hosts h where h.rollout_id = $1 and h.host_id = w.host_id)`, r.RolloutID)
 	if err != nil {
 		return r, fmt.Errorf("check: planner jobs of %s: %w", r.RolloutID, err)
 	}

@@ -90,7 +90,11 @@ func (e *Engine) advance(ctx context.Context, tx pgx.Tx, q *plannerdb.Queries, r
 	return nil
 }
 
+// startWave starts the current wave: its hosts become pending rows, ready to dispatch.
 func (e *Engine) startWave(ctx context.Context, tx pgx.Tx, q *plannerdb.Queries, r plannerdb.Rollout, now time.Time, causation string) error {
+	if err := q.StartWaveHosts(ctx, plannerdb.StartWaveHostsParams{RolloutID: r.ID, Wave: r.CurrentWave}); err != nil {
+		return wrapRollout(fmt.Sprintf("start the hosts of wave %d of", r.CurrentWave), r.ID, err)
+	}
 	hosts, err := q.WaveHosts(ctx, plannerdb.WaveHostsParams{RolloutID: r.ID, Wave: r.CurrentWave})
 	if err != nil {
 		return wrapRollout("list wave hosts of", r.ID, err)

@@ -342,7 +342,7 @@ func (e *Engine) OnDecommissioned(ctx context.Context, m events.Meta, d events.H
 			if err != nil {
 				return wrapRollout("lock", id, err)
 			}
-			n, err := q.SkipHost(ctx, plannerdb.SkipHostParams{RolloutID: id, HostID: d.HostID, Reason: reason, Now: &now})
+			n, err := q.SkipHost(ctx, plannerdb.SkipHostParams{RolloutID: id, HostID: d.HostID, Reason: reason, Now: now})
 			if err != nil {
 				return fmt.Errorf("drop decommissioned host %s from rollout %s: %w", d.HostID, id, err)
 			}
@@ -434,7 +434,7 @@ func (e *Engine) reevaluate(ctx context.Context, m events.Meta, hostID, set stri
 				return fmt.Errorf("decode job of host %s in rollout %s: %w", hostID, j.RolloutID, err)
 			}
 			if j.State == "pending" && j.Kind == events.KindSecurity && len(pkgs) > 0 && satisfied(pkgs, installed) {
-				if _, err := q.FinishHost(ctx, plannerdb.FinishHostParams{RolloutID: j.RolloutID, HostID: hostID, State: events.ResultSkipped, Reason: "already satisfied", Now: &now}); err != nil {
+				if _, err := q.SkipHost(ctx, plannerdb.SkipHostParams{RolloutID: j.RolloutID, HostID: hostID, Reason: "already satisfied", Now: now}); err != nil {
 					return fmt.Errorf("skip satisfied host %s in rollout %s: %w", hostID, j.RolloutID, err)
 				}
 				e.log(j.RolloutID).Info("host already satisfied; skipped", "host_id", hostID)

@@ -1,9 +1,11 @@
 package rollout
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,7 +54,7 @@ func (e *Engine) persist(ctx context.Context, tx pgx.Tx, q *plannerdb.Queries, f
 		Reboot: fp.Reboot, NeedsApproval: fp.NeedsApproval, NotBefore: notBefore, IgnoreWindows: fp.IgnoreWindows,
 		Windows: windows, BakeNs: int64(fp.Policy.Bake), MaxFailures: int32(fp.MaxFailures),
 		MaxUnavailable: int32(fp.MaxUnavailable), HealthCheck: fp.HealthCheck, ConfigureUnattended: fp.ConfigureUnattended,
-		WaveCount: int32(len(fp.Waves)), Canary: fp.Policy.Canary > 0 && !fp.IgnoreWindows, Now: now, FinishedAt: finished,
+		WaveCount: int32(len(fp.Waves)), HostCount: int32(len(fp.Hosts)), Canary: fp.Policy.Canary > 0 && !fp.IgnoreWindows, Now: now, FinishedAt: finished,
 	})
 	if err != nil {
 		return false, wrapRollout("insert", id, err)
@@ -62,25 +64,18 @@ func (e *Engine) persist(ctx context.Context, tx pgx.Tx, q *plannerdb.Queries, f
 		return false, nil
 	}
 	wavesRows := make([]plannerdb.InsertWavesParams, len(fp.Waves))
-	waveOf := make(map[string]int32, len(fp.Hosts))
 	for i, w := range fp.Waves {
 		wavesRows[i] = plannerdb.InsertWavesParams{RolloutID: id, Idx: int32(i), Hosts: int32(len(w))}
-		for _, h := range w {
-			waveOf[h] = int32(i)
-		}
 	}
 	if _, err := q.InsertWaves(ctx, wavesRows); err != nil {
 		return false, wrapRollout("insert waves of", id, err)
 	}
-	hostState, reason := "pending", ""
-	if fp.NotifyOnly() {
-		hostState, reason = "skipped", "notify-only fleet"
-	}
-	targets, hostRows := jobRows(id, fp, waveOf, hostState, reason)
+	// A notify-only rollout is finished below, which skips its hosts.
+	targets, waveHosts := jobRows(id, fp)
 	if _, err := q.InsertRolloutTargets(ctx, targets); err != nil {
 		return false, wrapRollout("insert job targets of", id, err)
 	}
-	if _, err := q.InsertRolloutHosts(ctx, hostRows); err != nil {
+	if _, err := q.InsertWaveHosts(ctx, waveHosts); err != nil {
 		return false, wrapRollout("insert hosts of", id, err)
 	}
 	planned := events.RolloutPlanned{
@@ -125,13 +120,13 @@ func summary(fp *plan.Fleet) string {
 }
 
 // jobRows lays out a plan's jobs: each distinct target (packages, advisories, pins) once,
-// and per host its wave and target.
-func jobRows(id string, fp *plan.Fleet, waveOf map[string]int32, state, reason string) ([]plannerdb.InsertRolloutTargetsParams, []plannerdb.InsertRolloutHostsParams) {
+// and the hosts of each wave by target, in wave order.
+func jobRows(id string, fp *plan.Fleet) ([]plannerdb.InsertRolloutTargetsParams, []plannerdb.InsertWaveHostsParams) {
 	var targets []plannerdb.InsertRolloutTargetsParams
 	index := map[string]int32{}
-	hosts := make([]plannerdb.InsertRolloutHostsParams, len(fp.Hosts))
+	targetOf := make(map[string]int32, len(fp.Hosts))
 	var key []byte
-	for i, h := range fp.Hosts {
+	for _, h := range fp.Hosts {
 		key = h.AppendJobKey(key[:0])
 		idx, ok := index[string(key)]
 		if !ok {
@@ -142,9 +137,25 @@ func jobRows(id string, fp *plan.Fleet, waveOf map[string]int32, state, reason s
 				Components: componentsJSON(h.Components),
 			})
 		}
-		hosts[i] = plannerdb.InsertRolloutHostsParams{RolloutID: id, HostID: h.HostID, Wave: waveOf[h.HostID], State: state, Target: idx, Reason: reason}
+		targetOf[h.HostID] = idx
 	}
-	return targets, hosts
+	var rows []plannerdb.InsertWaveHostsParams
+	for w, hosts := range fp.Waves {
+		first := len(rows) // this wave's rows, one per target it has, in target order
+		slot := make(map[int32]int, 1)
+		for _, h := range hosts {
+			t := targetOf[h]
+			i, ok := slot[t]
+			if !ok {
+				i = len(rows)
+				slot[t] = i
+				rows = append(rows, plannerdb.InsertWaveHostsParams{RolloutID: id, Wave: int32(w), Target: t})
+			}
+			rows[i].HostIds = append(rows[i].HostIds, h)
+		}
+		slices.SortFunc(rows[first:], func(a, b plannerdb.InsertWaveHostsParams) int { return cmp.Compare(a.Target, b.Target) })
+	}
+	return targets, rows
 }
 
 func componentsJSON(c []events.Component) []byte {

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/patchfleet/patchfleet/events"
@@ -25,19 +26,31 @@ func TestJobRowsShareOnlyIdenticalJobs(t *testing.T) {
 		{HostID: "h"},
 		{HostID: "i", Packages: pkg("libssl3", "3.0.13-1"), Advisories: []string{"DSA-1"}},
 	}}
-	waveOf := map[string]int32{"a": 0, "i": 1}
-	targets, hosts := jobRows("r1", fp, waveOf, "pending", "")
+	fp.Waves = [][]string{{"a", "c", "b"}, {"i", "d", "e", "f", "g", "h"}}
+	targets, rows := jobRows("r1", fp)
 	if len(targets) != 7 {
 		t.Fatalf("%d targets, want 7: %+v", len(targets), targets)
 	}
 	want := map[string]int32{"a": 0, "b": 0, "c": 1, "d": 2, "e": 3, "f": 4, "g": 5, "h": 6, "i": 0}
-	for _, h := range hosts {
-		if h.Target != want[h.HostID] {
-			t.Errorf("host %s: target %d, want %d", h.HostID, h.Target, want[h.HostID])
+	waveOf := map[string]int32{"a": 0, "b": 0, "c": 0, "i": 1, "d": 1, "e": 1, "f": 1, "g": 1, "h": 1}
+	seen := map[string]bool{}
+	for k, r := range rows {
+		if r.RolloutID != "r1" || k > 0 && (r.Wave < rows[k-1].Wave || r.Wave == rows[k-1].Wave && r.Target <= rows[k-1].Target) {
+			t.Errorf("row %d %+v out of (wave, target) order", k, r)
 		}
-		if h.Wave != waveOf[h.HostID] || h.RolloutID != "r1" || h.State != "pending" {
-			t.Errorf("host %s: %+v", h.HostID, h)
+		for _, h := range r.HostIds {
+			if seen[h] || r.Target != want[h] || r.Wave != waveOf[h] {
+				t.Errorf("host %s in row %+v: target %d, wave %d wanted, once", h, r, want[h], waveOf[h])
+			}
+			seen[h] = true
 		}
+	}
+	if len(seen) != len(want) || len(rows) != 8 {
+		t.Errorf("%d hosts in %d rows, want %d in 8: %+v", len(seen), len(rows), len(want), rows)
+	}
+	// Hosts keep their order within a wave and target.
+	if got := rows[0].HostIds; !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("wave 0, target 0: %v", got)
 	}
 	for i, tg := range targets {
 		if tg.Idx != int32(i) {
