@@ -45,8 +45,9 @@ update rollouts set state = 'cancelled', finished_at = now() where state not in 
 	}
 }
 
-// BenchmarkPlanAdvisory100k plans one advisory exposing 100,000 hosts: the exposure pages
-// from the inventory over NATS, policy, waves and the persisted rollout with every job.
+// BenchmarkPlanAdvisory100k plans one new advisory exposing 100,000 hosts: the exposure
+// pages from the inventory over NATS, policy, waves, every host's exposure recorded and the
+// persisted rollout with every job.
 func BenchmarkPlanAdvisory100k(b *testing.B) {
 	e := newEnv(b, autoPolicy)
 	e.inv.expose("web", nil, 100_000, "DSA-B")
@@ -66,10 +67,11 @@ func BenchmarkPlanAdvisory100k(b *testing.B) {
 		b.StopTimer()
 		closeAll(b, e)
 		e.inv.setFixed(fmt.Sprintf("3.0.13-1~deb12u%d", i+2))
-		adv := advisory("DSA-B", events.SeverityHigh)
-		adv.Revision = i + 1
+		// A new advisory each round: every host's exposure to it is recorded, as when an
+		// advisory first arrives.
+		adv := advisory(fmt.Sprintf("DSA-B%d", i), events.SeverityHigh)
 		b.StartTimer()
-		if err := eng.OnAdvisory(ctx, events.Meta{ID: fmt.Sprintf("bench-%d", i), CorrelationID: "DSA-B"}, adv); err != nil {
+		if err := eng.OnAdvisory(ctx, events.Meta{ID: fmt.Sprintf("bench-%d", i), CorrelationID: adv.AdvisoryID}, adv); err != nil {
 			b.Fatal(err)
 		}
 	}
