@@ -231,7 +231,7 @@ func TestBadRecords(t *testing.T) {
 	}{
 		{"semicolon version", strings.Replace(good, "%s", `"1.0;reboot"`, 1), `osv record USN-1-1: advisory USN-1-1: affected[0] ubuntu 22.04 bash: fixed version: invalid version "1.0;reboot"`},
 		{"command substitution", strings.Replace(good, "%s", `"1.0$(id)"`, 1), `invalid version "1.0$(id)"`},
-		{"wrong type", strings.Replace(good, "%s", `12`, 1), `osv record USN-1-1: decode: json: …unmarshal JSON number into Go string within "/affected/0/ranges/0/events/1/fixed"`},
+		{"wrong type", strings.Replace(good, "%s", `12`, 1), `osv record USN-1-1: decode: json: …within "/affected/0/ranges/0/events/1": member "fixed" is number, want a string`},
 		{"missing id", `{"modified":"2024-01-01T00:00:00Z","affected":[]}`, `osv record (no id): id is missing`},
 		{"missing modified", `{"id":"X-1","affected":[]}`, `osv record X-1: modified is missing`},
 		{"bad time", `{"id":"X-1","modified":"yesterday"}`, `modified "yesterday" is not an RFC 3339 time`},
@@ -332,4 +332,37 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("hash changes under normalisation")
 		}
 	})
+}
+
+// Range events and Ubuntu's binaries are decoded without maps, as a map would be: a
+// repeated name keeps its last value, null is empty, and a member that is not a string is
+// an error naming it.
+func TestObjectsOfStrings(t *testing.T) {
+	rec := func(events, binaries string) string {
+		return `{"id":"USN-2-1","modified":"2024-01-01T00:00:00Z","affected":[{"package":{"ecosystem":"Ubuntu:22.04:LTS","name":"bash"},` +
+			`"ranges":[{"type":"ECOSYSTEM","events":` + events + `}],"ecosystem_specific":{"binaries":` + binaries + `}}]}`
+	}
+	a, err := Parse([]byte(rec(`[{"introduced":"0"},{"fixed":"1.0","fixed":"1.2"}]`,
+		`[{"b2":"1.2","b1":"1.2"},null,{"binary_name":"b3","binary_version":"1.2"}]`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	af := a.Affected[0]
+	if af.FixedVersion != "1.2" || len(af.Ranges) != 1 || af.Ranges[0].Fixed != "1.2" {
+		t.Errorf("ranges %+v, fixed %q: the repeated fixed should keep 1.2", af.Ranges, af.FixedVersion)
+	}
+	want := []events.BinaryPackage{{Name: "b1", Version: "1.2"}, {Name: "b2", Version: "1.2"}, {Name: "b3", Version: "1.2"}} // sorted by Normalized
+	if !slices.Equal(af.Binaries, want) {
+		t.Errorf("binaries %+v, want %+v", af.Binaries, want)
+	}
+	for _, bad := range []struct{ events, binaries, want string }{
+		{`[{"introduced":"0"},{"fixed":"1.0","limit":"2.0"}]`, `[]`, `range event 1 has 2 keys, want 1`},
+		{`[{"introduced":"0"},null]`, `[]`, `range event 1 has 0 keys, want 1`},
+		{`[{"introduced":"0"},[]]`, `[]`, `[ where an object of strings belongs`},
+		{`[{"introduced":"0"}]`, `[{"b1":true}]`, `member "b1" is true, want a string`},
+	} {
+		if _, err := Parse([]byte(rec(bad.events, bad.binaries))); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("events %s, binaries %s: err = %v, want it to contain %q", bad.events, bad.binaries, err, bad.want)
+		}
+	}
 }
