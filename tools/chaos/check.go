@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/patchfleet/patchfleet/db"
 	"github.com/patchfleet/patchfleet/db/executordb"
 	"github.com/patchfleet/patchfleet/db/plannerdb"
 	"github.com/patchfleet/patchfleet/events"
@@ -222,30 +223,20 @@ func (s *System) Check(ctx context.Context) (Report, error) {
 		}
 	}
 
-	conn, err := pgx.Connect(ctx, s.DBURL)
+	pool, err := db.Connect(ctx, s.DBURL, plannerdb.Schema)
 	if err != nil {
-		return r, fmt.Errorf("check: connect: %w", err)
+		return r, fmt.Errorf("check: %w", err)
 	}
-	defer conn.Close(ctx)
-	// A host of a wave that never started has no row yet: it waits in wave_hosts.
-	rows, err := conn.Query(ctx, `select host_id, job_id, state from `+plannerdb.Schema+`.rollout_hosts where rollout_id = $1
-		union all
-		select w.host_id, '', 'pending' from (select unnest(host_ids) as host_id from `+plannerdb.Schema+`.wave_hosts where rollout_id = $1) w
-		where not exists (select 1 from `+plannerdb.Schema+`.rollout_hosts h where h.rollout_id = $1 and h.host_id = w.host_id)`, r.RolloutID)
+	defer pool.Close()
+	// The planner's own listing: a host of a wave that never started is in it too.
+	hosts, err := plannerdb.New(pool).ListRolloutHosts(ctx, r.RolloutID)
 	if err != nil {
 		return r, fmt.Errorf("check: planner jobs of %s: %w", r.RolloutID, err)
 	}
 	type plannerJob struct{ host, job, state string }
-	var pjobs []plannerJob
-	for rows.Next() {
-		var j plannerJob
-		if err := rows.Scan(&j.host, &j.job, &j.state); err != nil {
-			return r, fmt.Errorf("check: planner jobs: %w", err)
-		}
-		pjobs = append(pjobs, j)
-	}
-	if err := rows.Err(); err != nil {
-		return r, fmt.Errorf("check: planner jobs: %w", err)
+	pjobs := make([]plannerJob, len(hosts))
+	for i, h := range hosts {
+		pjobs[i] = plannerJob{h.HostID, h.JobID, h.State}
 	}
 	byJob := map[string]plannerJob{}
 	for _, j := range pjobs {
@@ -277,10 +268,11 @@ func (s *System) Check(ctx context.Context) (Report, error) {
 		}
 	}
 
-	rows, err = conn.Query(ctx, `select job_id, host_id, status from `+executordb.Schema+`.jobs where rollout_id = $1`, r.RolloutID)
+	rows, err := pool.Query(ctx, `select job_id, host_id, status from `+executordb.Schema+`.jobs where rollout_id = $1`, r.RolloutID)
 	if err != nil {
 		return r, fmt.Errorf("check: executor jobs: %w", err)
 	}
+	defer rows.Close()
 	perHost := map[string][]string{}
 	for rows.Next() {
 		var job, host, status string

@@ -71,20 +71,20 @@ type affected struct {
 }
 
 type rangeJSON struct {
-	Type   string     `json:"type"`
-	Events []strings_ `json:"events"`
+	Type   string         `json:"type"`
+	Events []stringObject `json:"events"`
 }
 
 // ecosystemSpecific is Ubuntu's per-package block.
 type ecosystemSpecific struct {
-	Binaries       []strings_ `json:"binaries"`
-	UbuntuPriority string     `json:"ubuntu_priority"`
+	Binaries       []stringObject `json:"binaries"`
+	UbuntuPriority string         `json:"ubuntu_priority"`
 }
 
 // binaries lists Ubuntu's binary packages. Each element comes in one of two shapes,
 // {"binary_name": n, "binary_version": v} (current) and {"name1": v1, "name2": v2} (older
 // records).
-func binaries(list []strings_) []events.BinaryPackage {
+func binaries(list []stringObject) []events.BinaryPackage {
 	var out []events.BinaryPackage
 	for _, m := range list {
 		if name, ok := m.get("binary_name"); ok {
@@ -99,15 +99,15 @@ func binaries(list []strings_) []events.BinaryPackage {
 	return out
 }
 
-// strings_ is a JSON object of strings, its members in their order, decoded without a map:
+// stringObject is a JSON object of strings, its members in their order, decoded without a map:
 // OSV's range events ({"introduced": "1.0"}) and Ubuntu's binaries are many small objects
 // per record, and a map apiece cost more than the rest of a record's decoding. As in a
 // map, null is empty and a repeated name keeps its last value.
-type strings_ []member
+type stringObject []member
 
 type member struct{ name, value string }
 
-func (m strings_) get(name string) (string, bool) {
+func (m stringObject) get(name string) (string, bool) {
 	for _, f := range m {
 		if f.name == name {
 			return f.value, true
@@ -116,7 +116,7 @@ func (m strings_) get(name string) (string, bool) {
 	return "", false
 }
 
-func (m *strings_) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+func (m *stringObject) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 	tok, err := dec.ReadToken()
 	if err != nil {
 		return err
@@ -328,7 +328,7 @@ func convert(af affected) (out events.Affected, priority, note string, err error
 // convertEvents turns an OSV event list into ranges: each introduced opens a
 // range, the next fixed or last_affected closes it. An open range at the end
 // is affected up to the newest version.
-func convertEvents(evs []strings_) ([]events.VersionRange, error) {
+func convertEvents(evs []stringObject) ([]events.VersionRange, error) {
 	var out []events.VersionRange
 	var cur *events.VersionRange
 	for i, ev := range evs {
