@@ -133,13 +133,9 @@ type State struct {
 	// DpkgInterrupted: an earlier dpkg run did not finish; apt refuses to
 	// work until dpkg --configure -a (op repair) runs.
 	DpkgInterrupted bool
-	Locks           []Lock
-	// LockHeld: some process holds a dpkg lock now (apt, dpkg,
-	// unattended-upgrades); an upgrade would wait for it.
-	LockHeld       bool
-	Disks          []Disk // for / and /var, in that order
-	RebootRequired bool
-	RebootPackages []string
+	Disks           []Disk // for / and /var, in that order
+	RebootRequired  bool
+	RebootPackages  []string
 	// RebootScheduled: op reboot ran during this boot (RebootMarkerPath
 	// exists), so a reboot is on its way. RebootScheduledKnown is false when
 	// the report does not say (an older script, or the step failed).
@@ -159,13 +155,6 @@ func (s State) Disk(path string) (Disk, bool) {
 		}
 	}
 	return Disk{}, false
-}
-
-// Lock is one of dpkg's lock files.
-type Lock struct {
-	Path string
-	Held bool
-	PID  int // the holder as seen from the host; 0 when unknown
 }
 
 // Disk is one line of df -Pk.
@@ -225,12 +214,6 @@ func ParseState(out []byte) (State, error) {
 		}
 	}
 	s.DpkgInterrupted = s.DpkgAudit != "" || len(s.PendingUpdates) > 0
-	if sec, ok := r.ok("dpkg-lock"); ok {
-		s.Locks = parseLocks(&r.Report, sec.body)
-		for _, l := range s.Locks {
-			s.LockHeld = s.LockHeld || l.Held
-		}
-	}
 	if sec := r.get("df"); sec != nil {
 		s.Disks = parseDF(&r.Report, sec.body, dfPaths)
 	}
@@ -264,31 +247,6 @@ func parseHeld(r *Report, lines []string) []string {
 			continue
 		}
 		out = append(out, t)
-	}
-	return out
-}
-
-func parseLocks(r *Report, lines []string) []Lock {
-	var out []Lock
-	for _, l := range lines {
-		f := strings.Fields(l)
-		switch {
-		case len(f) == 2 && f[1] == "free":
-			out = append(out, Lock{Path: f[0]})
-		case len(f) == 3 && f[1] == "held":
-			pid, err := strconv.Atoi(f[2])
-			if err != nil || pid < -1 {
-				r.problem("section dpkg-lock: bad pid %.16q", f[2])
-				pid = 0
-			}
-			if pid < 0 {
-				pid = 0 // an OFD lock has no owning process
-			}
-			out = append(out, Lock{Path: f[0], Held: true, PID: pid})
-		case len(f) == 0:
-		default:
-			r.problem("section dpkg-lock: want '<path> free|held <pid>', got %.64q", clean(l))
-		}
 	}
 	return out
 }
@@ -376,6 +334,9 @@ type AptOutcome struct {
 	LockTimeout bool
 	// LockWaited: apt found the dpkg lock held and waited for it.
 	LockWaited bool
+	// LockHolder is the holder apt last named while waiting or giving up, as apt put
+	// it: "process 1234 (unattended-upgr)".
+	LockHolder string
 	// HeldPackages: apt refused because a package to change is held.
 	HeldPackages bool
 	// DpkgInterrupted: apt refused until dpkg --configure -a runs.
@@ -413,6 +374,9 @@ func aptOutcome(s *section) AptOutcome {
 			}
 			inFailed = false
 		}
+		if holder, ok := lockHolder(l); ok {
+			a.LockHolder = holder
+		}
 		switch {
 		case strings.HasPrefix(l, "E: "):
 			msg := clean(l[3:])
@@ -435,6 +399,20 @@ func aptOutcome(s *section) AptOutcome {
 		}
 	}
 	return a
+}
+
+// lockHolder finds the process apt names in "... It is held by process 1234 (name)...".
+func lockHolder(l string) (string, bool) {
+	_, rest, ok := strings.Cut(l, "It is held by process ")
+	if !ok {
+		return "", false
+	}
+	pid, rest, ok := strings.Cut(rest, " (")
+	name, _, closed := strings.Cut(rest, ")")
+	if !ok || !closed || pid == "" || strings.Trim(pid, "0123456789") != "" {
+		return "", false
+	}
+	return "process " + pid + " (" + clean(name) + ")", true
 }
 
 // parseUnpacking reads "Unpacking name[:arch] (new) over (old) ..." or

@@ -71,8 +71,7 @@ func aptGet(sub string, lock int, extra ...string) string {
 }
 
 // StateScript returns the script of op state: boot id, the given packages'
-// dpkg state (holds included), whether dpkg was interrupted or its lock is held, free
-// space on / and /var, reboot-required, and whether op reboot has scheduled a
+// dpkg state (holds included), whether dpkg was interrupted, free space on / and /var, reboot-required, and whether op reboot has scheduled a
 // reboot during this boot (RebootMarkerPath exists). It changes nothing and
 // runs as any user.
 func StateScript(packages ...string) (string, error) {
@@ -91,7 +90,6 @@ func StateScript(packages ...string) (string, error) {
 	// and apt-mark would load the whole apt cache to say the same.
 	b.WriteString(`pf_run dpkg-audit dpkg --audit
 pf_quick dpkg-updates pf_dpkg_updates
-pf_run dpkg-lock pf_dpkg_lock
 pf_run df df -Pk / /var
 pf_quick reboot-required pf_reboot_required
 pf_quick reboot-scheduled pf_reboot_scheduled
@@ -118,38 +116,11 @@ const updatesFunc = `pf_dpkg_updates() {
 }
 `
 
-// stateFuncs: pf_dpkg_lock looks for a POSIX lock on dpkg's lock files in
-// /proc/locks (device major:minor in hex, inode), which needs no tool
-// beyond coreutils and mawk, no root, and takes no lock itself; flock(1)
-// would not see apt's fcntl locks, and fuser/lsof are not in minbase. One
-// stat and one awk for both files: it is the state look's dearest section.
-// A file that is missing is free; one that exists but cannot be read fails.
+// stateFuncs are updatesFunc and pf_reboot_scheduled. The state look has no dpkg lock
+// check: no decision reads one, and apt, when it finds the lock held, waits and names the
+// holder itself (AptOutcome LockHolder), where it matters. A check cost a stat and an awk
+// on every host before every step.
 const stateFuncs = updatesFunc + `pf_reboot_scheduled() { if [ -e ` + RebootMarkerPath + ` ]; then echo yes; else echo no; fi; }
-pf_dpkg_lock() {
-	set -- /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock
-	pf_s=$(stat -L -c '%n %d %i' "$@" 2>/dev/null)
-	pf_want=
-	for pf_f in "$@"; do
-		case "$pf_nl$pf_s$pf_nl" in
-		*"$pf_nl$pf_f "*)
-			pf_l=${pf_s#*"$pf_f "}
-			pf_l=${pf_l%%"$pf_nl"*}
-			pf_d=${pf_l% *}
-			pf_want="$pf_want $pf_f $(( ((pf_d >> 8) & 0xfff) | ((pf_d >> 32) & ~0xfff) )) $(( (pf_d & 0xff) | ((pf_d >> 12) & ~0xff) )) ${pf_l#* }"
-			;;
-		*) if [ -e "$pf_f" ]; then return 1; fi ;;
-		esac
-	done
-	awk -v want="$pf_want" -v files="$*" 'BEGIN {
-		n = split(want, w, " ")
-		for (i = 1; i + 3 <= n; i += 4) key[sprintf("%02x:%02x:%s", w[i + 1], w[i + 2], w[i + 3])] = w[i]
-	}
-	$2 != "->" && ($6 in key) && !(key[$6] in pid) { pid[key[$6]] = $5 }
-	END {
-		n = split(files, f, " ")
-		for (i = 1; i <= n; i++) if (f[i] in pid) print f[i] " held " pid[f[i]]; else print f[i] " free"
-	}' /proc/locks
-}
 `
 
 func quoteAll(ss []string) string {

@@ -191,7 +191,9 @@ func TestFaultsFailJobsWithTheirReason(t *testing.T) {
 		t.Errorf("apt failure %q without apt's exit status or output tail %q", f.Message, f.OutputTail)
 	}
 	e.mustFail(hang.JobID, events.FailRebootTimeout, 60*time.Second)
-	e.mustFail(locked.JobID, events.FailDpkgLocked, 60*time.Second)
+	if f := e.mustFail(locked.JobID, events.FailDpkgLocked, 60*time.Second); !strings.Contains(f.Message, "held by process 4242 (unattended-upgr)") {
+		t.Errorf("lock failure %q does not name the holder", f.Message)
+	}
 	f = e.mustFail(held.JobID, events.FailHeldPackage, 60*time.Second)
 	if !strings.Contains(f.Message, "openssl") {
 		t.Errorf("held failure %q does not name openssl", f.Message)

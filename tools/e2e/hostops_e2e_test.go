@@ -169,7 +169,7 @@ func TestHostopsStateInstallRebootRequired(t *testing.T) {
 	if st.BootID != h.BootID() {
 		t.Errorf("boot id %q, host says %q", st.BootID, h.BootID())
 	}
-	if st.DpkgInterrupted || st.LockHeld || st.RebootRequired || len(st.Held) > 0 {
+	if st.DpkgInterrupted || st.RebootRequired || len(st.Held) > 0 {
 		t.Errorf("fresh host state: %+v", st)
 	}
 	if d, ok := st.Disk("/var"); !ok || d.AvailKB <= 0 || d.TotalKB < d.AvailKB {
@@ -305,23 +305,13 @@ func TestHostopsDpkgLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := hostopsState(ctx, t, h)
-	hostopsSave(t, "state-locked", hostopsRun(ctx, t, h, mustScript(hostops.StateScript())))
-	if !st.LockHeld || len(st.Locks) != 2 {
-		t.Errorf("state does not see the held dpkg lock: %+v", st.Locks)
-	}
-	for _, l := range st.Locks {
-		if !l.Held || l.PID <= 1 {
-			t.Errorf("lock %+v: want held by the locker's pid", l)
-		}
-	}
-
 	// Never released within the timeout: apt gives up with its lock error.
 	start := time.Now()
 	res, ir := hostopsInstall(ctx, t, h, hostops.Apt{LockTimeout: 2 * time.Second}, hostops.Target{Name: "pf-demo"})
 	hostopsSave(t, "install-lock-timeout", res)
-	if res.ExitStatus == 0 || !ir.Apt.LockTimeout {
-		t.Errorf("install under a held lock: exit %d, lock timeout %t\n%s", res.ExitStatus, ir.Apt.LockTimeout, ir.Apt.Output())
+	// apt names the holder (the locker is a python3 process), which the failure reports.
+	if res.ExitStatus == 0 || !ir.Apt.LockTimeout || !strings.HasSuffix(ir.Apt.LockHolder, " (python3)") {
+		t.Errorf("install under a held lock: exit %d, lock timeout %t, holder %q\n%s", res.ExitStatus, ir.Apt.LockTimeout, ir.Apt.LockHolder, ir.Apt.Output())
 	}
 	if d := time.Since(start); d < 2*time.Second {
 		t.Errorf("apt gave up after %v, before its 2s lock timeout", d)

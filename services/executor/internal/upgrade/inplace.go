@@ -447,6 +447,9 @@ func aptSummary(a hostops.AptOutcome) string {
 	if len(a.Failed) > 0 {
 		parts = append(parts, "failed packages: "+strings.Join(a.Failed, ", "))
 	}
+	if a.LockTimeout && a.LockHolder != "" {
+		parts = append(parts, "the lock was held by "+a.LockHolder)
+	}
 	if len(parts) == 0 {
 		parts = append(parts, fmt.Sprintf("exit status %d", a.Status))
 	}
