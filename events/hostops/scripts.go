@@ -71,9 +71,10 @@ func aptGet(sub string, lock int, extra ...string) string {
 }
 
 // StateScript returns the script of op state: boot id, the given packages'
-// dpkg state (holds included), whether dpkg was interrupted, free space on / and /var, reboot-required, and whether op reboot has scheduled a
-// reboot during this boot (RebootMarkerPath exists). It changes nothing and
-// runs as any user.
+// dpkg state (holds included), whether dpkg was interrupted, free space on /
+// and /var, reboot-required, and whether op reboot has scheduled a reboot
+// during this boot (RebootMarkerPath exists). It changes nothing and runs as
+// any user.
 func StateScript(packages ...string) (string, error) {
 	for _, p := range packages {
 		if err := deb.ValidPackageName(p); err != nil {
