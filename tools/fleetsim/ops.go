@@ -64,7 +64,7 @@ func (h *Host) run(script string, now time.Time) outcome {
 		if args != nil && !decode(&a) {
 			break
 		}
-		return h.state(a, now)
+		return h.state(a)
 	case hostops.OpRepair:
 		return h.repair()
 	case hostops.OpInstall:
@@ -269,7 +269,7 @@ func (h *Host) audit() string {
 	return b.String()
 }
 
-func (h *Host) state(a hostops.StateArgs, now time.Time) outcome {
+func (h *Host) state(a hostops.StateArgs) outcome {
 	var r report
 	r.line("==> patchfleet:op state 1")
 	r.section("boot-id", h.bootID, "", 0)

@@ -207,10 +207,7 @@ func (e *Engine) recordExposures(ctx context.Context, q *plannerdb.Queries, h pl
 		if pk.AdvisoryID == "" || slices.Contains(p.AdvisoryIds, pk.AdvisoryID) {
 			continue
 		}
-		p.AdvisoryIds = append(p.AdvisoryIds, pk.AdvisoryID)
-		p.HostIds = append(p.HostIds, h.ID)
-		p.Fleets = append(p.Fleets, h.Fleet)
-		p.Severities = append(p.Severities, string(sev[pk.AdvisoryID]))
+		addExposure(&p, pk.AdvisoryID, h, sev[pk.AdvisoryID])
 	}
 	if len(p.HostIds) == 0 {
 		return nil
@@ -222,6 +219,14 @@ func (e *Engine) recordExposures(ctx context.Context, q *plannerdb.Queries, h pl
 		return fmt.Errorf("record exposure of host %s: %w", h.ID, err)
 	}
 	return nil
+}
+
+// addExposure adds one row to an exposure upsert.
+func addExposure(p *plannerdb.RecordExposuresParams, advisoryID string, h plan.Host, sev events.Severity) {
+	p.AdvisoryIds = append(p.AdvisoryIds, advisoryID)
+	p.HostIds = append(p.HostIds, h.ID)
+	p.Fleets = append(p.Fleets, h.Fleet)
+	p.Severities = append(p.Severities, string(sev))
 }
 
 // recordAdvisoryExposures notes since when hosts are exposed to one advisory. That is up to
@@ -251,10 +256,7 @@ func (e *Engine) recordAdvisoryExposures(ctx context.Context, q *plannerdb.Queri
 		case !ok:
 			fresh = append(fresh, plannerdb.InsertExposuresParams{AdvisoryID: advisoryID, HostID: h.ID, Fleet: h.Fleet, Severity: string(sev), ExposedSince: now})
 		case wasEnded:
-			reopen.AdvisoryIds = append(reopen.AdvisoryIds, advisoryID)
-			reopen.HostIds = append(reopen.HostIds, h.ID)
-			reopen.Fleets = append(reopen.Fleets, h.Fleet)
-			reopen.Severities = append(reopen.Severities, string(sev))
+			addExposure(&reopen, advisoryID, h, sev)
 		}
 		ended[h.ID] = false // listed twice: recorded once
 	}
