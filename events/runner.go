@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -146,6 +147,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer stop()
 
 	var inflight sync.WaitGroup
+	// Once shutdown starts, acks wait for the server's confirmation: when Run returns, the
+	// events it handled are acked, not merely on their way.
+	var draining atomic.Bool
 	sem := make(chan struct{}, c.cfg.Concurrency)
 	var ccs []jetstream.ConsumeContext
 	for _, stream := range slices.Sorted(maps.Keys(c.streams)) {
@@ -161,7 +165,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			inflight.Add(1)
 			go func() {
 				defer func() { <-sem; inflight.Done() }()
-				c.process(hctx, stream, msg)
+				c.process(hctx, stream, msg, &draining)
 			}()
 		},
 			jetstream.PullMaxMessages(c.cfg.Concurrency*2),
@@ -177,6 +181,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		ccs = append(ccs, cc)
 	}
 	<-ctx.Done()
+	draining.Store(true)
 	for _, cc := range ccs {
 		cc.Drain()
 	}
@@ -228,7 +233,7 @@ func (c *Consumer) consumerConfig(subjects []string) jetstream.ConsumerConfig {
 	}
 }
 
-func (c *Consumer) process(ctx context.Context, stream string, msg jetstream.Msg) {
+func (c *Consumer) process(ctx context.Context, stream string, msg jetstream.Msg, draining *atomic.Bool) {
 	start := time.Now()
 	log := c.cfg.Logger.With("consumer", c.cfg.Name, "subject", msg.Subject())
 	md, err := msg.Metadata()
@@ -245,7 +250,11 @@ func (c *Consumer) process(ctx context.Context, stream string, msg jetstream.Msg
 	switch {
 	case err == nil:
 		outcome = "ack"
-		err = msg.Ack()
+		if draining.Load() {
+			err = msg.DoubleAck(ctx)
+		} else {
+			err = msg.Ack()
+		}
 		log.Debug("event handled", "type", m.Type, "id", m.ID, "correlation_id", m.CorrelationID)
 	case IsPermanent(err) || m.NumDelivered >= uint64(c.cfg.MaxDeliver):
 		outcome = "dead_letter"

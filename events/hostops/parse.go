@@ -2,6 +2,7 @@ package hostops
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -118,15 +119,42 @@ func findPackage(ps []PackageState, name string) (PackageState, bool) {
 	return PackageState{}, false
 }
 
+// parseUnfinished reads the dpkg-unfinished section. Any line at all means dpkg was left
+// unfinished, also one the parser cannot read (reported as a problem). A failed read is a
+// problem too, and says nothing either way: apt finds out.
+func parseUnfinished(r *report) ([]PackageState, bool) {
+	sec, ok := r.ok("dpkg-unfinished")
+	if !ok {
+		return nil, false
+	}
+	any := slices.ContainsFunc(sec.body, func(l string) bool { return strings.TrimSpace(l) != "" })
+	return parsePackages(&r.Report, "dpkg-unfinished", sec.body), any
+}
+
+// parseUpdates reads the dpkg-updates section: the files in dpkg's journal.
+func parseUpdates(sec *section) []string {
+	if sec == nil || sec.status != 0 {
+		return nil
+	}
+	var out []string
+	for _, l := range sec.body {
+		if t := strings.TrimSpace(l); t != "" {
+			out = append(out, clean(t))
+		}
+	}
+	return out
+}
+
 // State is what op state found.
 type State struct {
 	Report
 	BootID   string
 	Packages []PackageState
 	Held     []string // the asked packages whose dpkg selection is hold (older reports: apt-mark showhold, name or name:arch)
-	// DpkgAudit is dpkg --audit's output: empty when every package is in a
-	// consistent state.
-	DpkgAudit string
+	// Unfinished are the packages dpkg left between states (half-installed,
+	// unpacked, half-configured, triggers awaited or pending) or marked for
+	// reinstallation.
+	Unfinished []PackageState
 	// PendingUpdates are the files in /var/lib/dpkg/updates: dpkg stopped
 	// before it could fold them into its database.
 	PendingUpdates []string
@@ -203,17 +231,10 @@ func ParseState(out []byte) (State, error) {
 			}
 		}
 	}
-	if sec := r.get("dpkg-audit"); sec != nil {
-		s.DpkgAudit = strings.TrimSpace(sec.stdout())
-	}
-	if sec := r.get("dpkg-updates"); sec != nil && sec.status == 0 {
-		for _, l := range sec.body {
-			if t := strings.TrimSpace(l); t != "" {
-				s.PendingUpdates = append(s.PendingUpdates, clean(t))
-			}
-		}
-	}
-	s.DpkgInterrupted = s.DpkgAudit != "" || len(s.PendingUpdates) > 0
+	var unfinished bool
+	s.Unfinished, unfinished = parseUnfinished(&r)
+	s.PendingUpdates = parseUpdates(r.get("dpkg-updates"))
+	s.DpkgInterrupted = unfinished || len(s.PendingUpdates) > 0
 	if sec := r.get("df"); sec != nil {
 		s.Disks = parseDF(&r.Report, sec.body, dfPaths)
 	}
@@ -455,8 +476,8 @@ func parenVersion(s string) (string, bool) {
 type RepairResult struct {
 	Report
 	Configure AptOutcome // dpkg --configure -a
-	DpkgAudit string     // dpkg --audit afterwards
-	// PendingUpdates and Interrupted as in State, afterwards.
+	// Unfinished, PendingUpdates and Interrupted as in State, afterwards.
+	Unfinished     []PackageState
 	PendingUpdates []string
 	Interrupted    bool
 }
@@ -468,17 +489,10 @@ func ParseRepair(out []byte) (RepairResult, error) {
 		return RepairResult{}, fmt.Errorf("parse repair: %w", err)
 	}
 	res := RepairResult{Configure: aptOutcome(r.get("configure"))}
-	if sec := r.get("dpkg-audit"); sec != nil {
-		res.DpkgAudit = strings.TrimSpace(sec.stdout())
-	}
-	if sec := r.get("dpkg-updates"); sec != nil && sec.status == 0 {
-		for _, l := range sec.body {
-			if t := strings.TrimSpace(l); t != "" {
-				res.PendingUpdates = append(res.PendingUpdates, clean(t))
-			}
-		}
-	}
-	res.Interrupted = res.DpkgAudit != "" || len(res.PendingUpdates) > 0
+	var unfinished bool
+	res.Unfinished, unfinished = parseUnfinished(&r)
+	res.PendingUpdates = parseUpdates(r.get("dpkg-updates"))
+	res.Interrupted = unfinished || len(res.PendingUpdates) > 0
 	res.Report = r.Report
 	return res, nil
 }

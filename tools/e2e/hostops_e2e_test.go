@@ -262,8 +262,8 @@ func TestHostopsFailingPostinstAndRepair(t *testing.T) {
 
 	st := hostopsState(ctx, t, h, "pf-broken")
 	hostopsSave(t, "state-interrupted", hostopsRun(ctx, t, h, mustScript(hostops.StateScript("pf-broken"))))
-	if !st.DpkgInterrupted || !strings.Contains(st.DpkgAudit, "pf-broken") {
-		t.Errorf("state after the failure: interrupted %t, audit %q", st.DpkgInterrupted, st.DpkgAudit)
+	if p, _ := findPkg(st.Unfinished, "pf-broken"); !st.DpkgInterrupted || len(st.Unfinished) != 1 || p.Status != "iF" {
+		t.Errorf("state after the failure: interrupted %t, unfinished %+v", st.DpkgInterrupted, st.Unfinished)
 	}
 
 	// Repair re-runs the failing postinst: still broken, and says so.
@@ -273,7 +273,8 @@ func TestHostopsFailingPostinstAndRepair(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.ExitStatus == 0 || rr.Configure.Status == 0 || !rr.Interrupted || !slices.Contains(rr.Configure.Failed, "pf-broken") {
+	if p, _ := findPkg(rr.Unfinished, "pf-broken"); res.ExitStatus == 0 || rr.Configure.Status == 0 || !rr.Interrupted || p.Status != "iF" ||
+		!slices.Contains(rr.Configure.Failed, "pf-broken") {
 		t.Errorf("repair with a postinst that still fails: exit %d, %+v", res.ExitStatus, rr)
 	}
 

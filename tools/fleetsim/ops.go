@@ -256,25 +256,12 @@ func (h *Host) interruptedLocked() []string {
 	return out
 }
 
-func (h *Host) audit() string {
-	bad := h.interruptedLocked()
-	if len(bad) == 0 {
-		return ""
-	}
-	var b strings.Builder
-	b.WriteString("The following packages are only half configured, probably due to problems\nconfiguring them the first time.  The configuration should be retried using\ndpkg --configure <package> or the configure menu option in dselect:\n")
-	for _, n := range bad {
-		fmt.Fprintf(&b, " %-20s %s\n", n, "simulated package")
-	}
-	return b.String()
-}
-
 func (h *Host) state(a hostops.StateArgs) outcome {
 	var r report
 	r.line("==> patchfleet:op state 1")
 	r.section("boot-id", h.bootID, "", 0)
 	r.section("packages", h.pkgLines(a.Packages), "", 0) // a held package's status says so, as the real script's
-	r.section("dpkg-audit", h.audit(), "", 0)
+	r.section("dpkg-unfinished", h.pkgLines(h.interruptedLocked()), "", 0)
 	r.section("dpkg-updates", "", "", 0)
 	r.section("df", "Filesystem     1024-blocks    Used Available Capacity Mounted on\n"+
 		"/dev/vda1         20511312 6120448  13325904      32% /\n"+
@@ -297,7 +284,7 @@ func (h *Host) repair() outcome {
 		fmt.Fprintf(&out, "Setting up %s (%s) ...\n", n, p.Version)
 	}
 	r.section("configure", out.String(), "", 0)
-	r.section("dpkg-audit", "", "", 0)
+	r.section("dpkg-unfinished", h.pkgLines(h.interruptedLocked()), "", 0)
 	r.section("dpkg-updates", "", "", 0)
 	r.end()
 	return outcome{stdout: r.b.String(), work: h.fleet.opts.AptLatency}
