@@ -44,6 +44,72 @@ pf_cat() {
 
 # pf_boot_id prints the boot id: every report names the boot it describes.
 pf_boot_id() { read -r pf_v </proc/sys/kernel/random/boot_id && printf '%s\n' "$pf_v"; }
+pf_admindir=/var/lib/dpkg
+pf_dpkg_db() {
+	pf_db=$pf_admindir/status
+	pf_o=$-
+	set +f
+	for pf_f in "$pf_admindir"/updates/*; do
+		case ${pf_f##*/} in
+		*[!0-9]*) ;;
+		*) pf_db="$pf_db $pf_f" ;;
+		esac
+	done
+	case $pf_o in *f*) set -f ;; esac
+	pf_mode=$1
+	shift
+	pf_names=
+	for pf_p in "$@"; do pf_names="$pf_names $pf_p"; done
+	awk -v RS= -v FS='\n' -v mode="$pf_mode" -v names="$pf_names" 'function val(l) { sub(/^[^:]*:[ \t]*/, "", l); sub(/[ \t]+$/, "", l); return l }
+BEGIN {
+	split("unknown u install i hold h deinstall r purge p", w, " ")
+	for (i = 1; i < 10; i += 2) want[w[i]] = w[i + 1]
+	flag["ok"] = ""; flag["reinstreq"] = "R"
+	split("not-installed n config-files c half-installed H unpacked U half-configured F triggers-awaited W triggers-pending t installed i", w, " ")
+	for (i = 1; i < 16; i += 2) state[w[i]] = w[i + 1]
+	n = split(names, asked, " ")
+}
+{
+	pkg = ver = arch = st = src = srcver = ""
+	for (i = 1; i <= NF; i++) {
+		if ($i ~ /^Package:/) pkg = val($i)
+		else if ($i ~ /^Version:/) ver = val($i)
+		else if ($i ~ /^Architecture:/) arch = val($i)
+		else if ($i ~ /^Status:/) st = val($i)
+		else if ($i ~ /^Source:/) src = val($i)
+	}
+	if (pkg == "") next
+	if (split(st, w, " ") != 3) w[1] = w[2] = w[3] = "?"
+	abbrev = ((w[1] in want) ? want[w[1]] : "?") ((w[3] in state) ? state[w[3]] : "?") ((w[2] in flag) ? flag[w[2]] : "?")
+	if (src ~ / \(/) { srcver = src; sub(/^[^(]*\(/, "", srcver); sub(/\).*$/, "", srcver); sub(/ .*$/, "", src) }
+	if (src == "") src = pkg
+	if (srcver == "") srcver = ver
+	key = pkg ":" arch
+	if (!(key in line)) order[++keys] = key
+	name[key] = pkg
+	line[key] = pkg "\t" ver "\t" arch "\t" abbrev "\t" src "\t" srcver
+	scan[key] = abbrev ~ /^.n/ ? "" : pkg "\t" ver "\t" arch "\t" src "\t" srcver "\t" abbrev
+	unfinished[key] = abbrev ~ /^.[HUFWt?]/ || abbrev ~ /[R?]$/
+}
+END {
+	if (mode == "packages") {
+		for (i = 1; i <= n; i++) {
+			if (asked[i] in done) continue
+			done[asked[i]] = 1
+			found = 0
+			for (k = 1; k <= keys; k++) if (name[order[k]] == asked[i]) { print line[order[k]]; found = 1 }
+			if (!found) print asked[i] "\tabsent"
+		}
+	} else if (mode == "unfinished") {
+		for (k = 1; k <= keys; k++) if (unfinished[order[k]]) print line[order[k]]
+	} else if (mode == "scan") {
+		for (k = 1; k <= keys; k++) if (scan[order[k]] != "") print scan[order[k]]
+	} else {
+		print "pf_dpkg_db: unknown mode " mode > "/dev/stderr"
+		exit 2
+	}
+}' $pf_db
+}
 
 # pf_absent NAME prints the section of a component whose executable is not
 # on PATH, as the probe would (status 127), without running anything.
@@ -64,9 +130,7 @@ pf_hostname() { if read -r pf_v </proc/sys/kernel/hostname; then printf '%s\n' "
 # Held packages are those whose dpkg selection is hold: the first letter of
 # db:Status-Abbrev, which Parse reads (apt-mark showhold would load the
 # whole apt cache to say the same).
-pf_packages() {
-	dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${source:Package}\t${source:Version}\t${db:Status-Abbrev}\n'
-}
+pf_packages() { pf_dpkg_db scan; }
 pf_reboot_required() {
 	if [ -e /var/run/reboot-required ]; then echo yes; else echo no; fi
 }

@@ -172,7 +172,7 @@ const scanBody = `# patchfleet:op scan v1
 # Patchfleet inventory scan, report format ` + FormatVersion + `.
 # POSIX sh, runs as any user, changes nothing. Arguments: Rails application
 # directories to probe. See README.md in events/hostfacts.
-` + Prelude + `
+` + Prelude + DpkgFuncs + `
 # pf_absent NAME prints the section of a component whose executable is not
 # on PATH, as the probe would (status 127), without running anything.
 pf_absent() { printf '==> patchfleet:section %s\n==> patchfleet:status 127\n' "$1"; }
@@ -192,9 +192,7 @@ pf_hostname() { if read -r pf_v </proc/sys/kernel/hostname; then printf '%s\n' "
 # Held packages are those whose dpkg selection is hold: the first letter of
 # db:Status-Abbrev, which Parse reads (apt-mark showhold would load the
 # whole apt cache to say the same).
-pf_packages() {
-	dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${source:Package}\t${source:Version}\t${db:Status-Abbrev}\n'
-}
+pf_packages() { pf_dpkg_db scan; }
 pf_reboot_required() {
 	if [ -e /var/run/reboot-required ]; then echo yes; else echo no; fi
 }

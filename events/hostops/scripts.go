@@ -37,89 +37,17 @@ export DEBIAN_FRONTEND NEEDRESTART_MODE NEEDRESTART_SUSPEND APT_LISTCHANGES_FRON
 // pkgFuncs: pf_packages NAME... prints one line per package (see README.md),
 // or "<name>\tabsent" when dpkg has never heard of it; pf_unfinished prints
 // the line of every package dpkg left unfinished. Both read dpkg's database
-// with one awk (dpkgAwk): the status file, then the journal files of
-// /var/lib/dpkg/updates in name order, as dpkg itself reads them. On a test
-// host that costs 7 ms of CPU where dpkg-query costs 16 and dpkg --audit 17
-// (both load more than the status file), and the state look runs before
-// every step on every host. Tests point pf_admindir elsewhere.
-const pkgFuncs = `pf_admindir=/var/lib/dpkg
-pf_dpkg_db() {
-	pf_db=$pf_admindir/status
-	pf_o=$-
-	set +f
-	for pf_f in "$pf_admindir"/updates/*; do
-		case ${pf_f##*/} in
-		*[!0-9]*) ;;
-		*) pf_db="$pf_db $pf_f" ;;
-		esac
-	done
-	case $pf_o in *f*) set -f ;; esac
-	pf_names=
-	for pf_p in "$@"; do pf_names="$pf_names $pf_p"; done
-	awk -v RS= -v FS='\n' -v names="$pf_names" ` + "'" + dpkgAwk + "'" + ` $pf_db
-}
-pf_packages() {
+// with one awk (hostfacts.DpkgFuncs).
+const pkgFuncs = hostfacts.DpkgFuncs + `pf_packages() {
 	[ "$#" -gt 0 ] || return 0
-	pf_dpkg_db "$@"
+	pf_dpkg_db packages "$@"
 }
-pf_unfinished() { pf_dpkg_db; }
+pf_unfinished() { pf_dpkg_db unfinished; }
 pf_reboot_required() {
 	if [ -e /var/run/reboot-required ]; then echo yes; else echo no; fi
 	if [ -e /var/run/reboot-required.pkgs ]; then pf_cat /var/run/reboot-required.pkgs; fi
 }
 `
-
-// dpkgAwk reads dpkg's database, one stanza (deb-status(5)) per record, a
-// later stanza of a package (name and architecture) replacing an earlier one,
-// as a journal entry replaces the status file's. With names (space-separated)
-// it prints the pf_packages line of each of their stanzas, in the order asked,
-// and "<name>\tabsent" for a name without one; without names, the line of
-// every package dpkg left unfinished: reinstreq, or a state between
-// half-installed and triggers-pending (what dpkg --audit reports of packages'
-// states; its checks of missing control files are not dpkg being interrupted,
-// and dpkg --configure -a would not fix them). A status word it does not know
-// prints as "?", for the parser to reject. No single quote: the shell quotes
-// it with them.
-const dpkgAwk = `function val(l) { sub(/^[^:]*:[ \t]*/, "", l); sub(/[ \t]+$/, "", l); return l }
-BEGIN {
-	split("unknown u install i hold h deinstall r purge p", w, " ")
-	for (i = 1; i < 10; i += 2) want[w[i]] = w[i + 1]
-	flag["ok"] = ""; flag["reinstreq"] = "R"
-	split("not-installed n config-files c half-installed H unpacked U half-configured F triggers-awaited W triggers-pending t installed i", w, " ")
-	for (i = 1; i < 16; i += 2) state[w[i]] = w[i + 1]
-	n = split(names, asked, " ")
-}
-{
-	pkg = ver = arch = st = src = srcver = ""
-	for (i = 1; i <= NF; i++) {
-		if ($i ~ /^Package:/) pkg = val($i)
-		else if ($i ~ /^Version:/) ver = val($i)
-		else if ($i ~ /^Architecture:/) arch = val($i)
-		else if ($i ~ /^Status:/) st = val($i)
-		else if ($i ~ /^Source:/) src = val($i)
-	}
-	if (pkg == "") next
-	if (split(st, w, " ") != 3) w[1] = w[2] = w[3] = "?"
-	abbrev = ((w[1] in want) ? want[w[1]] : "?") ((w[3] in state) ? state[w[3]] : "?") ((w[2] in flag) ? flag[w[2]] : "?")
-	if (src ~ / \(/) { srcver = src; sub(/^[^(]*\(/, "", srcver); sub(/\).*$/, "", srcver); sub(/ .*$/, "", src) }
-	if (src == "") src = pkg
-	if (srcver == "") srcver = ver
-	key = pkg ":" arch
-	if (!(key in line)) order[++keys] = key
-	name[key] = pkg
-	line[key] = pkg "\t" ver "\t" arch "\t" abbrev "\t" src "\t" srcver
-	unfinished[key] = abbrev ~ /^.[HUFWt?]/ || abbrev ~ /[R?]$/
-}
-END {
-	for (i = 1; i <= n; i++) {
-		if (asked[i] in done) continue
-		done[asked[i]] = 1
-		found = 0
-		for (k = 1; k <= keys; k++) if (name[order[k]] == asked[i]) { print line[order[k]]; found = 1 }
-		if (!found) print asked[i] "\tabsent"
-	}
-	if (n == 0) for (k = 1; k <= keys; k++) if (unfinished[order[k]]) print line[order[k]]
-}`
 
 // aptGet returns an apt-get command line that never prompts, keeps local
 // conffiles and waits up to lock seconds for the dpkg locks.

@@ -1,4 +1,4 @@
-package hostops
+package hostfacts
 
 import (
 	"fmt"
@@ -9,9 +9,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/patchfleet/patchfleet/events/shell"
 )
 
-// dpkgQueryFormat is what pf_packages prints, as dpkg-query prints it.
+// dpkgQueryFormat is what pf_dpkg_db packages prints, as dpkg-query prints it.
+const scanFormat = `${Package}\t${Version}\t${Architecture}\t${source:Package}\t${source:Version}\t${db:Status-Abbrev}\n`
+
 const dpkgQueryFormat = `${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\t${source:Package}\t${source:Version}\n`
 
 // adminDir is a dpkg database: testdata/dpkg-status-debian12 (a test host's) as the status
@@ -82,10 +86,10 @@ func stanza(t *testing.T, pkg string, set map[string]string) string {
 	return ""
 }
 
-// runFuncs runs pkgFuncs' shell function call over the database in dir.
+// runFuncs runs DpkgFuncs' shell function call over the database in dir.
 func runFuncs(t *testing.T, dir, call string) []string {
 	t.Helper()
-	script := "pf_nl='\n'\n" + pkgFuncs + "pf_admindir=" + quote(dir) + "\n" + call + "\n"
+	script := DpkgFuncs + "pf_admindir=" + shell.Quote(dir) + "\n" + call + "\n"
 	out, err := exec.Command("sh", "-c", script).Output()
 	if err != nil {
 		t.Fatalf("%s: %v", call, err)
@@ -124,7 +128,7 @@ func statusNames(t *testing.T, dir string) []string {
 	return slices.Compact(lines(string(out)))
 }
 
-// TestPackagesReadsTheDatabaseAsDpkgQuery: pf_packages prints what dpkg-query prints for
+// TestPackagesReadsTheDatabaseAsDpkgQuery: pf_dpkg_db packages and scan print what dpkg-query prints for
 // every package of a real status file, with and without journal entries that change a
 // package, add a package (reinstreq, its source with a version) and add a second
 // architecture of one; and a line "absent" for a name dpkg does not know.
@@ -136,6 +140,9 @@ func TestPackagesReadsTheDatabaseAsDpkgQuery(t *testing.T) {
 			strings.ReplaceAll(stanza(t, "zlib1g", map[string]string{"Status": "install reinstreq half-installed"}), "Package: zlib1g\n", "Package: pf-extra\n") +
 				"\n" + stanza(t, "libc6", map[string]string{"Architecture": "i386"}),
 			stanza(t, "apt", map[string]string{"Status": "hold ok unpacked", "Version": "2.6.3"}),
+			// Remembered only (purged), and removed with its conffiles kept.
+			stanza(t, "gzip", map[string]string{"Status": "purge ok not-installed"}),
+			stanza(t, "sed", map[string]string{"Status": "deinstall ok config-files"}),
 		},
 	}
 	for name, journal := range cases {
@@ -145,11 +152,21 @@ func TestPackagesReadsTheDatabaseAsDpkgQuery(t *testing.T) {
 			if len(names) < 100 {
 				t.Fatalf("%d packages in the database", len(names))
 			}
-			got := runFuncs(t, dir, "pf_packages "+strings.Join(names, " ")+" pf-surely-absent")
+			got := runFuncs(t, dir, "pf_dpkg_db packages "+strings.Join(names, " ")+" pf-surely-absent")
 			want := append(dpkgQuery(t, dir, names), "pf-surely-absent\tabsent")
 			slices.Sort(want)
 			if !slices.Equal(got, want) {
-				t.Errorf("pf_packages and dpkg-query differ:\n%s", lineDiff(got, want))
+				t.Errorf("pf_dpkg_db packages and dpkg-query differ:\n%s", lineDiff(got, want))
+			}
+			// The scan: every package but those dpkg only remembers, as dpkg-query -W lists them.
+			scan := runFuncs(t, dir, "pf_dpkg_db scan")
+			cmd := exec.Command("dpkg-query", "--admindir="+dir, "-W", "-f="+scanFormat)
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := lines(strings.ReplaceAll(string(out), " \n", "\n")); !slices.Equal(scan, want) {
+				t.Errorf("pf_dpkg_db scan and dpkg-query -W differ:\n%s", lineDiff(scan, want))
 			}
 			if name == "journal" && !slices.Contains(got, "apt\t2.6.3\tamd64\thU\tapt\t2.6.3") {
 				t.Errorf("the last journal entry of apt is not what is printed: %q", got[:3])
@@ -158,7 +175,7 @@ func TestPackagesReadsTheDatabaseAsDpkgQuery(t *testing.T) {
 	}
 }
 
-// TestUnfinishedIsWhatDpkgAuditReports: pf_unfinished names the packages whose states
+// TestUnfinishedIsWhatDpkgAuditReports: pf_dpkg_db unfinished names the packages whose states
 // dpkg --audit reports, here every state between installed and not, and reinstreq.
 func TestUnfinishedIsWhatDpkgAuditReports(t *testing.T) {
 	var journal []string
@@ -187,7 +204,7 @@ func TestUnfinishedIsWhatDpkgAuditReports(t *testing.T) {
 			dir := adminDir(t, tc.journal...)
 			// Under set -f too: the security upgrade turns globbing off around its steps.
 			var got []string
-			for _, l := range runFuncs(t, dir, "set -f; pf_unfinished") {
+			for _, l := range runFuncs(t, dir, "set -f; pf_dpkg_db unfinished") {
 				got = append(got, strings.Split(l, "\t")[0])
 			}
 			out, err := exec.Command("dpkg", "--admindir="+dir, "--audit").Output()
