@@ -33,9 +33,9 @@ pf_dpkg_db() {
 	case $pf_o in *f*) set -f ;; esac
 	pf_mode=$1
 	shift
-	pf_names=
-	for pf_p in "$@"; do pf_names="$pf_names $pf_p"; done
-	awk -v RS= -v FS='\n' -v mode="$pf_mode" -v names="$pf_names" '` + dpkgAwk + `' $pf_db
+	pf_asked=
+	for pf_p in "$@"; do pf_asked="$pf_asked $pf_p"; done
+	awk -v RS= -v FS='\n' -v mode="$pf_mode" -v names="$pf_asked" '` + dpkgAwk + `' $pf_db
 }
 `
 

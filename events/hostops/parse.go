@@ -127,8 +127,8 @@ func parseUnfinished(r *report) ([]PackageState, bool) {
 	if !ok {
 		return nil, false
 	}
-	any := slices.ContainsFunc(sec.body, func(l string) bool { return strings.TrimSpace(l) != "" })
-	return parsePackages(&r.Report, "dpkg-unfinished", sec.body), any
+	unfinished := slices.ContainsFunc(sec.body, func(l string) bool { return strings.TrimSpace(l) != "" })
+	return parsePackages(&r.Report, "dpkg-unfinished", sec.body), unfinished
 }
 
 // parseUpdates reads the dpkg-updates section: the files in dpkg's journal.
