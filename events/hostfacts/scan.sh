@@ -58,9 +58,9 @@ pf_dpkg_db() {
 	case $pf_o in *f*) set -f ;; esac
 	pf_mode=$1
 	shift
-	pf_names=
-	for pf_p in "$@"; do pf_names="$pf_names $pf_p"; done
-	awk -v RS= -v FS='\n' -v mode="$pf_mode" -v names="$pf_names" 'function val(l) { sub(/^[^:]*:[ \t]*/, "", l); sub(/[ \t]+$/, "", l); return l }
+	pf_asked=
+	for pf_p in "$@"; do pf_asked="$pf_asked $pf_p"; done
+	awk -v RS= -v FS='\n' -v mode="$pf_mode" -v names="$pf_asked" 'function val(l) { sub(/^[^:]*:[ \t]*/, "", l); sub(/[ \t]+$/, "", l); return l }
 BEGIN {
 	split("unknown u install i hold h deinstall r purge p", w, " ")
 	for (i = 1; i < 10; i += 2) want[w[i]] = w[i + 1]
