@@ -26,6 +26,26 @@ type PackageState struct {
 // Held reports whether the package is on hold (desired action h).
 func (p PackageState) Held() bool { return strings.HasPrefix(p.Status, "h") }
 
+// stateWords are dpkg's names of the states in db:Status-Abbrev's second letter.
+var stateWords = map[byte]string{'n': "not-installed", 'c': "config-files", 'H': "half-installed", 'U': "unpacked",
+	'F': "half-configured", 'W': "triggers-awaited", 't': "triggers-pending", 'i': "installed"}
+
+// Describe names the package with dpkg's words for its state: "pf-broken 1.1
+// half-configured", "libfoo 2.0 installed, reinstreq".
+func (p PackageState) Describe() string {
+	s := p.Name
+	if p.Version != "" {
+		s += " " + p.Version
+	}
+	if len(p.Status) >= 2 {
+		s += " " + stateWords[p.Status[1]]
+	}
+	if len(p.Status) == 3 && p.Status[2] == 'R' {
+		s += ", reinstreq"
+	}
+	return s
+}
+
 // parsePackages reads pf_packages lines:
 //
 //	${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\t${source:Package}\t${source:Version}

@@ -310,6 +310,22 @@ func TestParseStateIgnoresSectionsOfEarlierScripts(t *testing.T) {
 	}
 }
 
+func TestDescribe(t *testing.T) {
+	for _, tc := range []struct {
+		p    PackageState
+		want string
+	}{
+		{PackageState{Name: "pf-broken", Version: "1.1", Status: "iF"}, "pf-broken 1.1 half-configured"},
+		{PackageState{Name: "libfoo", Version: "2.0", Status: "hiR"}, "libfoo 2.0 installed, reinstreq"},
+		{PackageState{Name: "pf-gone", Status: "pn"}, "pf-gone not-installed"},
+		{PackageState{Name: "pf-absent"}, "pf-absent"},
+	} {
+		if got := tc.p.Describe(); got != tc.want {
+			t.Errorf("Describe(%+v) = %q, want %q", tc.p, got, tc.want)
+		}
+	}
+}
+
 func TestLockHolder(t *testing.T) {
 	for _, tc := range []struct{ line, want string }{
 		{"Waiting for cache lock: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 44 (python3)...", "process 44 (python3)"},

@@ -83,9 +83,12 @@ type Observation struct {
 	Packages        map[string]hostops.PackageState
 	Held            []string
 	DpkgInterrupted bool
-	FreeKB          int64 // the least free space of / and /var; -1 when unknown
-	RebootRequired  bool
-	RebootPackages  []string
+	// Unfinished describes the packages dpkg left unfinished (hostops Describe), for the
+	// message of a job that fails on them.
+	Unfinished     []string
+	FreeKB         int64 // the least free space of / and /var; -1 when unknown
+	RebootRequired bool
+	RebootPackages []string
 	// RebootScheduled: op reboot ran during this boot and the host has not
 	// rebooted since (the host's marker on /run is there). Observe sets it
 	// when the host does not say, so that a guess never reboots a host twice.
@@ -99,6 +102,9 @@ func Observe(s hostops.State) Observation {
 		RebootScheduled: s.RebootScheduled || !s.RebootScheduledKnown}
 	for _, p := range s.Packages {
 		o.Packages[p.Name] = p
+	}
+	for _, p := range s.Unfinished {
+		o.Unfinished = append(o.Unfinished, p.Describe())
 	}
 	for _, d := range s.Disks {
 		if o.FreeKB < 0 || d.AvailKB < o.FreeKB {
@@ -203,6 +209,9 @@ func Next(req events.UpgradeRequested, p Progress, o Observation, r Rules, now t
 		}
 		if o.DpkgInterrupted {
 			if p.Repaired {
+				if len(o.Unfinished) > 0 {
+					return fail(events.FailAptError, "dpkg is still interrupted after dpkg --configure -a: %s", strings.Join(o.Unfinished, "; "))
+				}
 				return fail(events.FailAptError, "dpkg is still interrupted after dpkg --configure -a")
 			}
 			return Decision{Action: Repair}

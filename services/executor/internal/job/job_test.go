@@ -174,6 +174,22 @@ func TestNextReplaceResumesAtTheRecordedStage(t *testing.T) {
 	}
 }
 
+// TestARepairThatDidNotHelpNamesWhatDpkgLeftUnfinished: the failure says which packages
+// are stuck and how, from the state look's unfinished packages.
+func TestARepairThatDidNotHelpNamesWhatDpkgLeftUnfinished(t *testing.T) {
+	o := Observe(hostops.State{DpkgInterrupted: true, Unfinished: []hostops.PackageState{
+		{Name: "pf-broken", Present: true, Version: "1.1", Status: "iF"},
+		{Name: "libfoo", Present: true, Version: "2.0", Status: "iUR"},
+	}})
+	o.FreeKB = 5000
+	req := events.UpgradeRequested{JobID: "j", HostID: "h", Kind: events.KindSecurity, Packages: []events.PackageTarget{{Name: "openssl", MinVersion: "3.0.13-1~deb12u1"}}}
+	d := Next(req, Progress{Repaired: true}, o, Rules{MinFreeKB: 1000, RebootTimeout: time.Minute}, time.Now())
+	want := "dpkg is still interrupted after dpkg --configure -a: pf-broken 1.1 half-configured; libfoo 2.0 unpacked, reinstreq"
+	if d.Action != Fail || d.Reason != events.FailAptError || d.Message != want {
+		t.Errorf("Next = %v %q %q, want the failure %q", d.Action, d.Reason, d.Message, want)
+	}
+}
+
 func TestObserveTreatsAnUnknownRebootMarkerAsScheduled(t *testing.T) {
 	for _, tt := range []struct {
 		scheduled, known, want bool
