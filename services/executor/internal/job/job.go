@@ -83,12 +83,10 @@ type Observation struct {
 	Packages        map[string]hostops.PackageState
 	Held            []string
 	DpkgInterrupted bool
-	// Unfinished describes the packages dpkg left unfinished (hostops Describe), for the
-	// message of a job that fails on them.
-	Unfinished     []string
-	FreeKB         int64 // the least free space of / and /var; -1 when unknown
-	RebootRequired bool
-	RebootPackages []string
+	Unfinished      []hostops.PackageState // what dpkg left unfinished, named when a repair did not help
+	FreeKB          int64                  // the least free space of / and /var; -1 when unknown
+	RebootRequired  bool
+	RebootPackages  []string
 	// RebootScheduled: op reboot ran during this boot and the host has not
 	// rebooted since (the host's marker on /run is there). Observe sets it
 	// when the host does not say, so that a guess never reboots a host twice.
@@ -98,13 +96,10 @@ type Observation struct {
 // Observe turns op state's result into an Observation.
 func Observe(s hostops.State) Observation {
 	o := Observation{BootID: s.BootID, Packages: map[string]hostops.PackageState{}, Held: s.Held,
-		DpkgInterrupted: s.DpkgInterrupted, FreeKB: -1, RebootRequired: s.RebootRequired, RebootPackages: s.RebootPackages,
+		DpkgInterrupted: s.DpkgInterrupted, Unfinished: s.Unfinished, FreeKB: -1, RebootRequired: s.RebootRequired, RebootPackages: s.RebootPackages,
 		RebootScheduled: s.RebootScheduled || !s.RebootScheduledKnown}
 	for _, p := range s.Packages {
 		o.Packages[p.Name] = p
-	}
-	for _, p := range s.Unfinished {
-		o.Unfinished = append(o.Unfinished, p.Describe())
 	}
 	for _, d := range s.Disks {
 		if o.FreeKB < 0 || d.AvailKB < o.FreeKB {
@@ -209,10 +204,15 @@ func Next(req events.UpgradeRequested, p Progress, o Observation, r Rules, now t
 		}
 		if o.DpkgInterrupted {
 			if p.Repaired {
+				msg := "dpkg is still interrupted after dpkg --configure -a"
 				if len(o.Unfinished) > 0 {
-					return fail(events.FailAptError, "dpkg is still interrupted after dpkg --configure -a: %s", strings.Join(o.Unfinished, "; "))
+					stuck := make([]string, len(o.Unfinished))
+					for i, u := range o.Unfinished {
+						stuck[i] = u.Describe()
+					}
+					msg += ": " + strings.Join(stuck, "; ")
 				}
-				return fail(events.FailAptError, "dpkg is still interrupted after dpkg --configure -a")
+				return fail(events.FailAptError, "%s", msg)
 			}
 			return Decision{Action: Repair}
 		}
