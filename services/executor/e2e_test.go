@@ -115,6 +115,49 @@ func TestE2ERebootIfRequiredRebootsTheHost(t *testing.T) {
 	}
 }
 
+// Strategy replace on real hosts: the provider hands out a second test host, whose full
+// upgrade (pf-demo 1.1 asks for a reboot) is followed by its reboot and its health check, and
+// only then does the failover address move to it.
+func TestE2EReplaceRebootsTheNewHostBeforeTheSwitch(t *testing.T) {
+	e := newRealEnv(t, 2)
+	old, nw := e.fleet.Hosts()[0], e.fleet.Hosts()[1]
+	// pf-broken's update fails by design; a held package is left alone by the full upgrade.
+	if err := nw.HoldPackage(context.Background(), "pf-broken"); err != nil {
+		t.Fatal(err)
+	}
+	oldBoot, newBoot := old.BootID(), nw.BootID()
+	p := providerOf(t, poolHost{nw.Name(), nw.Port(), nw.HostKey()})
+	e.run("a", func(c *executor.Config) { p.configure(c); c.RebootTimeout = time.Minute })
+	req := e.job(0, func(r *events.UpgradeRequested) {
+		replaceJob(r)
+		r.Reboot = events.RebootIfRequired
+		r.HealthCheck = "test -x /bin/sh"
+	})
+	e.mustComplete(req.JobID, 4*time.Minute)
+	if v := version(t, nw, "pf-demo"); v != "1.1" {
+		t.Errorf("pf-demo is %s on the new host, want 1.1", v)
+	}
+	if v := version(t, old, "pf-demo"); v != "1.0" {
+		t.Errorf("pf-demo is %s on the old host, want 1.0 (it is replaced, not upgraded)", v)
+	}
+	if nw.BootID() == newBoot || nw.Boots() != 2 || old.BootID() != oldBoot {
+		t.Errorf("new host booted %d times (boot id %s, was %s), old host boot id %s (was %s): want only the new host rebooted, once",
+			nw.Boots(), nw.BootID(), newBoot, old.BootID(), oldBoot)
+	}
+	if n := len(e.hostEvents("HostRebooted", nw.Name())); n != 1 {
+		t.Errorf("HostRebooted for the new host %d times, want 1", n)
+	}
+	log := e.jobLog(req.JobID)
+	back, health, sw := strings.Index(log, "the new host is back with boot id"), strings.Index(log, "replace stage health"), strings.Index(log, "replace stage switch")
+	if back < 0 || health < back || sw < health {
+		t.Errorf("want the reboot, then the health check, then the switch; job log:\n%s", log)
+	}
+	want := []string{"provision " + old.Name(), "switch " + old.Name() + " " + nw.Name(), "retire " + old.Name()}
+	if got := p.calls(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("hooks %q, want %q", got, want)
+	}
+}
+
 func TestE2EFailingPostinstIsReportedWithItsOutput(t *testing.T) {
 	e := newRealEnv(t, 1)
 	e.run("a", nil)

@@ -4,16 +4,19 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/patchfleet/patchfleet/events"
 	"github.com/patchfleet/patchfleet/services/executor"
 	"github.com/patchfleet/patchfleet/tools/fleetsim"
 )
 
-// provider is testdata/provider.sh with fleetsim hosts 1… as its pool of new hosts.
+// provider is testdata/provider.sh with a pool of new hosts.
 type provider struct {
 	dir string
 	t   *testing.T
@@ -21,14 +24,31 @@ type provider struct {
 
 func newProvider(t *testing.T, e *env) *provider {
 	t.Helper()
-	p := &provider{dir: t.TempDir(), t: t}
-	var pool strings.Builder
+	var pool []poolHost
 	for _, h := range e.fleet.Hosts()[1:] {
-		b, _ := json.Marshal(map[string]any{"host_id": h.Name, "name": h.Name, "address": "127.0.0.1", "port": h.Port(),
-			"host_key": strings.TrimSpace(authorizedKey(h.HostKey()))})
-		pool.Write(append(b, '\n'))
+		pool = append(pool, poolHost{h.Name, h.Port(), h.HostKey()})
 	}
-	p.write("pool", pool.String())
+	return providerOf(t, pool...)
+}
+
+// poolHost is a host the provider hands out, on 127.0.0.1.
+type poolHost struct {
+	name string
+	port int
+	key  ssh.PublicKey
+}
+
+// providerOf is testdata/provider.sh handing out pool in order.
+func providerOf(t *testing.T, pool ...poolHost) *provider {
+	t.Helper()
+	p := &provider{dir: t.TempDir(), t: t}
+	var lines strings.Builder
+	for _, h := range pool {
+		b, _ := json.Marshal(map[string]any{"host_id": h.name, "name": h.name, "address": "127.0.0.1", "port": h.port,
+			"host_key": strings.TrimSpace(authorizedKey(h.key))})
+		lines.Write(append(b, '\n'))
+	}
+	p.write("pool", lines.String())
 	return p
 }
 
@@ -171,5 +191,142 @@ func TestReplaceStoppedMidSwitchResumesWithoutProvisioningAgain(t *testing.T) {
 	}
 	if n := len(e.hostEvents("HostRegistered", nw.Name)); n != 1 {
 		t.Errorf("HostRegistered %d times, want 1", n)
+	}
+}
+
+// rebootingReplace is a replace job whose new host is rebooted if its upgrade asks for one
+// (fleetsim's full upgrade does: libc6).
+func rebootingReplace(r *events.UpgradeRequested) {
+	replaceJob(r)
+	r.Reboot = events.RebootIfRequired
+}
+
+func TestReplaceRebootsTheNewHostBeforeItTakesTraffic(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 2})
+	old, nw := e.fleet.Hosts()[0], e.fleet.Hosts()[1]
+	boot := nw.BootID()
+	p := newProvider(t, e)
+	e.run("a", p.configure)
+	req := e.job(0, rebootingReplace)
+	c := e.mustComplete(req.JobID, 60*time.Second)
+	if nw.Boots() != 2 || old.Boots() != 1 {
+		t.Errorf("new host booted %d times, old host %d: want the new host rebooted once, the old one never", nw.Boots(), old.Boots())
+	}
+	if c.RebootPending || c.Rebooted {
+		t.Errorf("completed %+v: the serving host neither rebooted nor waits for a reboot", c)
+	}
+	rb := e.hostEvents("HostRebooted", nw.Name)
+	if len(rb) != 1 {
+		t.Fatalf("HostRebooted for the new host %d times, want 1", len(rb))
+	}
+	var ev events.HostRebooted
+	if err := events.DecodeData(rb[0], &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.JobID != req.JobID || ev.OldBootID != boot || ev.NewBootID != nw.BootID() || ev.Downtime <= 0 {
+		t.Errorf("HostRebooted %+v: want job %s, %s -> %s, a downtime", ev, req.JobID, boot, nw.BootID())
+	}
+	log := e.jobLog(req.JobID)
+	back, health, sw := strings.Index(log, "the new host is back with boot id"), strings.Index(log, "replace stage health"), strings.Index(log, "replace stage switch")
+	if back < 0 || health < back || sw < health {
+		t.Errorf("want the reboot, then the health check, then the switch; job log:\n%s", log)
+	}
+	want := []string{"provision " + old.Name, "switch " + old.Name + " " + nw.Name, "retire " + old.Name}
+	if got := p.calls(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("hooks %q, want %q", got, want)
+	}
+}
+
+func TestReplaceUnderRebootNeverLeavesTheNewHostsRebootPending(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 2})
+	nw := e.fleet.Hosts()[1]
+	p := newProvider(t, e)
+	e.run("a", p.configure)
+	req := e.job(0, replaceJob) // reboot never
+	e.mustComplete(req.JobID, 60*time.Second)
+	if nw.Boots() != 1 {
+		t.Errorf("new host booted %d times under reboot never, want 1", nw.Boots())
+	}
+	rr := e.hostEvents("RebootRequired", nw.Name)
+	if len(rr) != 1 {
+		t.Fatalf("RebootRequired for the new host %d times, want 1", len(rr))
+	}
+	var ev events.RebootRequired
+	if err := events.DecodeData(rr[0], &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.JobID != req.JobID || !slices.Contains(ev.Packages, "libc6") {
+		t.Errorf("RebootRequired %+v: want job %s, libc6", ev, req.JobID)
+	}
+}
+
+func TestReplaceWhoseNewHostDoesNotComeBackKeepsTheOldOne(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 2})
+	old, nw := e.fleet.Hosts()[0], e.fleet.Hosts()[1]
+	nw.SetFaults(fleetsim.FaultRebootHang)
+	p := newProvider(t, e)
+	e.run("a", func(c *executor.Config) { p.configure(c); c.RebootTimeout = 2 * time.Second })
+	req := e.job(0, rebootingReplace)
+	f := e.mustFail(req.JobID, events.FailReplace, 60*time.Second)
+	if !strings.Contains(f.Message, "stage reboot") || !strings.Contains(f.Message, "new boot id") || !strings.Contains(f.Message, old.Name+" keeps serving") {
+		t.Errorf("message %q: want the reboot stage, the missing boot id and the old host serving", f.Message)
+	}
+	want := []string{"provision " + old.Name, "retire " + nw.Name}
+	if got := p.calls(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("hooks %q, want %q (no switch, the new host retired)", got, want)
+	}
+	if len(e.hostEvents("HostRebooted", nw.Name)) != 0 || len(e.hostEvents("HostDecommissioned", old.Name)) != 0 {
+		t.Error("want no reboot announced and the old host kept")
+	}
+}
+
+// The job records the new host's reboot before it sends op reboot. An executor stopped in
+// between leaves the job waiting for a reboot the host never heard of: the executor that
+// resumes it sees the old boot id and no reboot marker, and asks for the reboot once.
+func TestReplaceStoppedAfterRecordingTheNewHostsRebootRebootsItOnce(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 2})
+	nw := e.fleet.Hosts()[1]
+	nw.SetFaults(fleetsim.FaultRebootLost) // executor a's op reboot never reaches the new host
+	p := newProvider(t, e)
+	stopA := e.run("a", p.configure)
+	req := e.job(0, rebootingReplace)
+	waitFor(t, func() bool { return strings.Contains(e.jobLog(req.JobID), "waiting for the new host to come back") })
+	stopA()
+	if nw.Boots() != 1 {
+		t.Fatalf("new host booted %d times before executor a stopped; the test lost no reboot", nw.Boots())
+	}
+	nw.SetFaults(0)
+	e.run("b", p.configure)
+	e.mustComplete(req.JobID, 90*time.Second)
+	if nw.Boots() != 2 {
+		t.Errorf("new host booted %d times, want 2 (one reboot)", nw.Boots())
+	}
+	log := e.jobLog(req.JobID)
+	if !strings.Contains(log, "never reached it") || strings.Count(log, "==> patchfleet:op reboot") != 1 {
+		t.Errorf("want the lost reboot noticed and op reboot answered once; job log:\n%s", log)
+	}
+	if n := len(e.hostEvents("HostRebooted", nw.Name)); n != 1 {
+		t.Errorf("HostRebooted for the new host %d times, want 1", n)
+	}
+}
+
+// A new host that presents another key than the provider printed is not the host to switch
+// to: it is retired at once, not tried again as if it were unreachable.
+func TestReplaceWhoseNewHostPresentsAnotherKeyKeepsTheOldOne(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 2})
+	old, nw := e.fleet.Hosts()[0], e.fleet.Hosts()[1]
+	p := providerOf(t, poolHost{nw.Name, nw.Port(), old.HostKey()}) // the key printed is not the one it presents
+	e.run("a", p.configure)
+	req := e.job(0, replaceJob)
+	f := e.mustFail(req.JobID, events.FailReplace, 60*time.Second)
+	if !strings.Contains(f.Message, "stage upgrade") || !strings.Contains(f.Message, "host key") {
+		t.Errorf("message %q: want the upgrade stage and the host key", f.Message)
+	}
+	if n := strings.Count(e.jobLog(req.JobID), "replace stage upgrade"); n != 1 {
+		t.Errorf("stage upgrade ran %d times, want once", n)
+	}
+	want := []string{"provision " + old.Name, "retire " + nw.Name}
+	if got := p.calls(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("hooks %q, want %q", got, want)
 	}
 }

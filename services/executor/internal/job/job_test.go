@@ -150,25 +150,45 @@ func TestStepNamesFollowProgress(t *testing.T) {
 
 func TestNextReplaceResumesAtTheRecordedStage(t *testing.T) {
 	n := &NewHost{ID: "new", Name: "new", Address: "10.0.0.2", Port: 22, HostKey: "ssh-ed25519 AAAA"}
+	upgraded := ReplaceProgress{New: n, Registered: true, Upgraded: true}
+	with := func(f func(*ReplaceProgress)) ReplaceProgress {
+		p := upgraded
+		f(&p)
+		return p
+	}
+	needsReboot := with(func(p *ReplaceProgress) { p.NewRebootRequired = true })
+	rebooting := with(func(p *ReplaceProgress) { p.NewRebootRequired, p.NewRebootFrom = true, "b1" })
+	rebooted := with(func(p *ReplaceProgress) { p.NewRebootRequired, p.NewRebootFrom, p.NewRebootedTo = true, "b1", "b2" })
 	for _, tt := range []struct {
-		name string
-		p    ReplaceProgress
-		want ReplaceStep
+		name   string
+		p      ReplaceProgress
+		reboot string
+		want   ReplaceStep
 	}{
-		{"fresh job provisions", ReplaceProgress{}, ProvisionNew},
-		{"hook started, no host recorded: never provision twice", ReplaceProgress{Provisioning: true}, ProvisionInterrupted},
-		{"host recorded registers it", ReplaceProgress{Provisioning: true, New: n}, RegisterNew},
-		{"registered upgrades", ReplaceProgress{New: n, Registered: true}, UpgradeNew},
-		{"upgraded checks health", ReplaceProgress{New: n, Registered: true, Upgraded: true}, CheckNew},
-		{"healthy switches", ReplaceProgress{New: n, Registered: true, Upgraded: true, Healthy: true}, SwitchToNew},
-		{"switched decommissions the old host", ReplaceProgress{New: n, Registered: true, Upgraded: true, Healthy: true, Switched: true}, DecommissionOld},
-		{"decommissioned retires the old host", ReplaceProgress{New: n, Registered: true, Upgraded: true, Healthy: true, Switched: true, Decommissioned: true}, RetireOld},
-		{"all done", ReplaceProgress{New: n, Registered: true, Upgraded: true, Healthy: true, Switched: true, Decommissioned: true, Retired: true}, ReplaceDone},
-		{"new host failed is retired", ReplaceProgress{New: n, Registered: true, FailedStage: "health"}, RetireNew},
-		{"new host retired fails the job", ReplaceProgress{New: n, Registered: true, FailedStage: "health", NewRetired: true}, FailReplaced},
-		{"provision failed fails the job", ReplaceProgress{Provisioning: true, FailedStage: "provision"}, FailReplaced},
+		{"fresh job provisions", ReplaceProgress{}, events.RebootNever, ProvisionNew},
+		{"hook started, no host recorded: never provision twice", ReplaceProgress{Provisioning: true}, events.RebootNever, ProvisionInterrupted},
+		{"host recorded registers it", ReplaceProgress{Provisioning: true, New: n}, events.RebootNever, RegisterNew},
+		{"registered upgrades", ReplaceProgress{New: n, Registered: true}, events.RebootAlways, UpgradeNew},
+		{"upgraded checks health", upgraded, events.RebootNever, CheckNew},
+		{"upgraded, no reboot required, if-required: checks health", upgraded, events.RebootIfRequired, CheckNew},
+		{"upgraded, reboot required, if-required: reboots first", needsReboot, events.RebootIfRequired, RebootNew},
+		{"upgraded, no reboot required, always: reboots first", upgraded, events.RebootAlways, RebootNew},
+		{"upgraded, reboot required, never: checks health", needsReboot, events.RebootNever, CheckNew},
+		{"reboot asked for waits for the new boot", rebooting, events.RebootIfRequired, WaitRebootNew},
+		{"rebooted checks health", rebooted, events.RebootIfRequired, CheckNew},
+		{"rebooted under always: not again", with(func(p *ReplaceProgress) { p.NewRebootFrom, p.NewRebootedTo = "b1", "b2" }), events.RebootAlways, CheckNew},
+		{"healthy switches", with(func(p *ReplaceProgress) { p.Healthy = true }), events.RebootNever, SwitchToNew},
+		{"healthy without a reboot stage (an older job) switches", with(func(p *ReplaceProgress) { p.Healthy = true }), events.RebootAlways, SwitchToNew},
+		{"rebooted and healthy switches", with(func(p *ReplaceProgress) { *p = rebooted; p.Healthy = true }), events.RebootAlways, SwitchToNew},
+		{"switched decommissions the old host", with(func(p *ReplaceProgress) { p.Healthy, p.Switched = true, true }), events.RebootNever, DecommissionOld},
+		{"decommissioned retires the old host", with(func(p *ReplaceProgress) { p.Healthy, p.Switched, p.Decommissioned = true, true, true }), events.RebootNever, RetireOld},
+		{"all done", with(func(p *ReplaceProgress) { p.Healthy, p.Switched, p.Decommissioned, p.Retired = true, true, true, true }), events.RebootNever, ReplaceDone},
+		{"new host failed is retired", ReplaceProgress{New: n, Registered: true, FailedStage: "health"}, events.RebootNever, RetireNew},
+		{"new host failed while rebooting is retired", with(func(p *ReplaceProgress) { *p = rebooting; p.FailedStage = "wait-reboot" }), events.RebootIfRequired, RetireNew},
+		{"new host retired fails the job", ReplaceProgress{New: n, Registered: true, FailedStage: "health", NewRetired: true}, events.RebootNever, FailReplaced},
+		{"provision failed fails the job", ReplaceProgress{Provisioning: true, FailedStage: "provision"}, events.RebootNever, FailReplaced},
 	} {
-		if got := NextReplace(tt.p); got != tt.want {
+		if got := NextReplace(tt.p, tt.reboot); got != tt.want {
 			t.Errorf("%s: NextReplace = %v, want %v", tt.name, got, tt.want)
 		}
 	}

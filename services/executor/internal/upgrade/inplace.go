@@ -372,19 +372,12 @@ func (x *Exec) installed(ctx context.Context, res hostops.InstallResult, what st
 	return false, x.Save(ctx)
 }
 
-// waitReboot waits for the new boot id. Every probe dials afresh: the connection from before
-// the reboot died with the host, though it may not look dead yet.
+// waitReboot waits for the new boot id.
 func (x *Exec) waitReboot(ctx context.Context, h *remote.Host) error {
 	p := &x.Progress
 	deadline := p.RebootAt.Add(x.r.Cfg.Rules.RebootTimeout)
 	x.Out.Printf("waiting for host to come back with a boot id other than %s (until %s)", p.RebootFrom, deadline.UTC().Format(time.RFC3339))
-	probe := func(ctx context.Context) (string, error) {
-		h.Pool.Forget(h.Target)
-		st, err := h.State(ctx, nil)
-		return st.BootID, err
-	}
-	isMismatch := func(err error) bool { _, ok := remote.KeyMismatch(err); return ok }
-	id, err := reboot.Wait(ctx, probe, p.RebootFrom, deadline, x.r.Cfg.RebootBackoff, isMismatch)
+	id, err := x.newBootID(ctx, h, p.RebootFrom, deadline)
 	switch {
 	case errors.Is(err, reboot.ErrTimeout):
 		return x.Fail(ctx, events.FailRebootTimeout, err.Error(), "")
@@ -395,6 +388,19 @@ func (x *Exec) waitReboot(ctx context.Context, h *remote.Host) error {
 		return fmt.Errorf("job %s wait for reboot: %w", x.Job.ID, err)
 	}
 	return x.rebooted(ctx, id)
+}
+
+// newBootID waits until h answers with a boot id other than old (reboot.Wait). Every probe
+// dials afresh: the connection from before the reboot died with the host, though it may not
+// look dead yet. A host key mismatch ends the wait.
+func (x *Exec) newBootID(ctx context.Context, h *remote.Host, old string, deadline time.Time) (string, error) {
+	probe := func(ctx context.Context) (string, error) {
+		h.Pool.Forget(h.Target)
+		st, err := h.State(ctx, nil)
+		return st.BootID, err
+	}
+	isMismatch := func(err error) bool { _, ok := remote.KeyMismatch(err); return ok }
+	return reboot.Wait(ctx, probe, old, deadline, x.r.Cfg.RebootBackoff, isMismatch)
 }
 
 // rebooted records the new boot id. HostRebooted is announced now when there is no health

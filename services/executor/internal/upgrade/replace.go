@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/patchfleet/patchfleet/events"
 	"github.com/patchfleet/patchfleet/events/query"
@@ -28,7 +30,7 @@ func (rp *Replace) Replace(ctx context.Context, x *Exec) error {
 		if err := context.Cause(ctx); err != nil {
 			return fmt.Errorf("job %s replace: %w", x.Job.ID, err)
 		}
-		step := job.NextReplace(*p)
+		step := job.NextReplace(*p, x.Req.Reboot)
 		x.Out.Printf("replace stage %s", step)
 		x.Log.Info("replace stage", "stage", step.String(), "attempt", x.Attempt)
 		switch step {
@@ -75,25 +77,28 @@ func (rp *Replace) Replace(ctx context.Context, x *Exec) error {
 				return err
 			}
 
-		case job.UpgradeNew, job.CheckNew:
+		case job.UpgradeNew, job.RebootNew, job.WaitRebootNew, job.CheckNew:
 			h, err := x.newHost(ctx)
-			if err != nil {
-				if err := x.newHostFailed(ctx, "upgrade", err); err != nil {
-					return err
+			if err == nil {
+				switch step {
+				case job.UpgradeNew:
+					err = x.upgradeNew(ctx, h)
+				case job.RebootNew:
+					err = x.rebootNew(ctx, h)
+				case job.WaitRebootNew:
+					err = x.waitRebootNew(ctx, h, true)
+				default:
+					err = x.checkNew(ctx, h)
 				}
-				continue
-			}
-			if step == job.UpgradeNew {
-				err = x.upgradeNew(ctx, h)
-			} else {
-				err = x.checkNew(ctx, h)
 			}
 			if err != nil {
 				if cause := context.Cause(ctx); cause != nil {
 					return fmt.Errorf("job %s replace %s: %w", x.Job.ID, step, cause)
 				}
+				// A host that could not be reached is tried again later; one that presents
+				// another key than it was provisioned with is not the host to switch to.
 				var oe *remote.OpError
-				if errors.As(err, &oe) {
+				if _, mismatch := remote.KeyMismatch(err); !mismatch && errors.As(err, &oe) {
 					if retry := x.retryLater(ctx, "replace "+step.String(), err); retry != nil {
 						return retry
 					}
@@ -167,7 +172,18 @@ func (rp *Replace) Replace(ctx context.Context, x *Exec) error {
 			return x.Fail(ctx, events.FailReplace, fmt.Sprintf("stage %s: %s; %s keeps serving", p.FailedStage, p.FailedMessage, oldID), "")
 
 		case job.ReplaceDone:
-			return x.Complete(ctx, job.Observation{})
+			var more []events.Message
+			if p.NewRebootRequired && p.NewRebootedTo == "" {
+				// Policy never: the new host serves with the reboot its upgrade asked for.
+				rr, err := events.NewDerived(events.RebootRequired{HostID: p.New.ID, Packages: p.NewRebootPackages, Since: x.now().UTC(),
+					RolloutID: x.Job.RolloutID, JobID: x.Job.ID}, x.Origin, x.now(), x.Job.ID, p.New.ID)
+				if err != nil {
+					return fmt.Errorf("job %s: %w", x.Job.ID, err)
+				}
+				more = append(more, rr)
+				x.Out.Printf("the new host %s needs a reboot (%s); reboot policy %s: not rebooted", p.New.ID, strings.Join(p.NewRebootPackages, ", "), x.Req.Reboot)
+			}
+			return x.Complete(ctx, job.Observation{}, more...)
 		}
 	}
 	return x.Fail(ctx, events.FailReplace, fmt.Sprintf("replace did not finish within %d steps", maxSteps), "")
@@ -230,7 +246,70 @@ func (x *Exec) upgradeNew(ctx context.Context, h *remote.Host) error {
 		p.Changes = append(p.Changes, events.PackageResult{Name: c.Name, Before: c.From, After: c.To})
 	}
 	p.Replace.Upgraded = true
+	p.Replace.NewRebootRequired, p.Replace.NewRebootPackages = res.RebootRequired, res.RebootPackages
 	return x.Save(ctx)
+}
+
+// rebootNew reboots the new host after its full upgrade. Its boot id is recorded before the
+// reboot is asked for, so a job taken over after a crash waits for a new one instead of
+// rebooting the host twice.
+func (x *Exec) rebootNew(ctx context.Context, h *remote.Host) error {
+	p := &x.Progress.Replace
+	st, err := h.State(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if st.BootID == "" {
+		return errors.New("the new host reports no boot id: a reboot could not be told from none")
+	}
+	p.NewRebootFrom, p.NewRebootAt = st.BootID, x.now()
+	if err := x.Save(ctx); err != nil {
+		return err
+	}
+	res, err := h.Reboot(ctx, x.r.Cfg.RebootDelay)
+	switch {
+	case err != nil:
+		if _, ok := remote.KeyMismatch(err); ok {
+			return err
+		}
+		x.Log.Info("reboot op on the new host did not answer; waiting for a new boot id", "err", err)
+	case !res.Scheduled:
+		return fmt.Errorf("the reboot could not be scheduled: %s", res.Message+strings.Join(res.Problems, "; "))
+	}
+	return x.waitRebootNew(ctx, h, false)
+}
+
+// waitRebootNew waits for the new host's new boot id and announces the reboot; a host that
+// does not come back in time fails the new host. resumed: the reboot was recorded by an
+// earlier attempt, which may have stopped before asking for it. A host that answers with the
+// boot id it had and without op reboot's marker never got the request: the reboot is
+// recorded as not asked for, and the next stage asks for it.
+func (x *Exec) waitRebootNew(ctx context.Context, h *remote.Host, resumed bool) error {
+	p := &x.Progress.Replace
+	if resumed {
+		h.Pool.Forget(h.Target) // a connection from before a reboot may not look dead yet
+		st, err := h.State(ctx, nil)
+		if err == nil && st.BootID == p.NewRebootFrom && !job.Observe(st).RebootScheduled {
+			x.Out.Printf("the reboot recorded for the new host never reached it (boot id %s, no reboot scheduled); asking for it now", st.BootID)
+			p.NewRebootFrom, p.NewRebootAt = "", time.Time{}
+			return x.Save(ctx)
+		}
+	}
+	deadline := p.NewRebootAt.Add(x.r.Cfg.Rules.RebootTimeout)
+	x.Out.Printf("waiting for the new host to come back with a boot id other than %s (until %s)", p.NewRebootFrom, deadline.UTC().Format(time.RFC3339))
+	id, err := x.newBootID(ctx, h, p.NewRebootFrom, deadline)
+	if err != nil {
+		return err
+	}
+	p.NewRebootedTo = id
+	downtime := x.now().Sub(p.NewRebootAt)
+	x.Out.Printf("the new host is back with boot id %s after %s", id, downtime.Round(time.Millisecond))
+	msg, err := events.NewDerived(events.HostRebooted{HostID: p.New.ID, JobID: x.Job.ID, RolloutID: x.Job.RolloutID,
+		OldBootID: p.NewRebootFrom, NewBootID: id, Downtime: downtime}, x.Origin, x.now(), x.Job.ID, p.New.ID, id)
+	if err != nil {
+		return fmt.Errorf("job %s: %w", x.Job.ID, err)
+	}
+	return x.Save(ctx, msg)
 }
 
 // checkNew runs the fleet's health check on the new host (or, without one, checks that it

@@ -229,8 +229,8 @@ func (x *Exec) Fail(ctx context.Context, reason, message, output string, more ..
 }
 
 // Complete ends the job with an UpgradeCompleted (and RebootRequired when a reboot is left
-// pending by policy).
-func (x *Exec) Complete(ctx context.Context, o job.Observation) error {
+// pending by policy), stored with more.
+func (x *Exec) Complete(ctx context.Context, o job.Observation, more ...events.Message) error {
 	p := x.Progress
 	pending := job.RebootPending(x.Req, p, o)
 	e := events.UpgradeCompleted{JobID: x.Job.ID, RolloutID: x.Job.RolloutID, HostID: x.Job.HostID,
@@ -240,7 +240,6 @@ func (x *Exec) Complete(ctx context.Context, o job.Observation) error {
 	if err != nil {
 		return fmt.Errorf("job %s: %w", x.Job.ID, err)
 	}
-	var more []events.Message
 	if pending {
 		pkgs := o.RebootPackages
 		if len(pkgs) == 0 {
