@@ -36,6 +36,9 @@ type HostRegistered struct {
 	Tags   map[string]string `json:"tags,omitempty"`
 	SSH    SSHTarget         `json:"ssh"`
 	New    bool              `json:"new,omitempty"`
+	// Replaces is the host this one replaces (strategy replace). Its replace job gives it its
+	// full upgrade (and reboot) before it takes traffic, so no rollout is planned for it.
+	Replaces string `json:"replaces,omitempty"`
 	// AppPath is where an application lives, for the Rails/bundled-gem probes.
 	AppPath string `json:"app_path,omitempty"`
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/patchfleet/patchfleet/db"
 	"github.com/patchfleet/patchfleet/db/pgtest"
 	"github.com/patchfleet/patchfleet/db/plannerdb"
 	"github.com/patchfleet/patchfleet/db/service"
@@ -433,6 +434,22 @@ func (e *env) waitEvent(typ string, n int) []events.Envelope {
 		return len(got) >= n
 	})
 	return got
+}
+
+// waitProcessed waits until the planner has handled m: its id is in the planner's inbox.
+func (e *env) waitProcessed(m events.Message) {
+	e.t.Helper()
+	ctx := context.Background()
+	pool, err := db.Connect(ctx, e.dbURL, plannerdb.Schema)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer pool.Close()
+	eventstest.WaitFor(e.t, 30*time.Second, "event "+m.ID+" handled", func() bool {
+		var seen bool
+		err := pool.QueryRow(ctx, "select exists (select 1 from inbox where event_id = $1)", m.ID).Scan(&seen)
+		return err == nil && seen
+	})
 }
 
 func (e *env) waitJobs(n int) []events.UpgradeRequested {

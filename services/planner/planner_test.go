@@ -608,3 +608,35 @@ func TestWaitingRolloutListsAndCoversItsHosts(t *testing.T) {
 		t.Fatalf("rollouts of db: %+v, %v; want the waiting one only", list.Rollouts, err)
 	}
 }
+
+// A new host in a replace fleet gets its full upgrade in place: it serves nothing yet, and
+// replacing it would provision another new host, and that one another.
+func TestNewHostInAReplaceFleetIsUpgradedInPlace(t *testing.T) {
+	e := newEnv(t, `
+fleets:
+  - name: web
+    fleet: web
+    strategy: replace
+    reboot: if-required
+`)
+	e.run("a")
+	e.bus.Publish(t, events.HostRegistered{HostID: "web-new", Name: "web-new", Fleet: "web", New: true, SSH: events.SSHTarget{Address: "10.0.0.9", TOFU: true}}, "web-new")
+	job := e.waitJobs(1)[0]
+	if job.Kind != events.KindFull || job.HostID != "web-new" || job.Strategy != events.StrategyInPlace || job.Reboot != events.RebootIfRequired {
+		t.Fatalf("job = %+v: want a full upgrade in place, the fleet's reboot policy", job)
+	}
+}
+
+// The new host of a replace job is upgraded (and rebooted) by that job, before it takes
+// traffic: its registration plans nothing, or a second job would work on it at once.
+func TestHostRegisteredByAReplaceJobGetsNoRolloutOfItsOwn(t *testing.T) {
+	e := newEnv(t, autoPolicy)
+	id := e.inv.expose("web", nil, 1, "DSA-9")[0] // the inventory knows it
+	e.run("a")
+	m := e.bus.Publish(t, events.HostRegistered{HostID: id, Name: id, Fleet: "web", New: true, Replaces: "web-7",
+		SSH: events.SSHTarget{Address: "10.0.0.8", TOFU: true}}, id)
+	e.waitProcessed(m)
+	if n, planned := e.exec.count(), len(e.rolloutEvents("RolloutPlanned")); n != 0 || planned != 0 {
+		t.Fatalf("%d jobs and %d rollouts for a host its replace job upgrades, want none", n, planned)
+	}
+}

@@ -309,6 +309,11 @@ func NewHost(p *policy.Policy, h Selected) Result {
 	}
 	fp := &Fleet{Policy: f, Kind: events.KindFull, Hosts: []HostPlan{{HostID: h.ID}}, IgnoreWindows: true}
 	finish(fp, f, "", false)
+	if fp.Strategy == events.StrategyReplace {
+		// A new host serves nothing yet: replacing it would only provision another new host.
+		fp.Strategy = events.StrategyInPlace
+		fp.Hash = Hash(fp)
+	}
 	return Result{Fleets: []*Fleet{fp}}
 }
 

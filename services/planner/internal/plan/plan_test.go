@@ -176,6 +176,14 @@ func TestOnDemandAndNewHost(t *testing.T) {
 	if g.Kind != events.KindFull || g.NeedsApproval || !g.IgnoreWindows || len(g.Waves) != 1 || !g.NotBefore.IsZero() {
 		t.Errorf("new host plan = %+v", g)
 	}
+	rp, err := policy.Parse([]byte("fleets:\n  - name: web\n    fleet: web\n    strategy: replace\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewHost(rp, Selected{ID: "w9", Fleet: "web"}).Fleets[0]
+	if r.Strategy != events.StrategyInPlace || r.Hash != Hash(r) {
+		t.Errorf("new host of a replace fleet: strategy %s, hash %s of the plan %s: want in place, the hash of what runs", r.Strategy, r.Hash, Hash(r))
+	}
 }
 
 func TestOnDemandDocker(t *testing.T) {

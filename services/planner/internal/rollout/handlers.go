@@ -309,7 +309,9 @@ func (e *Engine) OnWithdrawn(ctx context.Context, m events.Meta, a events.Adviso
 // OnHostRegistered gives a new host a full upgrade before it takes traffic, and re-evaluates
 // a re-registered one.
 func (e *Engine) OnHostRegistered(ctx context.Context, m events.Meta, h events.HostRegistered) error {
-	if !h.New {
+	if !h.New || h.Replaces != "" {
+		// A replacement gets its full upgrade from its replace job, before it takes traffic;
+		// a rollout of its own would work on it at the same time.
 		return e.reevaluate(ctx, m, h.HostID, "")
 	}
 	now := e.now()
