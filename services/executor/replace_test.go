@@ -330,3 +330,33 @@ func TestReplaceWhoseNewHostPresentsAnotherKeyKeepsTheOldOne(t *testing.T) {
 		t.Errorf("hooks %q, want %q", got, want)
 	}
 }
+
+// A security job with strategy replace (what a replace fleet's rollout sends) names its fixes:
+// the new host must have them after its full upgrade to take the old one's place.
+func TestReplaceSwitchesOnlyToANewHostThatHasTheFix(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 3})
+	hs := e.fleet.Hosts()
+	p := newProvider(t, e)
+	e.run("a", p.configure)
+	security := func(min string) func(*events.UpgradeRequested) {
+		return func(r *events.UpgradeRequested) {
+			r.Strategy, r.HealthCheck = events.StrategyReplace, "true" // Kind security with openssl and libssl3
+			for i := range r.Packages {
+				r.Packages[i].MinVersion = min
+			}
+		}
+	}
+	fixed := e.job(0, security("3.0.19-1~deb12u3"))
+	e.mustComplete(fixed.JobID, 60*time.Second)
+	lagging := e.job(1, security("3.0.99-1")) // newer than the new host's repositories have
+	f := e.mustFail(lagging.JobID, events.FailReplace, 60*time.Second)
+	if !strings.Contains(f.Message, "stage upgrade") || !strings.Contains(f.Message, "openssl 3.0.19-1~deb12u3 < 3.0.99-1") ||
+		!strings.Contains(f.Message, hs[1].Name+" keeps serving") {
+		t.Errorf("message %q: want the upgrade stage, the missing fix and the old host serving", f.Message)
+	}
+	want := []string{"provision " + hs[0].Name, "switch " + hs[0].Name + " " + hs[1].Name, "retire " + hs[0].Name,
+		"provision " + hs[1].Name, "retire " + hs[2].Name}
+	if got := p.calls(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("hooks %q, want %q (the second new host retired, no switch)", got, want)
+	}
+}

@@ -240,6 +240,17 @@ func (x *Exec) upgradeNew(ctx context.Context, h *remote.Host) error {
 	if res.Apt.Status != 0 {
 		return fmt.Errorf("apt-get dist-upgrade exited %d: %s", res.Apt.Status, aptSummary(res.Apt))
 	}
+	// A security job names the fixes: a new host that did not get them (its repositories lag
+	// behind the advisory) is not one to switch to, and replacing it again would not help.
+	if names := job.RequestedNames(x.Req); x.Req.Kind == events.KindSecurity && len(names) > 0 {
+		st, err := h.State(ctx, names)
+		if err != nil {
+			return err
+		}
+		if bad := job.Unfixed(x.Req.Packages, job.Observe(st)); len(bad) > 0 {
+			return fmt.Errorf("the fix is not installed on the new host after its full upgrade: %s", strings.Join(bad, ", "))
+		}
+	}
 	p := &x.Progress
 	p.Changes = nil
 	for _, c := range res.Apt.Changes {
