@@ -90,6 +90,26 @@ type Config struct {
 	// all three or none; without them replace jobs fail replace_failed.
 	ProviderProvision, ProviderSwitch, ProviderRetire []string
 	ProviderTimeout                                   time.Duration // per hook run; default 15m
+	// ProvidersFile names a YAML file of hooks per fleet (provider.ParseFleets); a fleet
+	// not in it uses the hooks above.
+	ProvidersFile string
+}
+
+// providers returns the replace strategy's hooks: the file's per fleet, the variables' for
+// the rest.
+func (c Config) providers() (provider.Set, error) {
+	s := provider.Set{Default: provider.Hooks{Provision: c.ProviderProvision, Switch: c.ProviderSwitch, Retire: c.ProviderRetire, Timeout: c.ProviderTimeout}}
+	if c.ProvidersFile == "" {
+		return s, nil
+	}
+	data, err := os.ReadFile(c.ProvidersFile)
+	if err != nil {
+		return s, fmt.Errorf("PATCHFLEET_EXECUTOR_PROVIDERS_FILE: %w", err)
+	}
+	if s.Fleets, err = provider.ParseFleets(data, c.ProviderTimeout); err != nil {
+		return s, fmt.Errorf("PATCHFLEET_EXECUTOR_PROVIDERS_FILE %s: %w", c.ProvidersFile, err)
+	}
+	return s, nil
 }
 
 func (c *Config) defaults() {
@@ -226,7 +246,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("executor config: %w", err)
 	}
-	var err error
+	hooks, err := cfg.providers()
+	if err != nil {
+		return fmt.Errorf("executor config: %w", err)
+	}
 	common := cfg.Common
 	if common.DatabaseURL, err = withPoolMaxConns(common.DatabaseURL, cfg.DBMaxConns, cfg.dbMaxConnsSet); err != nil {
 		return fmt.Errorf("executor config: %w", err)
@@ -259,8 +282,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Targets: &remote.Targets{Inventory: query.Client{NC: svc.NC}, TTL: cfg.InventoryTTL},
 		Pool:    pool, DB: svc.Pool, NC: svc.NC, Logger: svc.Logger,
 	}
-	if hooks := (provider.Hooks{Provision: cfg.ProviderProvision, Switch: cfg.ProviderSwitch, Retire: cfg.ProviderRetire,
-		Timeout: cfg.ProviderTimeout}); hooks.Configured() {
+	if hooks.Any() {
 		r.Replace = &upgrade.Replace{Hooks: hooks}
 	}
 	c := svc.Consumer("", events.ConsumerConfig{

@@ -2,6 +2,7 @@ package executor_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -358,5 +359,60 @@ func TestReplaceSwitchesOnlyToANewHostThatHasTheFix(t *testing.T) {
 		"provision " + hs[1].Name, "retire " + hs[2].Name}
 	if got := p.calls(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("hooks %q, want %q (the second new host retired, no switch)", got, want)
+	}
+}
+
+// hooksFile writes a PATCHFLEET_EXECUTOR_PROVIDERS_FILE giving each fleet the hooks of its
+// provider.
+func hooksFile(t *testing.T, fleets map[string]*provider) string {
+	t.Helper()
+	script, err := filepath.Abs("testdata/provider.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString("fleets:\n")
+	for name, p := range fleets {
+		fmt.Fprintf(&b, "  %s:\n", name)
+		for _, hook := range []string{"provision", "switch", "retire"} {
+			fmt.Fprintf(&b, "    %s: sh %s %s %s\n", hook, script, p.dir, hook)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "providers.yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestReplaceRunsTheHooksOfTheOldHostsFleet(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 2})
+	old, nw := e.fleet.Hosts()[0], e.fleet.Hosts()[1]
+	def, sim := newProvider(t, e), newProvider(t, e)
+	file := hooksFile(t, map[string]*provider{"sim": sim, "other": def})
+	e.run("a", func(c *executor.Config) { def.configure(c); c.ProvidersFile = file })
+	req := e.job(0, replaceJob)
+	e.mustComplete(req.JobID, 60*time.Second)
+	want := []string{"provision " + old.Name, "switch " + old.Name + " " + nw.Name, "retire " + old.Name}
+	if got := sim.calls(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("the sim fleet's hooks ran %q, want %q", got, want)
+	}
+	if got := def.calls(); len(got) != 1 || got[0] != "" {
+		t.Errorf("other hooks ran %q, want none", got)
+	}
+}
+
+func TestReplaceInAFleetWithoutHooksFailsClearly(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 2})
+	other := newProvider(t, e)
+	file := hooksFile(t, map[string]*provider{"other": other})
+	e.run("a", func(c *executor.Config) { c.ProvidersFile = file }) // no default hooks
+	req := e.job(0, replaceJob)
+	f := e.mustFail(req.JobID, events.FailReplace, 60*time.Second)
+	if !strings.Contains(f.Message, "no provider hooks for fleet sim") {
+		t.Errorf("message %q does not say the fleet has no hooks", f.Message)
+	}
+	if got := other.calls(); len(got) != 1 || got[0] != "" {
+		t.Errorf("another fleet's hooks ran %q", got)
 	}
 }

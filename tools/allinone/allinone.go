@@ -56,6 +56,9 @@ type Config struct {
 	// Feeds are advisory feeds advisory-ingest reads or polls (files, directories, OSV zip
 	// dumps, URLs).
 	Feeds []string
+	// ProvidersFile gives fleets with strategy replace their provider hooks (the executor's
+	// PATCHFLEET_EXECUTOR_PROVIDERS_FILE); empty: replace jobs fail saying so.
+	ProvidersFile string
 }
 
 // Default is the configuration `make run` uses.
@@ -153,7 +156,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, started func(Addr
 		}},
 		{executor.Name, func(ctx context.Context) error {
 			return executor.Run(ctx, executor.Config{Common: common(cfg.ExecutorPort),
-				SSHKeyFiles: cfg.SSHKeyFiles, SSHAgentSocket: cfg.SSHAgentSocket}, logger)
+				SSHKeyFiles: cfg.SSHKeyFiles, SSHAgentSocket: cfg.SSHAgentSocket, ProvidersFile: cfg.ProvidersFile}, logger)
 		}},
 	}
 	var consoleAddrs Addrs

@@ -35,6 +35,7 @@ func main() {
 		SSHAgentSocket: env.String("SSH_AUTH_SOCK", ""),
 		PolicyFile:     env.String("PATCHFLEET_POLICY_FILE", ""),
 		Feeds:          list(env.String("PATCHFLEET_FEEDS", "")),
+		ProvidersFile:  env.String("PATCHFLEET_EXECUTOR_PROVIDERS_FILE", ""),
 	}
 	if err := errors.Join(env.Err(), cfg.Validate()); err != nil {
 		fmt.Fprintf(os.Stderr, "patchfleetd: bad configuration:\n%v\n", err)

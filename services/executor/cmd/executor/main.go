@@ -39,6 +39,7 @@ func main() {
 		ProviderSwitch:    strings.Fields(env.String("PATCHFLEET_EXECUTOR_PROVIDER_SWITCH", "")),
 		ProviderRetire:    strings.Fields(env.String("PATCHFLEET_EXECUTOR_PROVIDER_RETIRE", "")),
 		ProviderTimeout:   env.Duration("PATCHFLEET_EXECUTOR_PROVIDER_TIMEOUT", 0),
+		ProvidersFile:     env.String("PATCHFLEET_EXECUTOR_PROVIDERS_FILE", ""),
 	}
 	if err := errors.Join(env.Err(), cfg.Validate()); err != nil {
 		fmt.Fprintf(os.Stderr, "executor: bad configuration:\n%v\n", err)

@@ -11,6 +11,7 @@ import (
 // never provisions twice; the other stages are recorded after their effect, and repeating one
 // (a hook run again after a crash) is harmless: hooks must be idempotent.
 type ReplaceProgress struct {
+	Fleet        string   `json:"fleet,omitempty"`        // the old host's, whose provider hooks the job runs
 	Provisioning bool     `json:"provisioning,omitempty"` // the provision hook was started
 	New          *NewHost `json:"new,omitempty"`          // what it printed
 	Registered   bool     `json:"registered,omitempty"`   // HostRegistered for the new host is in the outbox

@@ -19,7 +19,7 @@ import (
 // give it a full upgrade, check its health, switch the failover address to it, decommission
 // and retire the old one. A new host that fails is retired and the old one keeps serving.
 type Replace struct {
-	Hooks provider.Hooks
+	Hooks provider.Set // by the old host's fleet, recorded when the job provisions
 }
 
 // Replace runs the job's next stages until it has its outcome (see job.NextReplace).
@@ -35,11 +35,19 @@ func (rp *Replace) Replace(ctx context.Context, x *Exec) error {
 		x.Log.Info("replace stage", "stage", step.String(), "attempt", x.Attempt)
 		switch step {
 		case job.ProvisionNew:
-			p.Provisioning = true
+			old, err := x.r.Targets.Inventory.Host(ctx, query.HostRequest{ID: oldID})
+			if err != nil {
+				return x.unresolved(ctx, oldID, err)
+			}
+			hooks, ok := rp.Hooks.For(old.Fleet)
+			if !ok {
+				return x.Fail(ctx, events.FailReplace, fmt.Sprintf("no provider hooks for fleet %s (PATCHFLEET_EXECUTOR_PROVIDERS_FILE, or the PATCHFLEET_EXECUTOR_PROVIDER_* defaults)", old.Fleet), "")
+			}
+			p.Fleet, p.Provisioning = old.Fleet, true
 			if err := x.Save(ctx); err != nil {
 				return err
 			}
-			n, err := rp.Hooks.ProvisionHost(ctx, oldID, x.Out)
+			n, err := hooks.ProvisionHost(ctx, oldID, x.Out)
 			if err != nil {
 				if cause := context.Cause(ctx); cause != nil {
 					return fmt.Errorf("job %s provision: %w", x.Job.ID, cause)
@@ -110,7 +118,7 @@ func (rp *Replace) Replace(ctx context.Context, x *Exec) error {
 			}
 
 		case job.SwitchToNew:
-			if err := rp.Hooks.SwitchTo(ctx, oldID, p.New.ID, x.Out); err != nil {
+			if err := rp.hooks(x).SwitchTo(ctx, oldID, p.New.ID, x.Out); err != nil {
 				if cause := context.Cause(ctx); cause != nil {
 					return fmt.Errorf("job %s switch: %w", x.Job.ID, cause)
 				}
@@ -136,7 +144,7 @@ func (rp *Replace) Replace(ctx context.Context, x *Exec) error {
 			}
 
 		case job.RetireOld:
-			if err := rp.Hooks.RetireHost(ctx, oldID, x.Out); err != nil {
+			if err := rp.hooks(x).RetireHost(ctx, oldID, x.Out); err != nil {
 				if cause := context.Cause(ctx); cause != nil {
 					return fmt.Errorf("job %s retire: %w", x.Job.ID, cause)
 				}
@@ -150,7 +158,7 @@ func (rp *Replace) Replace(ctx context.Context, x *Exec) error {
 
 		case job.RetireNew:
 			var more []events.Message
-			if err := rp.Hooks.RetireHost(ctx, p.New.ID, x.Out); err != nil {
+			if err := rp.hooks(x).RetireHost(ctx, p.New.ID, x.Out); err != nil {
 				if cause := context.Cause(ctx); cause != nil {
 					return fmt.Errorf("job %s retire new host: %w", x.Job.ID, cause)
 				}
@@ -187,6 +195,14 @@ func (rp *Replace) Replace(ctx context.Context, x *Exec) error {
 		}
 	}
 	return x.Fail(ctx, events.FailReplace, fmt.Sprintf("replace did not finish within %d steps", maxSteps), "")
+}
+
+// hooks are the provider hooks of the job's fleet. A job provisioned by an executor that did
+// not record the fleet uses the default hooks; a fleet whose hooks were removed since gets
+// hooks that are not configured, which fail saying so.
+func (rp *Replace) hooks(x *Exec) provider.Hooks {
+	h, _ := rp.Hooks.For(x.Progress.Replace.Fleet)
+	return h
 }
 
 // newHostFailed records that the new host failed at stage; the next stage retires it. The
