@@ -28,6 +28,7 @@ type Exposure struct {
 	PatchedAt     *time.Time
 	RebootPending bool
 	RolloutID     string
+	RetiredAt     *time.Time
 }
 
 type Rollout struct {

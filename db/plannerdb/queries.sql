@@ -226,9 +226,8 @@ where @host_id::text = any(w.host_ids)
 insert into exposures (advisory_id, host_id, fleet, severity, exposed_since)
 select unnest(@advisory_ids::text[]), unnest(@host_ids::text[]), unnest(@fleets::text[]), unnest(@severities::text[]), @now
 on conflict (advisory_id, host_id) do update
-set exposed_since = case when exposures.patched_at is not null then excluded.exposed_since else exposures.exposed_since end,
-    patched_at = null
-where exposures.patched_at is not null;
+set exposed_since = excluded.exposed_since, patched_at = null, retired_at = null
+where exposures.patched_at is not null or exposures.retired_at is not null;
 
 -- name: LockExposures :exec
 -- Serialises the recording of exposures to these advisories (in id order, so two
@@ -238,7 +237,7 @@ from (select distinct unnest(@advisory_ids::text[]) as id order by 1) a;
 
 -- name: ExposuresOfAdvisory :many
 -- The hosts with an exposure to an advisory on record, and whether it ended.
-select host_id, (patched_at is not null)::boolean as patched from exposures where advisory_id = @advisory_id;
+select host_id, (patched_at is not null or retired_at is not null)::boolean as ended from exposures where advisory_id = @advisory_id;
 
 -- name: InsertExposures :copyfrom
 insert into exposures (advisory_id, host_id, fleet, severity, exposed_since)
@@ -247,7 +246,12 @@ values (@advisory_id, @host_id, @fleet, @severity, @exposed_since);
 -- name: PatchedOutside :exec
 -- A host no longer exposed to these advisories (upgraded outside Patchfleet) is patched now.
 update exposures set patched_at = @now
-where host_id = @host_id and patched_at is null and not (advisory_id = any(@still_exposed::text[]));
+where host_id = @host_id and patched_at is null and retired_at is null and not (advisory_id = any(@still_exposed::text[]));
+
+-- name: RetireExposures :exec
+-- A decommissioned host's open exposures end now.
+update exposures set retired_at = @now
+where host_id = @host_id and retired_at is null and (patched_at is null or reboot_pending);
 
 -- name: ClearRebootPending :exec
 update exposures set reboot_pending = false where host_id = @host_id and reboot_pending;
@@ -298,7 +302,7 @@ select * from exposures
 where (@advisory_id::text = '' or advisory_id = @advisory_id)
   and (@host_id::text = '' or host_id = @host_id)
   and (@fleet::text = '' or fleet = @fleet)
-  and (not @open::boolean or patched_at is null or reboot_pending)
+  and (not @open::boolean or retired_at is null and (patched_at is null or reboot_pending))
   and (advisory_id, host_id) > (@after_advisory::text, @after_host::text)
 order by advisory_id, host_id
 limit @max;

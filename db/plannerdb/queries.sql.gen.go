@@ -100,11 +100,11 @@ func (q *Queries) CompleteWave(ctx context.Context, arg CompleteWaveParams) erro
 }
 
 const compliance = `-- name: Compliance :many
-select advisory_id, host_id, fleet, severity, exposed_since, patched_at, reboot_pending, rollout_id from exposures
+select advisory_id, host_id, fleet, severity, exposed_since, patched_at, reboot_pending, rollout_id, retired_at from exposures
 where ($1::text = '' or advisory_id = $1)
   and ($2::text = '' or host_id = $2)
   and ($3::text = '' or fleet = $3)
-  and (not $4::boolean or patched_at is null or reboot_pending)
+  and (not $4::boolean or retired_at is null and (patched_at is null or reboot_pending))
   and (advisory_id, host_id) > ($5::text, $6::text)
 order by advisory_id, host_id
 limit $7
@@ -146,6 +146,7 @@ func (q *Queries) Compliance(ctx context.Context, arg ComplianceParams) ([]Expos
 			&i.PatchedAt,
 			&i.RebootPending,
 			&i.RolloutID,
+			&i.RetiredAt,
 		); err != nil {
 			return nil, err
 		}
@@ -261,12 +262,12 @@ func (q *Queries) DueRollouts(ctx context.Context, arg DueRolloutsParams) ([]str
 }
 
 const exposuresOfAdvisory = `-- name: ExposuresOfAdvisory :many
-select host_id, (patched_at is not null)::boolean as patched from exposures where advisory_id = $1
+select host_id, (patched_at is not null or retired_at is not null)::boolean as ended from exposures where advisory_id = $1
 `
 
 type ExposuresOfAdvisoryRow struct {
-	HostID  string
-	Patched bool
+	HostID string
+	Ended  bool
 }
 
 // The hosts with an exposure to an advisory on record, and whether it ended.
@@ -279,7 +280,7 @@ func (q *Queries) ExposuresOfAdvisory(ctx context.Context, advisoryID string) ([
 	items := []ExposuresOfAdvisoryRow{}
 	for rows.Next() {
 		var i ExposuresOfAdvisoryRow
-		if err := rows.Scan(&i.HostID, &i.Patched); err != nil {
+		if err := rows.Scan(&i.HostID, &i.Ended); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -882,7 +883,7 @@ func (q *Queries) OpenRolloutsOfAdvisory(ctx context.Context, advisoryID string)
 
 const patchedOutside = `-- name: PatchedOutside :exec
 update exposures set patched_at = $1
-where host_id = $2 and patched_at is null and not (advisory_id = any($3::text[]))
+where host_id = $2 and patched_at is null and retired_at is null and not (advisory_id = any($3::text[]))
 `
 
 type PatchedOutsideParams struct {
@@ -983,9 +984,8 @@ const recordExposures = `-- name: RecordExposures :exec
 insert into exposures (advisory_id, host_id, fleet, severity, exposed_since)
 select unnest($1::text[]), unnest($2::text[]), unnest($3::text[]), unnest($4::text[]), $5
 on conflict (advisory_id, host_id) do update
-set exposed_since = case when exposures.patched_at is not null then excluded.exposed_since else exposures.exposed_since end,
-    patched_at = null
-where exposures.patched_at is not null
+set exposed_since = excluded.exposed_since, patched_at = null, retired_at = null
+where exposures.patched_at is not null or exposures.retired_at is not null
 `
 
 type RecordExposuresParams struct {
@@ -1020,6 +1020,22 @@ type ResumeRolloutParams struct {
 
 func (q *Queries) ResumeRollout(ctx context.Context, arg ResumeRolloutParams) error {
 	_, err := q.db.Exec(ctx, resumeRollout, arg.Now, arg.ID)
+	return err
+}
+
+const retireExposures = `-- name: RetireExposures :exec
+update exposures set retired_at = $1
+where host_id = $2 and retired_at is null and (patched_at is null or reboot_pending)
+`
+
+type RetireExposuresParams struct {
+	Now    *time.Time
+	HostID string
+}
+
+// A decommissioned host's open exposures end now.
+func (q *Queries) RetireExposures(ctx context.Context, arg RetireExposuresParams) error {
+	_, err := q.db.Exec(ctx, retireExposures, arg.Now, arg.HostID)
 	return err
 }
 

@@ -159,16 +159,33 @@ type ComplianceRequest struct {
 
 // ComplianceRecord is one host's exposure to one advisory.
 type ComplianceRecord struct {
-	AdvisoryID    string          `json:"advisory_id"`
-	HostID        string          `json:"host_id"`
-	Fleet         string          `json:"fleet"`
-	Severity      events.Severity `json:"severity,omitempty"`
-	ExposedSince  time.Time       `json:"exposed_since"`
-	PatchedAt     time.Time       `json:"patched_at,omitzero"`
-	RebootPending bool            `json:"reboot_pending,omitempty"`
-	RolloutID     string          `json:"rollout_id,omitempty"`
-	// Vulnerable is how long the host was exposed: until patched, or until the answer.
+	AdvisoryID   string          `json:"advisory_id"`
+	HostID       string          `json:"host_id"`
+	Fleet        string          `json:"fleet"`
+	Severity     events.Severity `json:"severity,omitempty"`
+	ExposedSince time.Time       `json:"exposed_since"`
+	PatchedAt    time.Time       `json:"patched_at,omitzero"`
+	// RetiredAt: the host was decommissioned while exposed (or waiting for a reboot), which
+	// ended the exposure without a patch.
+	RetiredAt     time.Time `json:"retired_at,omitzero"`
+	RebootPending bool      `json:"reboot_pending,omitempty"`
+	RolloutID     string    `json:"rollout_id,omitempty"`
+	// Vulnerable is how long the host was exposed: until patched, retired, or the answer.
 	Vulnerable time.Duration `json:"vulnerable_ns"`
+}
+
+// Ended is when the exposure ended: the patch, else the host's retirement; zero while it lasts.
+func (r ComplianceRecord) Ended() time.Time {
+	if !r.PatchedAt.IsZero() {
+		return r.PatchedAt
+	}
+	return r.RetiredAt
+}
+
+// Open reports whether the host is still exposed or waits for a reboot: what
+// ComplianceRequest.Open selects.
+func (r ComplianceRecord) Open() bool {
+	return r.RetiredAt.IsZero() && (r.PatchedAt.IsZero() || r.RebootPending)
 }
 
 // ComplianceResponse is a page of compliance records.

@@ -640,3 +640,36 @@ func TestHostRegisteredByAReplaceJobGetsNoRolloutOfItsOwn(t *testing.T) {
 		t.Fatalf("%d jobs and %d rollouts for a host its replace job upgrades, want none", n, planned)
 	}
 }
+
+// A host decommissioned while exposed is no longer exposed: its exposure ends when it is
+// retired (not patched), and the open compliance view leaves it out.
+func TestADecommissionedHostsExposureEnds(t *testing.T) {
+	e := newEnv(t, `
+fleets:
+  - name: web
+    fleet: web
+    security_updates: notify-only
+`)
+	hosts := e.inv.expose("web", nil, 2, "DSA-R")
+	e.run("a")
+	e.bus.Publish(t, advisory("DSA-R", events.SeverityHigh), "DSA-R")
+	ctx := context.Background()
+	eventstest.WaitFor(t, 30*time.Second, "DSA-R's exposures", func() bool {
+		c, err := e.client.Compliance(ctx, query.ComplianceRequest{AdvisoryID: "DSA-R", Open: true})
+		return err == nil && len(c.Records) == 2
+	})
+	m := e.bus.Publish(t, events.HostDecommissioned{HostID: hosts[0], Reason: "replaced"}, hosts[0])
+	e.waitProcessed(m)
+	open, err := e.client.Compliance(ctx, query.ComplianceRequest{AdvisoryID: "DSA-R", Open: true})
+	if err != nil || len(open.Records) != 1 || open.Records[0].HostID != hosts[1] {
+		t.Fatalf("open exposures %+v, %v: want only %s", open.Records, err, hosts[1])
+	}
+	all, err := e.client.Compliance(ctx, query.ComplianceRequest{AdvisoryID: "DSA-R", HostID: hosts[0]})
+	if err != nil || len(all.Records) != 1 {
+		t.Fatalf("records of %s: %+v, %v", hosts[0], all.Records, err)
+	}
+	r := all.Records[0]
+	if r.RetiredAt.IsZero() || !r.PatchedAt.IsZero() || r.Open() || r.Vulnerable != r.RetiredAt.Sub(r.ExposedSince) {
+		t.Errorf("record %+v: want retired, not patched, exposed until the retirement", r)
+	}
+}

@@ -71,7 +71,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, _ auth.Session
 	}
 	var open []query.ComplianceRecord
 	for _, rec := range history {
-		if rec.PatchedAt.IsZero() || rec.RebootPending {
+		if rec.Open() {
 			open = append(open, rec)
 		}
 	}

@@ -33,7 +33,7 @@ func ExposedPerDay(recs []query.ComplianceRecord, now time.Time, days int) []Day
 			if r.ExposedSince.IsZero() || r.ExposedSince.After(at) {
 				continue
 			}
-			if !r.PatchedAt.IsZero() && !r.PatchedAt.After(at) {
+			if end := r.Ended(); !end.IsZero() && !end.After(at) {
 				continue
 			}
 			hosts[r.HostID] = true

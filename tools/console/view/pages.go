@@ -84,9 +84,11 @@ func BuildAdvisory(a query.Advisory, exposed []query.ExposedHost, rollouts []que
 	}
 	since := map[string]time.Time{}
 	for _, r := range recs {
-		if r.PatchedAt.IsZero() {
+		switch {
+		case !r.RetiredAt.IsZero(): // decommissioned unpatched: neither exposed nor patched
+		case r.PatchedAt.IsZero():
 			since[r.HostID] = r.ExposedSince
-		} else {
+		default:
 			p.Patched++
 		}
 	}
@@ -143,6 +145,7 @@ func GroupCompliance(recs []query.ComplianceRecord, byHost bool) []ComplianceGro
 		}
 		g.Records++
 		switch {
+		case !r.RetiredAt.IsZero():
 		case r.PatchedAt.IsZero():
 			g.Open++
 		case r.RebootPending:
@@ -164,7 +167,7 @@ func GroupCompliance(recs []query.ComplianceRecord, byHost bool) []ComplianceGro
 }
 
 // ComplianceHeader is the CSV export's header.
-var ComplianceHeader = []string{"advisory_id", "host_id", "fleet", "severity", "exposed_since", "patched_at", "reboot_pending", "rollout_id", "vulnerable_hours"}
+var ComplianceHeader = []string{"advisory_id", "host_id", "fleet", "severity", "exposed_since", "patched_at", "retired_at", "reboot_pending", "rollout_id", "vulnerable_hours"}
 
 // WriteComplianceCSV writes records as CSV (RFC 4180, times in RFC 3339 UTC). Cells that a
 // spreadsheet would take for a formula are prefixed with a quote.
@@ -181,7 +184,7 @@ func WriteComplianceCSV(w io.Writer, recs []query.ComplianceRecord) error {
 	}
 	for _, r := range recs {
 		row := []string{cell(r.AdvisoryID), cell(r.HostID), cell(r.Fleet), cell(string(r.Severity)), ts(r.ExposedSince), ts(r.PatchedAt),
-			fmt.Sprint(r.RebootPending), cell(r.RolloutID), fmt.Sprintf("%.1f", r.Vulnerable.Hours())}
+			ts(r.RetiredAt), fmt.Sprint(r.RebootPending), cell(r.RolloutID), fmt.Sprintf("%.1f", r.Vulnerable.Hours())}
 		if err := cw.Write(row); err != nil {
 			return fmt.Errorf("write csv row %s/%s: %w", r.AdvisoryID, r.HostID, err)
 		}

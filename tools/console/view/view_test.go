@@ -168,13 +168,15 @@ func TestComplianceCSV(t *testing.T) {
 	recs := []query.ComplianceRecord{
 		{AdvisoryID: "DSA-1", HostID: "web-1", Fleet: "web", Severity: "high", ExposedSince: now.Add(-3 * time.Hour), Vulnerable: 3 * time.Hour},
 		{AdvisoryID: "@SUM(A1)", HostID: "-web", Fleet: "+x", Severity: "low", ExposedSince: now, PatchedAt: now, RebootPending: true},
+		{AdvisoryID: "DSA-2", HostID: "web-2", Fleet: "web", ExposedSince: now.Add(-2 * time.Hour), RetiredAt: now.Add(-time.Hour), Vulnerable: time.Hour},
 	}
 	if err := WriteComplianceCSV(&b, recs); err != nil {
 		t.Fatal(err)
 	}
-	want := "advisory_id,host_id,fleet,severity,exposed_since,patched_at,reboot_pending,rollout_id,vulnerable_hours\n" +
-		"DSA-1,web-1,web,high,2025-03-10T12:00:00Z,,false,,3.0\n" +
-		"'@SUM(A1),'-web,'+x,low,2025-03-10T15:00:00Z,2025-03-10T15:00:00Z,true,,0.0\n"
+	want := "advisory_id,host_id,fleet,severity,exposed_since,patched_at,retired_at,reboot_pending,rollout_id,vulnerable_hours\n" +
+		"DSA-1,web-1,web,high,2025-03-10T12:00:00Z,,,false,,3.0\n" +
+		"'@SUM(A1),'-web,'+x,low,2025-03-10T15:00:00Z,2025-03-10T15:00:00Z,,true,,0.0\n" +
+		"DSA-2,web-2,web,,2025-03-10T13:00:00Z,,2025-03-10T14:00:00Z,false,,1.0\n"
 	if b.String() != want {
 		t.Errorf("csv:\n%s\nwant:\n%s", b.String(), want)
 	}

@@ -246,7 +246,7 @@ func (e *Engine) recordAdvisoryExposures(ctx context.Context, q *plannerdb.Queri
 	}
 	ended := make(map[string]bool, len(known)) // host → whether its exposure ended
 	for _, r := range known {
-		ended[r.HostID] = r.Patched
+		ended[r.HostID] = r.Ended
 	}
 	fresh := make([]plannerdb.InsertExposuresParams, 0, len(hosts)-min(len(hosts), len(known)))
 	reopen := plannerdb.RecordExposuresParams{Now: now}
@@ -342,6 +342,9 @@ func (e *Engine) OnDecommissioned(ctx context.Context, m events.Meta, d events.H
 	return e.inTx(ctx, func(tx pgx.Tx, q *plannerdb.Queries) error {
 		if seen, err := inbox.Seen(ctx, tx, inboxHosts, m.ID); err != nil || seen {
 			return err
+		}
+		if err := q.RetireExposures(ctx, plannerdb.RetireExposuresParams{HostID: d.HostID, Now: &now}); err != nil {
+			return fmt.Errorf("end the exposures of decommissioned host %s: %w", d.HostID, err)
 		}
 		ids, err := q.PendingRolloutsOfHost(ctx, d.HostID)
 		if err != nil {

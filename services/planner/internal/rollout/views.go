@@ -133,12 +133,15 @@ func (e *Engine) Compliance(ctx context.Context, req query.ComplianceRequest) (q
 			break
 		}
 		end := now
-		if r.PatchedAt != nil {
+		switch {
+		case r.PatchedAt != nil:
 			end = *r.PatchedAt
+		case r.RetiredAt != nil:
+			end = *r.RetiredAt
 		}
 		out.Records = append(out.Records, query.ComplianceRecord{
 			AdvisoryID: r.AdvisoryID, HostID: r.HostID, Fleet: r.Fleet, Severity: events.Severity(r.Severity),
-			ExposedSince: r.ExposedSince, PatchedAt: deref(r.PatchedAt), RebootPending: r.RebootPending,
+			ExposedSince: r.ExposedSince, PatchedAt: deref(r.PatchedAt), RetiredAt: deref(r.RetiredAt), RebootPending: r.RebootPending,
 			RolloutID: r.RolloutID, Vulnerable: end.Sub(r.ExposedSince),
 		})
 	}
