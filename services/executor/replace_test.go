@@ -1,6 +1,7 @@
 package executor_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -414,5 +415,71 @@ func TestReplaceInAFleetWithoutHooksFailsClearly(t *testing.T) {
 	}
 	if got := other.calls(); len(got) != 1 || got[0] != "" {
 		t.Errorf("another fleet's hooks ran %q", got)
+	}
+}
+
+// securityReplace is what a replace fleet's rollout sends: a security job naming its fixes
+// (openssl and libssl3), strategy replace.
+func securityReplace(min string) func(*events.UpgradeRequested) {
+	return func(r *events.UpgradeRequested) {
+		r.Strategy, r.HealthCheck = events.StrategyReplace, "true"
+		for i := range r.Packages {
+			r.Packages[i].MinVersion = min
+		}
+	}
+}
+
+func TestReplaceOfAHostThatAlreadyHasTheFixReplacesNothing(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 2})
+	p := newProvider(t, e)
+	e.run("a", p.configure)
+	req := e.job(0, securityReplace("3.0.17-1~deb12u2")) // what the host has
+	c := e.mustComplete(req.JobID, 60*time.Second)
+	if got := p.calls(); len(got) != 1 || got[0] != "" {
+		t.Errorf("hooks ran %q, want none", got)
+	}
+	if !strings.Contains(e.jobLog(req.JobID), "nothing to replace") || len(c.Packages) != 2 || c.Packages[0].Before != c.Packages[0].After {
+		t.Errorf("completed %+v: want the packages as they are, nothing replaced", c)
+	}
+}
+
+// The new host is the replace job's until the job ends: a job planned for it meanwhile (from
+// a scan taken before its upgrade finished) waits for it, and then finds nothing to do.
+func TestAJobForTheNewHostWaitsForTheReplaceJob(t *testing.T) {
+	e := newEnv(t, fleetsim.Options{N: 2})
+	nw := e.fleet.Hosts()[1]
+	p := newProvider(t, e)
+	p.write("block-switch", "")
+	e.run("a", p.configure)
+	first := e.job(0, securityReplace("3.0.19-1~deb12u3"))
+	waitFor(t, func() bool { return strings.Contains(strings.Join(p.calls(), "|"), "switch") })
+	var holder string
+	if err := e.db.QueryRow(context.Background(), "select job_id from host_leases where host_id = $1 and expires_at > now()", nw.Name).Scan(&holder); err != nil || holder != first.JobID {
+		t.Fatalf("the new host's lease is held by %q (%v), want the replace job %s", holder, err, first.JobID)
+	}
+	second := e.job(1, func(r *events.UpgradeRequested) {
+		r.Packages[0].MinVersion, r.Packages[1].MinVersion = "3.0.19-1~deb12u3", "3.0.19-1~deb12u3"
+	})
+	waitFor(t, func() bool {
+		var n int
+		return e.db.QueryRow(context.Background(), "select count(*) from jobs where job_id = $1", second.JobID).Scan(&n) == nil && n == 1
+	})
+	p.remove("block-switch")
+	e.mustComplete(first.JobID, 60*time.Second)
+	e.mustComplete(second.JobID, 60*time.Second)
+	var done, started int = -1, -1
+	for i, env := range e.bus.Envelopes(t, events.StreamUpgrades) {
+		switch {
+		case env.Type == "UpgradeCompleted" && strings.Contains(string(env.Data), first.JobID):
+			done = i
+		case env.Type == "UpgradeStarted" && strings.Contains(string(env.Data), second.JobID):
+			started = i
+		}
+	}
+	if started < done {
+		t.Errorf("the job for the new host started (event %d) before the replace job completed (event %d)", started, done)
+	}
+	if !strings.Contains(e.jobLog(second.JobID), "already at or above its fixed version") {
+		t.Errorf("the job for the new host did more than find its fixes there:\n%s", e.jobLog(second.JobID))
 	}
 }

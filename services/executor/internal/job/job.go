@@ -222,7 +222,7 @@ func Next(req events.UpgradeRequested, p Progress, o Observation, r Rules, now t
 		if r.MinFreeKB > 0 && o.FreeKB >= 0 && o.FreeKB < r.MinFreeKB {
 			return fail(events.FailDiskSpace, "%d KiB free on / or /var, %d KiB required", o.FreeKB, r.MinFreeKB)
 		}
-		if req.Kind == events.KindSecurity && len(req.Packages) > 0 && len(Unfixed(req.Packages, o)) == 0 && allPinned(req.Packages) {
+		if Satisfied(req, o) {
 			return Decision{Action: AlreadyFixed}
 		}
 		update := !p.Updated
@@ -277,6 +277,12 @@ func Unfixed(ts []events.PackageTarget, o Observation) []string {
 		}
 	}
 	return out
+}
+
+// Satisfied reports whether a security job has nothing left to do on the host: every
+// requested package has a pinned minimum, and none is installed below it.
+func Satisfied(req events.UpgradeRequested, o Observation) bool {
+	return req.Kind == events.KindSecurity && len(req.Packages) > 0 && allPinned(req.Packages) && len(Unfixed(req.Packages, o)) == 0
 }
 
 func allPinned(ts []events.PackageTarget) bool {

@@ -11,6 +11,7 @@ import (
 	"github.com/patchfleet/patchfleet/events/query"
 	"github.com/patchfleet/patchfleet/events/sshx"
 	"github.com/patchfleet/patchfleet/services/executor/internal/job"
+	"github.com/patchfleet/patchfleet/services/executor/internal/lease"
 	"github.com/patchfleet/patchfleet/services/executor/internal/provider"
 	"github.com/patchfleet/patchfleet/services/executor/internal/remote"
 )
@@ -26,15 +27,45 @@ type Replace struct {
 func (rp *Replace) Replace(ctx context.Context, x *Exec) error {
 	p := &x.Progress.Replace
 	oldID := x.Job.HostID
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var held *lease.Lease // the new host's
+	defer func() {
+		if held != nil {
+			if err := held.Release(context.WithoutCancel(ctx)); err != nil {
+				x.Log.Warn("release the new host's lease", "host_id", p.New.ID, "err", err)
+			}
+		}
+	}()
 	for range maxSteps {
 		if err := context.Cause(ctx); err != nil {
 			return fmt.Errorf("job %s replace: %w", x.Job.ID, err)
+		}
+		if p.New != nil && held == nil {
+			// The new host is this job's until the job ends, as the old one is: a job planned
+			// for it meanwhile (from a scan taken before its upgrade finished) waits, and
+			// then finds nothing to do.
+			l, err := x.r.Leases.Acquire(ctx, p.New.ID, x.Job.ID)
+			if err != nil {
+				return fmt.Errorf("job %s new host %s: %w", x.Job.ID, p.New.ID, err)
+			}
+			held = l
+			go func() {
+				select {
+				case <-l.Lost():
+					cancel(errLeaseLost)
+				case <-ctx.Done():
+				}
+			}()
 		}
 		step := job.NextReplace(*p, x.Req.Reboot)
 		x.Out.Printf("replace stage %s", step)
 		x.Log.Info("replace stage", "stage", step.String(), "attempt", x.Attempt)
 		switch step {
 		case job.ProvisionNew:
+			if done, err := x.satisfied(ctx, oldID); done || err != nil {
+				return err
+			}
 			old, err := x.r.Targets.Inventory.Host(ctx, query.HostRequest{ID: oldID})
 			if err != nil {
 				return x.unresolved(ctx, oldID, err)
@@ -195,6 +226,35 @@ func (rp *Replace) Replace(ctx context.Context, x *Exec) error {
 		}
 	}
 	return x.Fail(ctx, events.FailReplace, fmt.Sprintf("replace did not finish within %d steps", maxSteps), "")
+}
+
+// satisfied completes a security job whose host already has every fix it names (patched
+// since the job was planned, or a replacement its own replace job upgraded): there is
+// nothing to replace it for. done is true when the job has its outcome.
+func (x *Exec) satisfied(ctx context.Context, hostID string) (done bool, err error) {
+	names := job.RequestedNames(x.Req)
+	if x.Req.Kind != events.KindSecurity || len(names) == 0 {
+		return false, nil
+	}
+	h, err := x.host(ctx, hostID)
+	if err != nil {
+		return true, x.unresolved(ctx, hostID, err)
+	}
+	st, err := h.State(ctx, names)
+	if err != nil {
+		if m, ok := remote.KeyMismatch(err); ok {
+			return true, x.keyMismatch(ctx, hostID, m)
+		}
+		return true, x.transport(ctx, "state", err, "")
+	}
+	o := job.Observe(st)
+	if !job.Satisfied(x.Req, o) {
+		return false, nil
+	}
+	x.Out.Printf("every requested package is already at or above its fixed version; nothing to replace")
+	x.Progress.Before = versions(o, names)
+	x.Progress.After = x.Progress.Before
+	return true, x.Complete(ctx, o)
 }
 
 // hooks are the provider hooks of the job's fleet. A job provisioned by an executor that did
