@@ -467,7 +467,7 @@ func TestAJobForTheNewHostWaitsForTheReplaceJob(t *testing.T) {
 	p.remove("block-switch")
 	e.mustComplete(first.JobID, 60*time.Second)
 	e.mustComplete(second.JobID, 60*time.Second)
-	var done, started int = -1, -1
+	done, started := -1, -1
 	for i, env := range e.bus.Envelopes(t, events.StreamUpgrades) {
 		switch {
 		case env.Type == "UpgradeCompleted" && strings.Contains(string(env.Data), first.JobID):
