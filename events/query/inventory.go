@@ -46,7 +46,8 @@ type Host struct {
 	Fleet          string             `json:"fleet"`
 	Tags           map[string]string  `json:"tags,omitempty"`
 	SSH            events.SSHTarget   `json:"ssh"`
-	New            bool               `json:"new,omitempty"` // registered as new, not yet fully upgraded
+	New            bool               `json:"new,omitempty"`      // registered as new, not yet fully upgraded
+	AppPath        string             `json:"app_path,omitempty"` // the application the Rails probes look at
 	Retired        bool               `json:"retired,omitempty"`
 	KeyMismatch    bool               `json:"key_mismatch,omitempty"` // refused until re-pinned
 	OS             events.OSRelease   `json:"os"`

@@ -79,7 +79,7 @@ func newEnv(t testing.TB, opts fleetsim.Options) *env {
 	e.keyFile = writeKey(t, fleet.ClientPrivateKey())
 	hosts := map[string]query.HostDetail{}
 	for _, h := range fleet.Hosts() {
-		hosts[h.Name] = query.HostDetail{Host: query.Host{ID: h.Name, Name: h.Name, Fleet: "sim",
+		hosts[h.Name] = query.HostDetail{Host: query.Host{ID: h.Name, Name: h.Name, Fleet: "sim", AppPath: "/srv/app",
 			SSH: events.SSHTarget{Address: "127.0.0.1", Port: h.Port(), User: "root", HostKey: authorizedKey(h.HostKey())}}}
 	}
 	e.inv = startInventory(t, e.bus.Conn, hosts)

@@ -124,7 +124,7 @@ func TestReplaceProvisionsUpgradesSwitchesAndRetiresTheOldHost(t *testing.T) {
 	if err := events.DecodeData(reg[0], &r); err != nil {
 		t.Fatal(err)
 	}
-	if !r.New || r.Replaces != old.Name || r.Fleet != "sim" || r.SSH.Port != nw.Port() || strings.TrimSpace(r.SSH.HostKey) != strings.TrimSpace(authorizedKey(nw.HostKey())) {
+	if !r.New || r.Replaces != old.Name || r.Fleet != "sim" || r.AppPath != "/srv/app" || r.SSH.Port != nw.Port() || strings.TrimSpace(r.SSH.HostKey) != strings.TrimSpace(authorizedKey(nw.HostKey())) {
 		t.Errorf("HostRegistered %+v", r)
 	}
 	if n := len(e.hostEvents("HostDecommissioned", old.Name)); n != 1 {

@@ -101,7 +101,7 @@ func (rp *Replace) Replace(ctx context.Context, x *Exec) error {
 				return x.unresolved(ctx, oldID, err)
 			}
 			n := p.New
-			reg := events.HostRegistered{HostID: n.ID, Name: n.Name, Fleet: old.Fleet, Tags: old.Tags, New: true, Replaces: oldID,
+			reg := events.HostRegistered{HostID: n.ID, Name: n.Name, Fleet: old.Fleet, Tags: old.Tags, New: true, Replaces: oldID, AppPath: old.AppPath,
 				SSH: events.SSHTarget{Address: n.Address, Port: n.Port, User: cmpOr(n.User, old.SSH.User), Bastion: old.SSH.Bastion,
 					Sudo: old.SSH.Sudo, HostKey: n.HostKey}}
 			msg, err := events.NewDerived(reg, x.Origin, x.now(), x.Job.ID, n.ID)

@@ -240,7 +240,7 @@ func sshTarget(h inventorydb.Host) events.SSHTarget {
 // ToHost converts a register row.
 func ToHost(h inventorydb.Host) query.Host {
 	out := query.Host{
-		ID: h.ID, Name: h.Name, Fleet: h.Fleet, SSH: sshTarget(h), New: h.IsNew, Retired: h.Retired,
+		ID: h.ID, Name: h.Name, Fleet: h.Fleet, SSH: sshTarget(h), New: h.IsNew, AppPath: h.AppPath, Retired: h.Retired,
 		KeyMismatch: h.KeyMismatch, OS: events.OSRelease{ID: h.OsID, VersionID: h.OsVersionID, Codename: h.OsCodename},
 		Kernel: h.Kernel, BootID: h.BootID, LastScanError: h.LastScanError, PackageCount: int(h.PackageCount),
 		Held: h.Held, RebootRequired: h.RebootRequired, RebootPackages: h.RebootPackages,

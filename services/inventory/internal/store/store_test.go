@@ -541,3 +541,18 @@ func TestFailedGroupForgetsTheSetsItStored(t *testing.T) {
 		t.Fatalf("%d of h1, h2 stored with their set (%v)", stored, err)
 	}
 }
+
+// The host answer carries what registration said of it, the application path included: a
+// replace job registers its new host with the old one's.
+func TestHostAnswerCarriesItsRegistration(t *testing.T) {
+	st := New(pgtest.New(t, inventorydb.Schema, inventorydb.Migrations))
+	ctx := context.Background()
+	if _, err := st.Register(ctx, events.HostRegistered{HostID: "web-7", Name: "web-7", Fleet: "web", Tags: map[string]string{"role": "web"},
+		New: true, AppPath: "/srv/app", SSH: events.SSHTarget{Address: "10.0.0.7", TOFU: true}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	h, err := st.Host(ctx, "web-7", false)
+	if err != nil || h.AppPath != "/srv/app" || !h.New || h.Fleet != "web" || h.Tags["role"] != "web" {
+		t.Errorf("host %+v, %v: want the application path, new, fleet and tags registered", h.Host, err)
+	}
+}
