@@ -672,4 +672,11 @@ fleets:
 	if r.RetiredAt.IsZero() || !r.PatchedAt.IsZero() || r.Open() || r.Vulnerable != r.RetiredAt.Sub(r.ExposedSince) {
 		t.Errorf("record %+v: want retired, not patched, exposed until the retirement", r)
 	}
+	// Registered again under the same id and still exposed: the exposure is open again, from now.
+	m = e.bus.Publish(t, events.HostRegistered{HostID: hosts[0], Name: hosts[0], Fleet: "web", SSH: events.SSHTarget{Address: "10.0.0.5", TOFU: true}}, hosts[0])
+	e.waitProcessed(m)
+	again, err := e.client.Compliance(ctx, query.ComplianceRequest{AdvisoryID: "DSA-R", HostID: hosts[0], Open: true})
+	if err != nil || len(again.Records) != 1 || !again.Records[0].RetiredAt.IsZero() || again.Records[0].ExposedSince.Before(r.RetiredAt) {
+		t.Errorf("records of %s registered again: %+v, %v; want one open exposure since its retirement or later", hosts[0], again.Records, err)
+	}
 }
