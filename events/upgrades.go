@@ -59,9 +59,12 @@ func (e UpgradeStarted) Validate() error {
 
 // UpgradeCompleted reports a job that succeeded and was verified on the host.
 type UpgradeCompleted struct {
-	JobID          string          `json:"job_id"`
-	RolloutID      string          `json:"rollout_id"`
-	HostID         string          `json:"host_id"`
+	JobID     string `json:"job_id"`
+	RolloutID string `json:"rollout_id"`
+	HostID    string `json:"host_id"`
+	// Kind is the job's (UpgradeRequested.Kind): after a full upgrade a new host is no
+	// longer waiting for one.
+	Kind           string          `json:"kind,omitempty"`
 	Packages       []PackageResult `json:"packages"`
 	RebootRequired bool            `json:"reboot_required,omitempty"`
 	Rebooted       bool            `json:"rebooted,omitempty"`

@@ -167,6 +167,10 @@ from (
 ) d
 where h.id = d.id;
 
+-- name: FullyUpgraded :exec
+-- A new host has had the full upgrade it was waiting for.
+update hosts set is_new = false where id = @id and is_new;
+
 -- name: AddInstalls :exec
 -- The packages one job installed on a host, in one statement.
 insert into installs (host_id, name, version, job_id, installed_at)

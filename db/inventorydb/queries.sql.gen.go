@@ -242,6 +242,16 @@ func (q *Queries) FindAdvisories(ctx context.Context, key string) ([]FindAdvisor
 	return items, nil
 }
 
+const fullyUpgraded = `-- name: FullyUpgraded :exec
+update hosts set is_new = false where id = $1 and is_new
+`
+
+// A new host has had the full upgrade it was waiting for.
+func (q *Queries) FullyUpgraded(ctx context.Context, id string) error {
+	_, err := q.db.Exec(ctx, fullyUpgraded, id)
+	return err
+}
+
 const getHost = `-- name: GetHost :one
 (select id, name, fleet, tags, address, port, ssh_user, bastion, sudo, host_key, tofu, tofu_allowed_by, tofu_pinned_at, key_mismatch, presented_key, is_new, app_path, registered_by, registered_at, updated_at, retired, retired_at, retired_reason, os_id, os_version_id, os_codename, kernel, boot_id, package_set_id, package_count, held, reboot_required, reboot_packages, reboot_since, components, last_scan, last_scan_id, last_scan_error, problems, next_scan from hosts h where h.id = $1)
 union all

@@ -43,8 +43,8 @@ func TestSecurityUpgradeIsInstalledVerifiedAnnouncedAndLogged(t *testing.T) {
 			t.Errorf("package %s: %s -> %s, want %s -> %s", p.Name, p.Before, p.After, w[0], w[1])
 		}
 	}
-	if c.Rebooted || c.RebootPending || c.Duration <= 0 {
-		t.Errorf("completed %+v: want no reboot, a duration", c)
+	if c.Rebooted || c.RebootPending || c.Duration <= 0 || c.Kind != events.KindSecurity {
+		t.Errorf("completed %+v: want no reboot, a duration, the job's kind", c)
 	}
 	started := e.envelopes(events.StreamUpgrades, "UpgradeStarted", req.JobID)
 	if len(started) != 1 || started[0].CorrelationID != req.RolloutID {

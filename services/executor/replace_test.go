@@ -113,8 +113,8 @@ func TestReplaceProvisionsUpgradesSwitchesAndRetiresTheOldHost(t *testing.T) {
 	if nw.PackageVersion("openssl") != fixed || old.PackageVersion("openssl") == fixed {
 		t.Errorf("openssl: new host %s, old host %s: want only the new host upgraded", nw.PackageVersion("openssl"), old.PackageVersion("openssl"))
 	}
-	if len(c.Packages) == 0 {
-		t.Errorf("completed without the new host's changes: %+v", c)
+	if len(c.Packages) == 0 || c.Kind != events.KindFull {
+		t.Errorf("completed without the new host's changes or the job's kind: %+v", c)
 	}
 	reg := e.hostEvents("HostRegistered", nw.Name)
 	if len(reg) != 1 {

@@ -233,7 +233,7 @@ func (x *Exec) Fail(ctx context.Context, reason, message, output string, more ..
 func (x *Exec) Complete(ctx context.Context, o job.Observation, more ...events.Message) error {
 	p := x.Progress
 	pending := job.RebootPending(x.Req, p, o)
-	e := events.UpgradeCompleted{JobID: x.Job.ID, RolloutID: x.Job.RolloutID, HostID: x.Job.HostID,
+	e := events.UpgradeCompleted{JobID: x.Job.ID, RolloutID: x.Job.RolloutID, HostID: x.Job.HostID, Kind: x.Req.Kind,
 		Packages: x.results(o), RebootRequired: pending, Rebooted: p.RebootedTo != "", RebootPending: pending,
 		Downtime: p.Downtime, Duration: x.now().Sub(x.Started)}
 	msg, err := events.NewDerived(e, x.Origin, x.now(), x.Job.ID)

@@ -68,7 +68,8 @@ func (s *Store) Advisories(ctx context.Context, key string) ([]Advisory, error) 
 }
 
 // UpgradeCompleted remembers the versions an upgrade installed on a host (so the next scan
-// does not call them drift) and makes the host due for a scan now.
+// does not call them drift), that a new host has had its full upgrade, and makes the host due
+// for a scan now.
 func (s *Store) UpgradeCompleted(ctx context.Context, consumer string, m events.Meta, e events.UpgradeCompleted) error {
 	return s.consume(ctx, consumer, m.ID, func(_ pgx.Tx, q *inventorydb.Queries) error {
 		add := inventorydb.AddInstallsParams{HostID: e.HostID, JobID: e.JobID, InstalledAt: m.Time}
@@ -82,6 +83,11 @@ func (s *Store) UpgradeCompleted(ctx context.Context, consumer string, m events.
 		if len(add.Names) > 0 {
 			if err := q.AddInstalls(ctx, add); err != nil {
 				return fmt.Errorf("remember the installs of job %s on %s: %w", e.JobID, e.HostID, err)
+			}
+		}
+		if e.Kind == events.KindFull {
+			if err := q.FullyUpgraded(ctx, e.HostID); err != nil {
+				return fmt.Errorf("record the full upgrade of %s: %w", e.HostID, err)
 			}
 		}
 		if _, err := q.ScanNow(ctx, inventorydb.ScanNowParams{Now: s.now(), Ids: []string{e.HostID}}); err != nil {

@@ -121,7 +121,9 @@ func upsertHost(ctx context.Context, q *inventorydb.Queries, e events.HostRegist
 	created, err := q.UpsertHost(ctx, inventorydb.UpsertHostParams{
 		ID: e.HostID, Name: e.Name, Fleet: e.Fleet, Tags: tags, Address: e.SSH.Address, Port: int32(port),
 		SshUser: e.SSH.User, Bastion: e.SSH.Bastion, Sudo: e.SSH.Sudo, HostKey: e.SSH.HostKey, Tofu: e.SSH.TOFU,
-		TofuAllowedBy: allowedBy, IsNew: e.New, AppPath: e.AppPath, RegisteredBy: actor,
+		// A replacement is new but waits for no full upgrade of its own: its replace job
+		// gives it one (and the planner plans none).
+		TofuAllowedBy: allowedBy, IsNew: e.New && e.Replaces == "", AppPath: e.AppPath, RegisteredBy: actor,
 	})
 	if err != nil {
 		return false, fmt.Errorf("register host %s: %w", e.HostID, err)

@@ -556,3 +556,41 @@ func TestHostAnswerCarriesItsRegistration(t *testing.T) {
 		t.Errorf("host %+v, %v: want the application path, new, fleet and tags registered", h.Host, err)
 	}
 }
+
+// A host registered as new waits for its full upgrade until a full upgrade of it completes;
+// a replacement waits for none (its replace job upgrades it).
+func TestANewHostIsNewUntilItsFullUpgrade(t *testing.T) {
+	st := New(pgtest.New(t, inventorydb.Schema, inventorydb.Migrations))
+	ctx := context.Background()
+	reg := func(id, replaces string) {
+		if _, err := st.Register(ctx, events.HostRegistered{HostID: id, Name: id, Fleet: "web", New: true, Replaces: replaces,
+			SSH: events.SSHTarget{Address: "10.0.0.7", TOFU: true}}, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	isNew := func(id string) bool {
+		h, err := st.Host(ctx, id, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.New
+	}
+	reg("web-7", "")
+	reg("web-8", "web-6")
+	if !isNew("web-7") || isNew("web-8") {
+		t.Fatalf("new: web-7 %t, web-8 (a replacement) %t; want true, false", isNew("web-7"), isNew("web-8"))
+	}
+	done := func(kind, job string) {
+		if err := st.UpgradeCompleted(ctx, "test", events.Meta{ID: job, Time: time.Now()}, events.UpgradeCompleted{JobID: job, HostID: "web-7", Kind: kind}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done(events.KindSecurity, "j1")
+	if !isNew("web-7") {
+		t.Error("a security upgrade ended web-7's wait for its full upgrade")
+	}
+	done(events.KindFull, "j2")
+	if isNew("web-7") {
+		t.Error("web-7 is still new after its full upgrade")
+	}
+}
