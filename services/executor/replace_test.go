@@ -483,3 +483,54 @@ func TestAJobForTheNewHostWaitsForTheReplaceJob(t *testing.T) {
 		t.Errorf("the job for the new host did more than find its fixes there:\n%s", e.jobLog(second.JobID))
 	}
 }
+
+// dockerFleet is n fleetsim hosts built from the Docker image (docker-ce 27.5.1; the
+// simulated repository serves 28.2.2).
+func dockerFleet(t *testing.T, n int) fleetsim.Options {
+	t.Helper()
+	images, err := fleetsim.DefaultImages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, im := range images {
+		if im.Name == "debian12-docker" {
+			return fleetsim.Options{N: n, Images: []*fleetsim.Image{im}}
+		}
+	}
+	t.Fatal("no debian12-docker image")
+	return fleetsim.Options{}
+}
+
+// dockerReplace is a Docker job with strategy replace, pinning docker-ce and its CLI.
+func dockerReplace(version string) func(*events.UpgradeRequested) {
+	return func(r *events.UpgradeRequested) {
+		r.Kind, r.Strategy, r.Packages, r.HealthCheck = events.KindDocker, events.StrategyReplace, nil, "true"
+		r.Components = []events.Component{{Name: "docker-ce", Version: version}, {Name: "docker-ce-cli", Version: version}}
+	}
+}
+
+// A Docker job by replace leaves the new host at the manifest's pins, as in place does, or
+// keeps the old host.
+func TestDockerByReplaceSwitchesOnlyToANewHostAtThePins(t *testing.T) {
+	const latest, older = "5:28.2.2-1~debian.12~bookworm", "5:27.6.0-1~debian.12~bookworm"
+	e := newEnv(t, dockerFleet(t, 3))
+	hs := e.fleet.Hosts()
+	p := newProvider(t, e)
+	e.run("a", p.configure)
+	pinned := e.job(0, dockerReplace(latest))
+	e.mustComplete(pinned.JobID, 60*time.Second)
+	if v := hs[1].PackageVersion("docker-ce"); v != latest {
+		t.Errorf("docker-ce %s on the new host, want %s", v, latest)
+	}
+	if !strings.Contains(e.jobLog(pinned.JobID), "==> patchfleet:op docker") {
+		t.Error("the new host had no docker op")
+	}
+	// The repository's Docker is newer than this pin: the full upgrade takes the new host
+	// past it, and the job keeps the old host rather than switch to an unpinned Docker.
+	behind := e.job(1, dockerReplace(older))
+	f := e.mustFail(behind.JobID, events.FailReplace, 60*time.Second)
+	if !strings.Contains(f.Message, "docker-ce is "+latest+" on the new host after its upgrades, pinned "+older) ||
+		!strings.Contains(f.Message, hs[1].Name+" keeps serving") {
+		t.Errorf("message %q: want docker-ce past its pin and the old host serving", f.Message)
+	}
+}

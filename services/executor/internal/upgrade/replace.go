@@ -327,14 +327,47 @@ func (x *Exec) upgradeNew(ctx context.Context, h *remote.Host) error {
 			return fmt.Errorf("the fix is not installed on the new host after its full upgrade: %s", strings.Join(bad, ", "))
 		}
 	}
+	var weave []events.PackageResult
+	if x.Req.Kind == events.KindDocker {
+		if weave, err = x.dockerNew(ctx, h); err != nil {
+			return err
+		}
+	}
 	p := &x.Progress
 	p.Changes = nil
 	for _, c := range res.Apt.Changes {
 		p.Changes = append(p.Changes, events.PackageResult{Name: c.Name, Before: c.From, After: c.To})
 	}
+	p.Changes = append(p.Changes, weave...)
 	p.Replace.Upgraded = true
 	p.Replace.NewRebootRequired, p.Replace.NewRebootPackages = res.RebootRequired, res.RebootPackages
 	return x.Save(ctx)
+}
+
+// dockerNew brings a Docker job's new host to the manifest's pins, as an in-place job leaves
+// its host: op docker (Weave's release replaced, the pinned packages upgraded to their pins),
+// then every pinned package checked. Docker packages the full upgrade took past their pins
+// are not taken back: the new host is not switched to. The change it returns is Weave's, the
+// one the full upgrade did not make.
+func (x *Exec) dockerNew(ctx context.Context, h *remote.Host) ([]events.PackageResult, error) {
+	pins, weave := job.DockerPins(x.Req)
+	res, err := h.Docker(ctx, pins, weave, false)
+	if err != nil {
+		return nil, err
+	}
+	if res.Upgrade.Ran && res.Upgrade.Status != 0 || res.WeaveUpgrade.Ran && res.WeaveUpgrade.Status != 0 {
+		return nil, fmt.Errorf("docker upgrade of the new host failed: %s", aptSummary(res.Upgrade)+aptSummary(res.WeaveUpgrade))
+	}
+	after := stateVersions(res.After)
+	for _, pin := range pins {
+		if v := after[pin.Name]; v != "" && v != pin.Version {
+			return nil, fmt.Errorf("%s is %s on the new host after its upgrades, pinned %s", pin.Name, v, pin.Version)
+		}
+	}
+	if weave != "" && res.WeaveBefore != "" && res.WeaveBefore != "absent" && res.WeaveBefore != res.WeaveAfter {
+		return []events.PackageResult{{Name: "weave", Before: res.WeaveBefore, After: res.WeaveAfter}}, nil
+	}
+	return nil, nil
 }
 
 // rebootNew reboots the new host after its full upgrade. Its boot id is recorded before the
