@@ -840,6 +840,11 @@ type DockerResult struct {
 	WeaveUpgrade            AptOutcome // the weave step's output; Ran is false without a weave pin
 }
 
+// Failed reports whether the pinned packages' upgrade or Weave's failed.
+func (r DockerResult) Failed() bool {
+	return r.Upgrade.Ran && r.Upgrade.Status != 0 || r.WeaveUpgrade.Ran && r.WeaveUpgrade.Status != 0
+}
+
 // ParseDocker reads the output of DockerScript.
 func ParseDocker(out []byte) (DockerResult, error) {
 	r, err := parseReport(out, OpDocker)

@@ -62,3 +62,16 @@ func DockerPins(req events.UpgradeRequested) (pins []hostops.Target, weave strin
 	}
 	return pins, weave
 }
+
+// OffPin returns the first pinned package whose version after op docker is not its pin (a
+// package the host does not have is none); ok is false when every pin holds.
+func OffPin(pins []hostops.Target, after []hostops.PackageState) (pin hostops.Target, got string, ok bool) {
+	for _, pin := range pins {
+		for _, p := range after {
+			if p.Name == pin.Name && p.Version != "" && p.Version != pin.Version {
+				return pin, p.Version, true
+			}
+		}
+	}
+	return hostops.Target{}, "", false
+}

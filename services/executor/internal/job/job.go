@@ -186,7 +186,7 @@ func Next(req events.UpgradeRequested, p Progress, o Observation, r Rules, now t
 			// The caller records the new boot id and asks again.
 			return Decision{Action: WaitReboot, Message: "host is back with a new boot id"}
 		}
-		if o.BootID != "" && o.BootID == p.RebootFrom && !o.RebootScheduled {
+		if RebootLost(p.RebootFrom, o) {
 			// Still the old boot and no reboot asked for during it: the job was
 			// saved as rebooting but the reboot op never reached the host (the
 			// executor stopped in between). The host was never away, so this is
@@ -277,6 +277,12 @@ func Unfixed(ts []events.PackageTarget, o Observation) []string {
 		}
 	}
 	return out
+}
+
+// RebootLost reports whether a reboot recorded from boot id from never reached the host: it
+// answers with that boot id, and no reboot was asked for during that boot.
+func RebootLost(from string, o Observation) bool {
+	return o.BootID != "" && o.BootID == from && !o.RebootScheduled
 }
 
 // Satisfied reports whether a security job has nothing left to do on the host: every

@@ -246,3 +246,21 @@ func TestAfterInstallStandsOnlyForACompleteReportOfEveryTarget(t *testing.T) {
 		}
 	}
 }
+
+func TestOffPinNamesTheFirstPackageAwayFromItsPin(t *testing.T) {
+	pins := []hostops.Target{{Name: "docker-ce", Version: "5:28.2.2"}, {Name: "docker-ce-cli", Version: "5:28.2.2"}}
+	for _, tt := range []struct {
+		name  string
+		after []hostops.PackageState
+		off   string
+	}{
+		{"every pin holds", []hostops.PackageState{{Name: "docker-ce", Present: true, Version: "5:28.2.2"}, {Name: "docker-ce-cli", Present: true, Version: "5:28.2.2"}}, ""},
+		{"a package the host lacks holds", []hostops.PackageState{{Name: "docker-ce", Present: true, Version: "5:28.2.2"}, {Name: "docker-ce-cli"}}, ""},
+		{"past its pin", []hostops.PackageState{{Name: "docker-ce", Present: true, Version: "5:28.2.2"}, {Name: "docker-ce-cli", Present: true, Version: "5:29.0.0"}}, "docker-ce-cli 5:29.0.0"},
+	} {
+		pin, got, off := OffPin(pins, tt.after)
+		if s := pin.Name + " " + got; off != (tt.off != "") || off && s != tt.off {
+			t.Errorf("%s: OffPin = %q %t, want %q", tt.name, s, off, tt.off)
+		}
+	}
+}

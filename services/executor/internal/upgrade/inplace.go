@@ -226,17 +226,17 @@ func (x *Exec) step(ctx context.Context, h *remote.Host, d job.Decision, obs *jo
 		if done, err := x.updated(ctx, res.Update); done {
 			return true, err
 		}
-		if res.Upgrade.Ran && res.Upgrade.Status != 0 || res.WeaveUpgrade.Ran && res.WeaveUpgrade.Status != 0 {
+		if res.Failed() {
 			out := res.Upgrade.Output() + res.WeaveUpgrade.Output()
 			return true, x.Fail(ctx, aptReason(res.Upgrade), "docker upgrade failed: "+aptSummary(res.Upgrade)+aptSummary(res.WeaveUpgrade), out)
 		}
 		// Containers restart with the daemon: the op's duration is the downtime.
 		p.Downtime = x.now().Sub(start)
+		if pin, got, off := job.OffPin(pins, res.After); off {
+			return true, x.Fail(ctx, events.FailNotFixed, fmt.Sprintf("%s is %s after the upgrade, pinned %s", pin.Name, got, pin.Version), res.Upgrade.Output())
+		}
 		before, after := stateVersions(res.Before), stateVersions(res.After)
 		for _, pin := range pins {
-			if after[pin.Name] != "" && after[pin.Name] != pin.Version {
-				return true, x.Fail(ctx, events.FailNotFixed, fmt.Sprintf("%s is %s after the upgrade, pinned %s", pin.Name, after[pin.Name], pin.Version), res.Upgrade.Output())
-			}
 			p.Changes = append(p.Changes, events.PackageResult{Name: pin.Name, Before: before[pin.Name], After: after[pin.Name]})
 		}
 		if weave != "" && res.WeaveBefore != "" && res.WeaveBefore != "absent" {

@@ -355,14 +355,11 @@ func (x *Exec) dockerNew(ctx context.Context, h *remote.Host) ([]events.PackageR
 	if err != nil {
 		return nil, err
 	}
-	if res.Upgrade.Ran && res.Upgrade.Status != 0 || res.WeaveUpgrade.Ran && res.WeaveUpgrade.Status != 0 {
+	if res.Failed() {
 		return nil, fmt.Errorf("docker upgrade of the new host failed: %s", aptSummary(res.Upgrade)+aptSummary(res.WeaveUpgrade))
 	}
-	after := stateVersions(res.After)
-	for _, pin := range pins {
-		if v := after[pin.Name]; v != "" && v != pin.Version {
-			return nil, fmt.Errorf("%s is %s on the new host after its upgrades, pinned %s", pin.Name, v, pin.Version)
-		}
+	if pin, got, off := job.OffPin(pins, res.After); off {
+		return nil, fmt.Errorf("%s is %s on the new host after its upgrades, pinned %s", pin.Name, got, pin.Version)
 	}
 	if weave != "" && res.WeaveBefore != "" && res.WeaveBefore != "absent" && res.WeaveBefore != res.WeaveAfter {
 		return []events.PackageResult{{Name: "weave", Before: res.WeaveBefore, After: res.WeaveAfter}}, nil
@@ -409,7 +406,7 @@ func (x *Exec) waitRebootNew(ctx context.Context, h *remote.Host, resumed bool) 
 	if resumed {
 		h.Pool.Forget(h.Target) // a connection from before a reboot may not look dead yet
 		st, err := h.State(ctx, nil)
-		if err == nil && st.BootID == p.NewRebootFrom && !job.Observe(st).RebootScheduled {
+		if err == nil && job.RebootLost(p.NewRebootFrom, job.Observe(st)) {
 			x.Out.Printf("the reboot recorded for the new host never reached it (boot id %s, no reboot scheduled); asking for it now", st.BootID)
 			p.NewRebootFrom, p.NewRebootAt = "", time.Time{}
 			return x.Save(ctx)
