@@ -9,13 +9,13 @@ import (
 	"context"
 )
 
-// iteratorForInsertExposures implements pgx.CopyFromSource.
-type iteratorForInsertExposures struct {
-	rows                 []InsertExposuresParams
+// iteratorForInsertExposureSets implements pgx.CopyFromSource.
+type iteratorForInsertExposureSets struct {
+	rows                 []InsertExposureSetsParams
 	skippedFirstNextCall bool
 }
 
-func (r *iteratorForInsertExposures) Next() bool {
+func (r *iteratorForInsertExposureSets) Next() bool {
 	if len(r.rows) == 0 {
 		return false
 	}
@@ -27,22 +27,23 @@ func (r *iteratorForInsertExposures) Next() bool {
 	return len(r.rows) > 0
 }
 
-func (r iteratorForInsertExposures) Values() ([]interface{}, error) {
+func (r iteratorForInsertExposureSets) Values() ([]interface{}, error) {
 	return []interface{}{
 		r.rows[0].AdvisoryID,
-		r.rows[0].HostID,
-		r.rows[0].Fleet,
+		r.rows[0].Bucket,
 		r.rows[0].Severity,
 		r.rows[0].ExposedSince,
+		r.rows[0].HostIds,
+		r.rows[0].Fleets,
 	}, nil
 }
 
-func (r iteratorForInsertExposures) Err() error {
+func (r iteratorForInsertExposureSets) Err() error {
 	return nil
 }
 
-func (q *Queries) InsertExposures(ctx context.Context, arg []InsertExposuresParams) (int64, error) {
-	return q.db.CopyFrom(ctx, []string{"exposures"}, []string{"advisory_id", "host_id", "fleet", "severity", "exposed_since"}, &iteratorForInsertExposures{rows: arg})
+func (q *Queries) InsertExposureSets(ctx context.Context, arg []InsertExposureSetsParams) (int64, error) {
+	return q.db.CopyFrom(ctx, []string{"exposure_sets"}, []string{"advisory_id", "bucket", "severity", "exposed_since", "host_ids", "fleets"}, &iteratorForInsertExposureSets{rows: arg})
 }
 
 // iteratorForInsertRolloutTargets implements pgx.CopyFromSource.

@@ -31,6 +31,16 @@ type Exposure struct {
 	RetiredAt     *time.Time
 }
 
+type ExposureSet struct {
+	ID           int64
+	AdvisoryID   string
+	Bucket       int32
+	Severity     string
+	ExposedSince time.Time
+	HostIds      []string
+	Fleets       []string
+}
+
 type Rollout struct {
 	ID                  string
 	OpenKey             string

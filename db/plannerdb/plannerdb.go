@@ -5,6 +5,7 @@ package plannerdb
 
 import (
 	"embed"
+	"hash/crc32"
 
 	"github.com/patchfleet/patchfleet/db"
 )
@@ -16,3 +17,13 @@ const Schema = db.SchemaPlanner
 //
 //go:embed migrations/*.sql
 var Migrations embed.FS
+
+// ExposureBuckets is how many buckets exposure sets split hosts into: enough that a set of a
+// 100,000-host advisory holds a few dozen hosts (a short array, stored inline), few enough
+// that recording it writes a few thousand rows, not a row per host.
+const ExposureBuckets = 4096
+
+// ExposureBucket is the bucket of exposure_sets that holds a host's exposures in sets.
+func ExposureBucket(hostID string) int32 {
+	return int32(crc32.ChecksumIEEE([]byte(hostID)) % ExposureBuckets)
+}

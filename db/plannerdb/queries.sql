@@ -148,7 +148,8 @@ where h.job_id = @job_id and h.job_id <> '';
 
 -- name: SucceedHost :one
 -- Records the success of a job's host and its exposures to the rollout's advisories as
--- patched, in one statement. No row: the job is unknown or its host has a result already.
+-- patched, in one statement (the host's exposures taken out of their sets first). No row:
+-- the job is unknown or its host has a result already.
 with done as (
     update rollout_hosts h
     set state = 'succeeded', reason = '', reboot_pending = @reboot_pending, rebooted = @rebooted, finished_at = @now
@@ -223,25 +224,58 @@ where @host_id::text = any(w.host_ids)
   and not exists (select 1 from rollout_hosts h where h.rollout_id = w.rollout_id and h.host_id = @host_id);
 
 -- name: RecordExposures :exec
+-- Records exposures as rows: new ones, and ended ones again since now. An exposure in a set
+-- is open and on record already.
 insert into exposures (advisory_id, host_id, fleet, severity, exposed_since)
-select unnest(@advisory_ids::text[]), unnest(@host_ids::text[]), unnest(@fleets::text[]), unnest(@severities::text[]), @now
+select u.advisory_id, u.host_id, u.fleet, u.severity, @now
+from (
+    select unnest(@advisory_ids::text[]) as advisory_id, unnest(@host_ids::text[]) as host_id, unnest(@buckets::int[]) as bucket,
+           unnest(@fleets::text[]) as fleet, unnest(@severities::text[]) as severity
+) u
+where not exists (
+    select 1 from exposure_sets s
+    where s.bucket = u.bucket and s.advisory_id = u.advisory_id and u.host_id = any(s.host_ids))
 on conflict (advisory_id, host_id) do update
 set exposed_since = excluded.exposed_since, patched_at = null, retired_at = null
 where exposures.patched_at is not null or exposures.retired_at is not null;
 
 -- name: LockExposures :exec
 -- Serialises the recording of exposures to these advisories (in id order, so two
--- transactions cannot wait on each other): InsertExposures copies rows that must not exist.
+-- transactions cannot wait on each other): InsertExposureSets copies hosts that must not be
+-- on record.
 select pg_advisory_xact_lock(hashtext('planner.exposures:' || id))
 from (select distinct unnest(@advisory_ids::text[]) as id order by 1) a;
 
 -- name: ExposuresOfAdvisory :many
 -- The hosts with an exposure to an advisory on record, and whether it ended.
-select host_id, (patched_at is not null or retired_at is not null)::boolean as ended from exposures where advisory_id = @advisory_id;
+select host_id, (patched_at is not null or retired_at is not null)::boolean as ended from exposures where advisory_id = @advisory_id::text
+union all
+select unnest(host_ids), false from exposure_sets where advisory_id = @advisory_id::text;
 
--- name: InsertExposures :copyfrom
+-- name: InsertExposureSets :copyfrom
+insert into exposure_sets (advisory_id, bucket, severity, exposed_since, host_ids, fleets)
+values (@advisory_id, @bucket, @severity, @exposed_since, @host_ids, @fleets);
+
+-- name: TakeExposures :exec
+-- Takes a host's exposures out of their sets (but those to the advisories in keep) into
+-- rows of exposures, as they were: from then on they change as rows. The sets are updated
+-- in place, each from its latest version, so a concurrent taker of another host of a set
+-- waits for this one and then takes from what it left. The rows come from the snapshot's
+-- version of each set taken from, which has the host: hosts join sets only as new sets.
+with taken as (
+    update exposure_sets s
+    set host_ids = s.host_ids[:array_position(s.host_ids, @host_id::text) - 1] || s.host_ids[array_position(s.host_ids, @host_id::text) + 1:],
+        fleets = s.fleets[:array_position(s.host_ids, @host_id::text) - 1] || s.fleets[array_position(s.host_ids, @host_id::text) + 1:]
+    where s.bucket = @bucket and @host_id::text = any(s.host_ids) and not (s.advisory_id = any(@keep::text[]))
+    returning s.id
+)
 insert into exposures (advisory_id, host_id, fleet, severity, exposed_since)
-values (@advisory_id, @host_id, @fleet, @severity, @exposed_since);
+select o.advisory_id, @host_id::text, o.fleets[array_position(o.host_ids, @host_id::text)], o.severity, o.exposed_since
+from taken join exposure_sets o on o.id = taken.id
+on conflict (advisory_id, host_id) do nothing;
+
+-- name: DropEmptyExposureSets :exec
+delete from exposure_sets where bucket = @bucket and host_ids = '{}';
 
 -- name: PatchedOutside :exec
 -- A host no longer exposed to these advisories (upgraded outside Patchfleet) is patched now.
@@ -298,13 +332,23 @@ where not exists (select 1 from rollout_hosts h where h.rollout_id = w.rollout_i
 order by 2, 1;
 
 -- name: Compliance :many
-select * from exposures
-where (@advisory_id::text = '' or advisory_id = @advisory_id)
-  and (@host_id::text = '' or host_id = @host_id)
-  and (@fleet::text = '' or fleet = @fleet)
-  and (not @open::boolean or retired_at is null and (patched_at is null or reboot_pending))
-  and (advisory_id, host_id) > (@after_advisory::text, @after_host::text)
-order by advisory_id, host_id
+-- The rows of exposures and the hosts of exposure sets alike (a host in a set is open).
+select e.advisory_id, e.host_id, e.fleet, e.severity, e.exposed_since, e.patched_at, e.retired_at, e.reboot_pending, e.rollout_id
+from exposures e
+where (@advisory_id::text = '' or e.advisory_id = @advisory_id)
+  and (@host_id::text = '' or e.host_id = @host_id)
+  and (@fleet::text = '' or e.fleet = @fleet)
+  and (not @open::boolean or e.retired_at is null and (e.patched_at is null or e.reboot_pending))
+  and (e.advisory_id, e.host_id) > (@after_advisory::text, @after_host::text)
+union all
+select s.advisory_id, h.host_id, h.fleet, s.severity, s.exposed_since, null, null, false, ''
+from exposure_sets s
+cross join lateral (select unnest(s.host_ids) as host_id, unnest(s.fleets) as fleet) h
+where (@advisory_id = '' or s.advisory_id = @advisory_id)
+  and (@host_id = '' or s.bucket = @bucket::int and h.host_id = @host_id)
+  and (@fleet = '' or h.fleet = @fleet)
+  and s.advisory_id >= @after_advisory and (s.advisory_id, h.host_id) > (@after_advisory, @after_host)
+order by 1, 2
 limit @max;
 
 -- name: OpenRolloutsOfAdvisory :many

@@ -100,43 +100,67 @@ func (q *Queries) CompleteWave(ctx context.Context, arg CompleteWaveParams) erro
 }
 
 const compliance = `-- name: Compliance :many
-select advisory_id, host_id, fleet, severity, exposed_since, patched_at, reboot_pending, rollout_id, retired_at from exposures
-where ($1::text = '' or advisory_id = $1)
-  and ($2::text = '' or host_id = $2)
-  and ($3::text = '' or fleet = $3)
-  and (not $4::boolean or retired_at is null and (patched_at is null or reboot_pending))
-  and (advisory_id, host_id) > ($5::text, $6::text)
-order by advisory_id, host_id
-limit $7
+select e.advisory_id, e.host_id, e.fleet, e.severity, e.exposed_since, e.patched_at, e.retired_at, e.reboot_pending, e.rollout_id
+from exposures e
+where ($2::text = '' or e.advisory_id = $2)
+  and ($3::text = '' or e.host_id = $3)
+  and ($4::text = '' or e.fleet = $4)
+  and (not $5::boolean or e.retired_at is null and (e.patched_at is null or e.reboot_pending))
+  and (e.advisory_id, e.host_id) > ($6::text, $7::text)
+union all
+select s.advisory_id, h.host_id, h.fleet, s.severity, s.exposed_since, null, null, false, ''
+from exposure_sets s
+cross join lateral (select unnest(s.host_ids) as host_id, unnest(s.fleets) as fleet) h
+where ($2 = '' or s.advisory_id = $2)
+  and ($3 = '' or s.bucket = $8::int and h.host_id = $3)
+  and ($4 = '' or h.fleet = $4)
+  and s.advisory_id >= $6 and (s.advisory_id, h.host_id) > ($6, $7)
+order by 1, 2
+limit $1
 `
 
 type ComplianceParams struct {
+	Max           int32
 	AdvisoryID    string
 	HostID        string
 	Fleet         string
 	Open          bool
 	AfterAdvisory string
 	AfterHost     string
-	Max           int32
+	Bucket        int32
 }
 
-func (q *Queries) Compliance(ctx context.Context, arg ComplianceParams) ([]Exposure, error) {
+type ComplianceRow struct {
+	AdvisoryID    string
+	HostID        string
+	Fleet         string
+	Severity      string
+	ExposedSince  time.Time
+	PatchedAt     *time.Time
+	RetiredAt     *time.Time
+	RebootPending bool
+	RolloutID     string
+}
+
+// The rows of exposures and the hosts of exposure sets alike (a host in a set is open).
+func (q *Queries) Compliance(ctx context.Context, arg ComplianceParams) ([]ComplianceRow, error) {
 	rows, err := q.db.Query(ctx, compliance,
+		arg.Max,
 		arg.AdvisoryID,
 		arg.HostID,
 		arg.Fleet,
 		arg.Open,
 		arg.AfterAdvisory,
 		arg.AfterHost,
-		arg.Max,
+		arg.Bucket,
 	)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	items := []Exposure{}
+	items := []ComplianceRow{}
 	for rows.Next() {
-		var i Exposure
+		var i ComplianceRow
 		if err := rows.Scan(
 			&i.AdvisoryID,
 			&i.HostID,
@@ -144,9 +168,9 @@ func (q *Queries) Compliance(ctx context.Context, arg ComplianceParams) ([]Expos
 			&i.Severity,
 			&i.ExposedSince,
 			&i.PatchedAt,
+			&i.RetiredAt,
 			&i.RebootPending,
 			&i.RolloutID,
-			&i.RetiredAt,
 		); err != nil {
 			return nil, err
 		}
@@ -229,6 +253,15 @@ func (q *Queries) DispatchHosts(ctx context.Context, arg DispatchHostsParams) er
 	return err
 }
 
+const dropEmptyExposureSets = `-- name: DropEmptyExposureSets :exec
+delete from exposure_sets where bucket = $1 and host_ids = '{}'
+`
+
+func (q *Queries) DropEmptyExposureSets(ctx context.Context, bucket int32) error {
+	_, err := q.db.Exec(ctx, dropEmptyExposureSets, bucket)
+	return err
+}
+
 const dueRollouts = `-- name: DueRollouts :many
 select id from rollouts
 where state in ('scheduled', 'running') and (not_before is null or not_before <= $1)
@@ -262,7 +295,9 @@ func (q *Queries) DueRollouts(ctx context.Context, arg DueRolloutsParams) ([]str
 }
 
 const exposuresOfAdvisory = `-- name: ExposuresOfAdvisory :many
-select host_id, (patched_at is not null or retired_at is not null)::boolean as ended from exposures where advisory_id = $1
+select host_id, (patched_at is not null or retired_at is not null)::boolean as ended from exposures where advisory_id = $1::text
+union all
+select unnest(host_ids), false from exposure_sets where advisory_id = $1::text
 `
 
 type ExposuresOfAdvisoryRow struct {
@@ -397,12 +432,13 @@ func (q *Queries) HostByJob(ctx context.Context, jobID string) (HostByJobRow, er
 	return i, err
 }
 
-type InsertExposuresParams struct {
+type InsertExposureSetsParams struct {
 	AdvisoryID   string
-	HostID       string
-	Fleet        string
+	Bucket       int32
 	Severity     string
 	ExposedSince time.Time
+	HostIds      []string
+	Fleets       []string
 }
 
 const insertRollout = `-- name: InsertRollout :execrows
@@ -735,7 +771,8 @@ from (select distinct unnest($1::text[]) as id order by 1) a
 `
 
 // Serialises the recording of exposures to these advisories (in id order, so two
-// transactions cannot wait on each other): InsertExposures copies rows that must not exist.
+// transactions cannot wait on each other): InsertExposureSets copies hosts that must not be
+// on record.
 func (q *Queries) LockExposures(ctx context.Context, advisoryIds []string) error {
 	_, err := q.db.Exec(ctx, lockExposures, advisoryIds)
 	return err
@@ -982,27 +1019,38 @@ func (q *Queries) PendingRolloutsOfHost(ctx context.Context, hostID string) ([]s
 
 const recordExposures = `-- name: RecordExposures :exec
 insert into exposures (advisory_id, host_id, fleet, severity, exposed_since)
-select unnest($1::text[]), unnest($2::text[]), unnest($3::text[]), unnest($4::text[]), $5
+select u.advisory_id, u.host_id, u.fleet, u.severity, $1
+from (
+    select unnest($2::text[]) as advisory_id, unnest($3::text[]) as host_id, unnest($4::int[]) as bucket,
+           unnest($5::text[]) as fleet, unnest($6::text[]) as severity
+) u
+where not exists (
+    select 1 from exposure_sets s
+    where s.bucket = u.bucket and s.advisory_id = u.advisory_id and u.host_id = any(s.host_ids))
 on conflict (advisory_id, host_id) do update
 set exposed_since = excluded.exposed_since, patched_at = null, retired_at = null
 where exposures.patched_at is not null or exposures.retired_at is not null
 `
 
 type RecordExposuresParams struct {
+	Now         time.Time
 	AdvisoryIds []string
 	HostIds     []string
+	Buckets     []int32
 	Fleets      []string
 	Severities  []string
-	Now         time.Time
 }
 
+// Records exposures as rows: new ones, and ended ones again since now. An exposure in a set
+// is open and on record already.
 func (q *Queries) RecordExposures(ctx context.Context, arg RecordExposuresParams) error {
 	_, err := q.db.Exec(ctx, recordExposures,
+		arg.Now,
 		arg.AdvisoryIds,
 		arg.HostIds,
+		arg.Buckets,
 		arg.Fleets,
 		arg.Severities,
-		arg.Now,
 	)
 	return err
 }
@@ -1305,7 +1353,8 @@ type SucceedHostRow struct {
 }
 
 // Records the success of a job's host and its exposures to the rollout's advisories as
-// patched, in one statement. No row: the job is unknown or its host has a result already.
+// patched, in one statement (the host's exposures taken out of their sets first). No row:
+// the job is unknown or its host has a result already.
 func (q *Queries) SucceedHost(ctx context.Context, arg SucceedHostParams) (SucceedHostRow, error) {
 	row := q.db.QueryRow(ctx, succeedHost,
 		arg.RebootPending,
@@ -1316,6 +1365,36 @@ func (q *Queries) SucceedHost(ctx context.Context, arg SucceedHostParams) (Succe
 	var i SucceedHostRow
 	err := row.Scan(&i.RolloutID, &i.HostID)
 	return i, err
+}
+
+const takeExposures = `-- name: TakeExposures :exec
+with taken as (
+    update exposure_sets s
+    set host_ids = s.host_ids[:array_position(s.host_ids, $1::text) - 1] || s.host_ids[array_position(s.host_ids, $1::text) + 1:],
+        fleets = s.fleets[:array_position(s.host_ids, $1::text) - 1] || s.fleets[array_position(s.host_ids, $1::text) + 1:]
+    where s.bucket = $2 and $1::text = any(s.host_ids) and not (s.advisory_id = any($3::text[]))
+    returning s.id
+)
+insert into exposures (advisory_id, host_id, fleet, severity, exposed_since)
+select o.advisory_id, $1::text, o.fleets[array_position(o.host_ids, $1::text)], o.severity, o.exposed_since
+from taken join exposure_sets o on o.id = taken.id
+on conflict (advisory_id, host_id) do nothing
+`
+
+type TakeExposuresParams struct {
+	HostID string
+	Bucket int32
+	Keep   []string
+}
+
+// Takes a host's exposures out of their sets (but those to the advisories in keep) into
+// rows of exposures, as they were: from then on they change as rows. The sets are updated
+// in place, each from its latest version, so a concurrent taker of another host of a set
+// waits for this one and then takes from what it left. The rows come from the snapshot's
+// version of each set taken from, which has the host: hosts join sets only as new sets.
+func (q *Queries) TakeExposures(ctx context.Context, arg TakeExposuresParams) error {
+	_, err := q.db.Exec(ctx, takeExposures, arg.HostID, arg.Bucket, arg.Keep)
+	return err
 }
 
 const tryLockRollout = `-- name: TryLockRollout :one

@@ -5,6 +5,7 @@
 package query
 
 import (
+	"slices"
 	"strconv"
 	"time"
 
@@ -147,21 +148,32 @@ type ExposureResponse struct {
 }
 
 // ExposureGroup is hosts exposed alike: the same OS release and the same exposed packages.
+// Its hosts are listed by fleet, by id alone: a page of 10,000 hosts is then mostly their
+// ids, which is what the planner reads a whole fleet's exposure in.
 type ExposureGroup struct {
 	OS       events.OSRelease `json:"os"`
 	Packages []ExposedPackage `json:"packages"`
-	Hosts    []GroupedHost    `json:"hosts"`
+	Fleets   []FleetHosts     `json:"fleets"`
 }
 
-// GroupedHost is a host of an ExposureGroup.
-type GroupedHost struct {
-	HostID string `json:"host_id"`
-	Name   string `json:"name"`
-	Fleet  string `json:"fleet"`
+// FleetHosts is the hosts of one fleet in an ExposureGroup.
+type FleetHosts struct {
+	Fleet   string   `json:"fleet"`
+	HostIDs []string `json:"host_ids"`
+}
+
+// Len is how many hosts the group has.
+func (g ExposureGroup) Len() int {
+	n := 0
+	for _, f := range g.Fleets {
+		n += len(f.HostIDs)
+	}
+	return n
 }
 
 // GroupExposure groups exposed hosts that share their OS release and packages. Groups come in
-// the order of their first host, and hosts keep their order within a group.
+// the order of their first host, a group's fleets in the order of their first host, and
+// hosts keep their order within a fleet.
 func GroupExposure(hosts []ExposedHost) []ExposureGroup {
 	var groups []ExposureGroup
 	index := map[string]int{}
@@ -191,18 +203,15 @@ func GroupExposure(hosts []ExposedHost) []ExposureGroup {
 				byList[list] = i
 			}
 		}
-		groups[i].Hosts = append(groups[i].Hosts, GroupedHost{HostID: h.HostID, Name: h.Name, Fleet: h.Fleet})
+		g := &groups[i]
+		f := slices.IndexFunc(g.Fleets, func(f FleetHosts) bool { return f.Fleet == h.Fleet })
+		if f < 0 {
+			f = len(g.Fleets)
+			g.Fleets = append(g.Fleets, FleetHosts{Fleet: h.Fleet})
+		}
+		g.Fleets[f].HostIDs = append(g.Fleets[f].HostIDs, h.HostID)
 	}
 	return groups
-}
-
-// ExposedHosts lists the group's hosts as ExposedHost; they share the group's Packages.
-func (g ExposureGroup) ExposedHosts() []ExposedHost {
-	out := make([]ExposedHost, len(g.Hosts))
-	for i, h := range g.Hosts {
-		out[i] = ExposedHost{HostID: h.HostID, Name: h.Name, Fleet: h.Fleet, OS: g.OS, Packages: g.Packages}
-	}
-	return out
 }
 
 // exposureKey appends a host's OS release and packages, each string length-prefixed so no

@@ -29,20 +29,34 @@ func TestGroupExposure(t *testing.T) {
 	var got [][]string
 	for _, g := range groups {
 		var ids []string
-		for _, h := range g.Hosts {
-			ids = append(ids, h.HostID)
+		for _, f := range g.Fleets {
+			for _, id := range f.HostIDs {
+				ids = append(ids, f.Fleet+"/"+id)
+			}
 		}
 		got = append(got, ids)
 	}
-	want := [][]string{{"a", "c", "g"}, {"b"}, {"d"}, {"e"}, {"f"}}
+	// A group lists its fleets in the order of their first host.
+	want := [][]string{{"web/a", "web/c", "db/g"}, {"db/b"}, {"web/d"}, {"web/e"}, {"web/f"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("groups %v, want %v", got, want)
 	}
+	// Every host comes back with its fleet, OS and packages (the grouped form has no names).
+	if n := groups[0].Len(); n != 3 {
+		t.Errorf("first group: Len %d, want 3", n)
+	}
 	var back []ExposedHost
 	for _, g := range groups {
-		back = append(back, g.ExposedHosts()...)
+		for _, f := range g.Fleets {
+			for _, id := range f.HostIDs {
+				back = append(back, ExposedHost{HostID: id, Fleet: f.Fleet, OS: g.OS, Packages: g.Packages})
+			}
+		}
 	}
 	slices.SortFunc(back, func(x, y ExposedHost) int { return cmp.Compare(x.HostID, y.HostID) })
+	for i := range hosts {
+		hosts[i].Name = ""
+	}
 	if !reflect.DeepEqual(back, hosts) {
 		t.Fatalf("flattened groups differ:\n got %+v\nwant %+v", back, hosts)
 	}

@@ -199,7 +199,7 @@ func BenchmarkExposureWalk100k(b *testing.B) {
 					}
 					n += len(r.Hosts)
 					for _, g := range r.Groups {
-						n += len(g.Hosts)
+						n += g.Len()
 					}
 					if r.NextCursor == "" {
 						break

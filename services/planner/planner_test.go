@@ -541,9 +541,14 @@ func TestExposuresKeepTheirStartAndReopen(t *testing.T) {
 	if err := eng.OnAdvisory(ctx, events.Meta{ID: "rev-1"}, adv); err != nil {
 		t.Fatal(err)
 	}
-	// hosts[0] is patched; a host of another fleet becomes exposed.
-	if _, err := pool.Exec(ctx, `update exposures set patched_at = $1 where host_id = $2`, t1.Add(time.Hour), hosts[0]); err != nil {
+	// hosts[0] is patched (its exposure taken out of its set into a row first, as the
+	// planner does); a host of another fleet becomes exposed.
+	q := plannerdb.New(pool)
+	if err := q.TakeExposures(ctx, plannerdb.TakeExposuresParams{HostID: hosts[0], Bucket: plannerdb.ExposureBucket(hosts[0]), Keep: []string{}}); err != nil {
 		t.Fatal(err)
+	}
+	if tag, err := pool.Exec(ctx, `update exposures set patched_at = $1 where host_id = $2`, t1.Add(time.Hour), hosts[0]); err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("patch %s: %v %v", hosts[0], tag, err)
 	}
 	added := e.inv.expose("db", nil, 1, "DSA-E")[0]
 	t2 := t1.Add(24 * time.Hour)
@@ -576,6 +581,126 @@ func TestExposuresKeepTheirStartAndReopen(t *testing.T) {
 	open, err := eng.Compliance(ctx, query.ComplianceRequest{AdvisoryID: "DSA-E", Open: true})
 	if err != nil || len(open.Records) != 4 {
 		t.Errorf("open exposures %+v, %v", open.Records, err)
+	}
+}
+
+// An advisory's exposures are recorded as sets of hosts; taking hosts out of them one by
+// one, concurrently and from the same sets, moves each host to a row exactly once, with its
+// own fleet and the set's start, and leaves every other host in its set.
+func TestExposureSetsGiveUpEachHostOnce(t *testing.T) {
+	e := newEnv(t, autoPolicy)
+	web := e.inv.expose("web", nil, 12_000, "DSA-S") // about 3 hosts a bucket
+	dbHosts := e.inv.expose("db", nil, 4_000, "DSA-S")
+	ctx := context.Background()
+	pool, err := db.Connect(ctx, e.dbURL, plannerdb.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	pol, _, err := planner.LoadPolicy(e.policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	eng := &rollout.Engine{Pool: pool, Policy: pol, Inventory: query.Client{NC: e.bus.Conn}, Producer: "test",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return since }}
+	if err := eng.OnAdvisory(ctx, events.Meta{ID: "rev-1"}, advisory("DSA-S", events.SeverityHigh)); err != nil {
+		t.Fatal(err)
+	}
+	var sets int
+	if err := pool.QueryRow(ctx, `select count(*) from exposure_sets where advisory_id = 'DSA-S'`).Scan(&sets); err != nil || sets > plannerdb.ExposureBuckets {
+		t.Fatalf("%d sets (%v), want at most one a bucket", sets, err)
+	}
+	// Every third host, by 8 takers at once.
+	fleetOf := map[string]string{}
+	var taken []string
+	for i, id := range append(web, dbHosts...) {
+		fleetOf[id] = map[bool]string{true: "web", false: "db"}[i < len(web)]
+		if i%3 == 0 {
+			taken = append(taken, id)
+		}
+	}
+	q := plannerdb.New(pool)
+	errs := make(chan error, 8)
+	for w := range 8 {
+		go func() {
+			for i := w; i < len(taken); i += 8 {
+				id := taken[i]
+				if err := q.TakeExposures(ctx, plannerdb.TakeExposuresParams{HostID: id, Bucket: plannerdb.ExposureBucket(id), Keep: []string{}}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := pool.Query(ctx, `select host_id, fleet, exposed_since from exposures where advisory_id = 'DSA-S'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asRows := map[string]bool{}
+	for rows.Next() {
+		var id, fleet string
+		var at time.Time
+		if err := rows.Scan(&id, &fleet, &at); err != nil {
+			t.Fatal(err)
+		}
+		if fleet != fleetOf[id] || !at.Equal(since) {
+			t.Errorf("row of %s: fleet %q since %v, want %q since %v", id, fleet, at, fleetOf[id], since)
+		}
+		asRows[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(asRows) != len(taken) {
+		t.Errorf("%d hosts moved to rows, want %d", len(asRows), len(taken))
+	}
+	set, err := pool.Query(ctx, `select unnest(host_ids), unnest(fleets), bucket from exposure_sets where advisory_id = 'DSA-S'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inSets := 0
+	for set.Next() {
+		var id, fleet string
+		var bucket int32
+		if err := set.Scan(&id, &fleet, &bucket); err != nil {
+			t.Fatal(err)
+		}
+		if asRows[id] || fleet != fleetOf[id] || bucket != plannerdb.ExposureBucket(id) {
+			t.Errorf("%s in a set (fleet %q, bucket %d) and a row: %v", id, fleet, bucket, asRows[id])
+		}
+		inSets++
+	}
+	if err := set.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if want := len(fleetOf) - len(taken); inSets != want {
+		t.Errorf("%d hosts left in sets, want %d", inSets, want)
+	}
+	// The compliance view lists every host once either way.
+	n, req := 0, query.ComplianceRequest{AdvisoryID: "DSA-S", Limit: 1000}
+	for {
+		page, err := eng.Compliance(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(page.Records)
+		if req.Cursor = page.NextCursor; req.Cursor == "" {
+			break
+		}
+	}
+	if n != len(fleetOf) {
+		t.Errorf("compliance lists %d exposures, want %d", n, len(fleetOf))
+	}
+	one, err := eng.Compliance(ctx, query.ComplianceRequest{HostID: web[1]})
+	if err != nil || len(one.Records) != 1 || one.Records[0].Fleet != "web" || !one.Records[0].ExposedSince.Equal(since) {
+		t.Errorf("compliance of %s in a set: %+v %v", web[1], one.Records, err)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -121,8 +120,10 @@ func (e *Engine) exposed(ctx context.Context, a events.SecurityAdvisoryPublished
 			for i := range g.Packages {
 				g.Packages[i].AdvisoryID = a.AdvisoryID
 			}
-			for _, h := range g.Hosts {
-				hosts = append(hosts, plan.Host{ID: h.HostID, Fleet: h.Fleet, Packages: g.Packages})
+			for _, f := range g.Fleets {
+				for _, id := range f.HostIDs {
+					hosts = append(hosts, plan.Host{ID: id, Fleet: f.Fleet, Packages: g.Packages})
+				}
 			}
 		}
 		if page.NextCursor == "" || len(page.Groups) == 0 {
@@ -225,14 +226,15 @@ func (e *Engine) recordExposures(ctx context.Context, q *plannerdb.Queries, h pl
 func addExposure(p *plannerdb.RecordExposuresParams, advisoryID string, h plan.Host, sev events.Severity) {
 	p.AdvisoryIds = append(p.AdvisoryIds, advisoryID)
 	p.HostIds = append(p.HostIds, h.ID)
+	p.Buckets = append(p.Buckets, plannerdb.ExposureBucket(h.ID))
 	p.Fleets = append(p.Fleets, h.Fleet)
 	p.Severities = append(p.Severities, string(sev))
 }
 
 // recordAdvisoryExposures notes since when hosts are exposed to one advisory. That is up to
-// a row per host of the fleet, so the exposures not on record are copied in, and only those
-// that had ended are reopened by upsert. The advisory's exposures are locked meanwhile: a
-// host re-evaluated at the same time would otherwise insert a row the copy also holds.
+// every host of a fleet, so the hosts not on record are added as exposure sets, and only
+// those whose exposure had ended are reopened as rows. The advisory's exposures are locked
+// meanwhile: a host re-evaluated at the same time would otherwise be recorded twice.
 func (e *Engine) recordAdvisoryExposures(ctx context.Context, q *plannerdb.Queries, advisoryID string, sev events.Severity, hosts []plan.Host, now time.Time) error {
 	if len(hosts) == 0 {
 		return nil
@@ -248,25 +250,20 @@ func (e *Engine) recordAdvisoryExposures(ctx context.Context, q *plannerdb.Queri
 	for _, r := range known {
 		ended[r.HostID] = r.Ended
 	}
-	fresh := make([]plannerdb.InsertExposuresParams, 0, len(hosts)-min(len(hosts), len(known)))
+	fresh := make([]plan.Host, 0, len(hosts)-min(len(hosts), len(known)))
 	reopen := plannerdb.RecordExposuresParams{Now: now}
 	for _, h := range hosts {
 		wasEnded, ok := ended[h.ID]
 		switch {
 		case !ok:
-			fresh = append(fresh, plannerdb.InsertExposuresParams{AdvisoryID: advisoryID, HostID: h.ID, Fleet: h.Fleet, Severity: string(sev), ExposedSince: now})
+			fresh = append(fresh, h)
 		case wasEnded:
 			addExposure(&reopen, advisoryID, h, sev)
 		}
 		ended[h.ID] = false // listed twice: recorded once
 	}
 	if len(fresh) > 0 {
-		// In byte order, the key order of a C-collated database (pglocal's): the rows then
-		// fill the primary key's pages from left to right and walk the host index's in
-		// order, instead of splitting pages all over both. 100,000 rows: about 30 ms to
-		// sort, 130 ms less to copy.
-		slices.SortFunc(fresh, func(a, b plannerdb.InsertExposuresParams) int { return strings.Compare(a.HostID, b.HostID) })
-		if _, err := q.InsertExposures(ctx, fresh); err != nil {
+		if _, err := q.InsertExposureSets(ctx, exposureSets(advisoryID, sev, fresh, now)); err != nil {
 			return fmt.Errorf("record exposure of %d host(s) to %s: %w", len(fresh), advisoryID, err)
 		}
 	}
@@ -274,6 +271,36 @@ func (e *Engine) recordAdvisoryExposures(ctx context.Context, q *plannerdb.Queri
 		if err := q.RecordExposures(ctx, reopen); err != nil {
 			return fmt.Errorf("record renewed exposure of %d host(s) to %s: %w", len(reopen.HostIds), advisoryID, err)
 		}
+	}
+	return nil
+}
+
+// exposureSets lays out hosts newly exposed to an advisory as exposure sets, one per bucket.
+func exposureSets(advisoryID string, sev events.Severity, hosts []plan.Host, now time.Time) []plannerdb.InsertExposureSetsParams {
+	var sets []plannerdb.InsertExposureSetsParams
+	index := make([]int32, plannerdb.ExposureBuckets) // bucket → 1 + its set's index
+	for _, h := range hosts {
+		b := plannerdb.ExposureBucket(h.ID)
+		if index[b] == 0 {
+			sets = append(sets, plannerdb.InsertExposureSetsParams{AdvisoryID: advisoryID, Bucket: b, Severity: string(sev), ExposedSince: now})
+			index[b] = int32(len(sets))
+		}
+		set := &sets[index[b]-1]
+		set.HostIds = append(set.HostIds, h.ID)
+		set.Fleets = append(set.Fleets, h.Fleet)
+	}
+	return sets
+}
+
+// takeExposures takes a host's exposures (but those to the advisories in keep) out of their
+// exposure sets into rows, which is where one host's exposures are ended or changed.
+func takeExposures(ctx context.Context, q *plannerdb.Queries, hostID string, keep []string) error {
+	b := plannerdb.ExposureBucket(hostID)
+	if err := q.TakeExposures(ctx, plannerdb.TakeExposuresParams{HostID: hostID, Bucket: b, Keep: nonNil(keep)}); err != nil {
+		return fmt.Errorf("take the exposures of host %s: %w", hostID, err)
+	}
+	if err := q.DropEmptyExposureSets(ctx, b); err != nil {
+		return fmt.Errorf("take the exposures of host %s: %w", hostID, err)
 	}
 	return nil
 }
@@ -341,6 +368,9 @@ func (e *Engine) OnDecommissioned(ctx context.Context, m events.Meta, d events.H
 	}
 	return e.inTx(ctx, func(tx pgx.Tx, q *plannerdb.Queries) error {
 		if seen, err := inbox.Seen(ctx, tx, inboxHosts, m.ID); err != nil || seen {
+			return err
+		}
+		if err := takeExposures(ctx, q, d.HostID, nil); err != nil {
 			return err
 		}
 		if err := q.RetireExposures(ctx, plannerdb.RetireExposuresParams{HostID: d.HostID, Now: &now}); err != nil {
@@ -430,7 +460,11 @@ func (e *Engine) reevaluate(ctx context.Context, m events.Meta, hostID, set stri
 		if detail.Retired {
 			return nil
 		}
-		if err := q.PatchedOutside(ctx, plannerdb.PatchedOutsideParams{HostID: hostID, StillExposed: slices.Sorted(maps.Keys(still)), Now: &now}); err != nil {
+		stillExposed := slices.Sorted(maps.Keys(still))
+		if err := takeExposures(ctx, q, hostID, stillExposed); err != nil {
+			return err
+		}
+		if err := q.PatchedOutside(ctx, plannerdb.PatchedOutsideParams{HostID: hostID, StillExposed: stillExposed, Now: &now}); err != nil {
 			return fmt.Errorf("record patches of host %s: %w", hostID, err)
 		}
 		if err := e.recordExposures(ctx, q, host, sev, now); err != nil {
@@ -580,11 +614,14 @@ func (e *Engine) result(ctx context.Context, m events.Meta, jobID, hostID, statu
 // changes nothing the rollout's state depends on, only what advance reads (the hosts in
 // flight, the wave's count), and advance runs after this commit.
 //
-// It is one statement and needs neither a transaction nor the inbox: SucceedHost changes
+// It needs neither a transaction nor the inbox: SucceedHost is one statement that changes
 // only a host still waiting for its result, so the same event delivered again changes
-// nothing.
+// nothing; taking the host's exposures out of their sets before changes nothing they say.
 func (e *Engine) succeeded(ctx context.Context, jobID, hostID string, rebootPending, rebooted bool, causation string) error {
 	q := plannerdb.New(e.Pool)
+	if err := takeExposures(ctx, q, hostID, nil); err != nil {
+		return err
+	}
 	done, err := q.SucceedHost(ctx, plannerdb.SucceedHostParams{JobID: jobID, RebootPending: rebootPending, Rebooted: rebooted, Now: new(e.now())})
 	if notFound(err) {
 		// An unknown job (a permanent error) or a host that has its result already.

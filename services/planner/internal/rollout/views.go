@@ -113,7 +113,10 @@ func (e *Engine) Rollout(ctx context.Context, req query.RolloutRequest) (query.R
 
 // Compliance answers how long hosts were exposed, per advisory and host.
 func (e *Engine) Compliance(ctx context.Context, req query.ComplianceRequest) (query.ComplianceResponse, error) {
-	p := plannerdb.ComplianceParams{AdvisoryID: req.AdvisoryID, HostID: req.HostID, Fleet: req.Fleet, Open: req.Open, Max: limit(req.Limit) + 1}
+	p := plannerdb.ComplianceParams{
+		AdvisoryID: req.AdvisoryID, HostID: req.HostID, Bucket: plannerdb.ExposureBucket(req.HostID), Fleet: req.Fleet, Open: req.Open,
+		Max: limit(req.Limit) + 1,
+	}
 	if req.Cursor != "" {
 		a, h, ok := strings.Cut(req.Cursor, "\x00")
 		if !ok {
