@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"strconv"
 	"sync"
 	"testing"
@@ -242,23 +243,26 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 	}
 }
 
-// expose makes n hosts of an inventory fleet exposed to advisory adv through libssl3.
+// expose makes n hosts of an inventory fleet exposed to advisory adv through libssl3. They
+// share one exposed list, as the inventory's hosts of one package set do.
 func (inv *inventory) expose(fleet string, tags map[string]string, n int, adv string) []string {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	var ids []string
+	pkgs := []query.ExposedPackage{{Name: "libssl3", Installed: "3.0.11-1~deb12u1", SourceName: "openssl", SourceVersion: "3.0.11-1~deb12u1", Fixed: "3.0.13-1~deb12u1", AdvisoryID: adv}}
 	for i := range n {
 		id := fmt.Sprintf("%s-%03d", fleet, i)
 		ids = append(ids, id)
 		inv.exposed = append(inv.exposed, query.ExposedHost{
-			HostID: id, Name: id, Fleet: fleet, OS: events.OSRelease{ID: "debian", VersionID: "12"},
-			Packages: []query.ExposedPackage{{Name: "libssl3", Installed: "3.0.11-1~deb12u1", SourceName: "openssl", SourceVersion: "3.0.11-1~deb12u1", Fixed: "3.0.13-1~deb12u1", AdvisoryID: adv}},
+			HostID: id, Name: id, Fleet: fleet, OS: events.OSRelease{ID: "debian", VersionID: "12"}, Packages: pkgs,
 		})
 		inv.hosts[id] = query.HostDetail{
 			Host:     query.Host{ID: id, Name: id, Fleet: fleet, Tags: tags, OS: events.OSRelease{ID: "debian", VersionID: "12"}},
 			Packages: []query.Package{{Name: "libssl3", Version: "3.0.11-1~deb12u1", SourceName: "openssl", SourceVersion: "3.0.11-1~deb12u1", Status: "install ok installed"}},
 		}
 	}
+	// The inventory answers in host id order.
+	slices.SortStableFunc(inv.exposed, func(a, b query.ExposedHost) int { return strings.Compare(a.HostID, b.HostID) })
 	return ids
 }
 

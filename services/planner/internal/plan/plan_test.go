@@ -2,6 +2,7 @@ package plan
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -113,6 +114,39 @@ func TestSecurityMergesAndDrops(t *testing.T) {
 	}
 	if len(f.Waves) != 2 || f.Waves[0][0] != "w1" {
 		t.Errorf("waves = %v", f.Waves)
+	}
+}
+
+// Hosts of one exposure group share its package list and get one job, planned once; a host
+// of the group an open job covers still gets its own. Hosts come in the inventory's order
+// and are listed twice at most once.
+func TestSecurityHostsSharingAList(t *testing.T) {
+	p := mustPolicy(t)
+	list := []query.ExposedPackage{pkg("DSA-1", "libssl3", "3.0.1-1", "3.0.2-1"), pkg("DSA-2", "openssl", "3.0.1-1", "3.0.3-1")}
+	other := []query.ExposedPackage{pkg("DSA-1", "libssl3", "3.0.1-1", "3.0.2-1")}
+	hosts := []Host{web("g3", list...), web("g1", list...), web("o1", other...), web("g2", list...), web("g1", list...)}
+	for _, i := range []int{0, 1, 3, 4} {
+		hosts[i].Packages = list // the very same list, as the inventory's groups give it
+	}
+	covered := Covered{"g2": {{Name: "libssl3", MinVersion: "3.0.2-1"}}}
+	res := Security(p, advisories(), hosts, covered, published)
+	if len(res.Fleets) != 1 {
+		t.Fatalf("fleets = %d, want 1", len(res.Fleets))
+	}
+	got := map[string][]events.PackageTarget{}
+	var ids []string
+	for _, h := range res.Fleets[0].Hosts {
+		got[h.HostID] = h.Packages
+		ids = append(ids, h.HostID)
+	}
+	both := []events.PackageTarget{{Name: "libssl3", MinVersion: "3.0.2-1"}, {Name: "openssl", MinVersion: "3.0.3-1"}}
+	want := map[string][]events.PackageTarget{
+		"g1": both, "g3": both,
+		"g2": {{Name: "openssl", MinVersion: "3.0.3-1"}}, // libssl3 is an open job's
+		"o1": {{Name: "libssl3", MinVersion: "3.0.2-1"}},
+	}
+	if !reflect.DeepEqual(got, want) || !slices.Equal(ids, []string{"g1", "g2", "g3", "o1"}) {
+		t.Errorf("jobs %v of hosts %v, want %v", got, ids, want)
 	}
 }
 

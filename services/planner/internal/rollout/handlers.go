@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/patchfleet/patchfleet/db"
 	"github.com/patchfleet/patchfleet/db/inbox"
 	"github.com/patchfleet/patchfleet/db/plannerdb"
 	"github.com/patchfleet/patchfleet/events"
@@ -43,9 +45,16 @@ func (e *Engine) Register(c *events.Consumer) {
 // OnAdvisory plans a rollout per fleet for the hosts an advisory exposes. Exposure comes
 // from the inventory, asked with the event's own affected list so it never waits for the
 // inventory to store the advisory.
+//
+// The exposures are recorded in a transaction of their own, on a second connection, while
+// the plan is made and written: up to every host of a fleet on each side, so two backends
+// (and cores) share the work. The record needs no inbox (recording an exposure again
+// changes nothing), and it commits before the plan does, so a plan on record always has its
+// exposures on record too. Its connection is taken before the plan's: the plan waits for the
+// record, never the record for a connection.
 func (e *Engine) OnAdvisory(ctx context.Context, m events.Meta, a events.SecurityAdvisoryPublished) error {
 	now := e.now()
-	res, hosts, err := e.planAdvisory(ctx, a, now)
+	hosts, err := e.exposed(ctx, a)
 	if err != nil {
 		return err
 	}
@@ -53,8 +62,24 @@ func (e *Engine) OnAdvisory(ctx context.Context, m events.Meta, a events.Securit
 	if err != nil {
 		return events.Permanent(fmt.Errorf("encode affected of %s: %w", a.AdvisoryID, err))
 	}
-	return e.inTx(ctx, func(tx pgx.Tx, q *plannerdb.Queries) error {
+	conn, err := e.Pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("record exposure to %s: %w", a.AdvisoryID, err)
+	}
+	recorded := make(chan error, 1)
+	go func() {
+		defer conn.Release()
+		recorded <- db.InTx(ctx, conn, func(tx pgx.Tx) error {
+			return e.recordAdvisoryExposures(ctx, plannerdb.New(tx), a.AdvisoryID, a.Severity, hosts, now)
+		})
+	}()
+	waited := false
+	err = e.inTx(ctx, func(tx pgx.Tx, q *plannerdb.Queries) error {
 		if seen, err := inbox.Seen(ctx, tx, inboxAdvisories, m.ID); err != nil || seen {
+			return err
+		}
+		res, err := e.plan(ctx, q, a, hosts, now)
+		if err != nil {
 			return err
 		}
 		var published *time.Time
@@ -66,9 +91,6 @@ func (e *Engine) OnAdvisory(ctx context.Context, m events.Meta, a events.Securit
 			KnownExploited: a.KnownExploited, Published: published, Affected: affected, Now: now,
 		}); err != nil {
 			return fmt.Errorf("store advisory %s: %w", a.AdvisoryID, err)
-		}
-		if err := e.recordAdvisoryExposures(ctx, q, a.AdvisoryID, a.Severity, hosts, now); err != nil {
-			return err
 		}
 		for _, fp := range res.Fleets {
 			if fp.Skipped != "" {
@@ -84,23 +106,34 @@ func (e *Engine) OnAdvisory(ctx context.Context, m events.Meta, a events.Securit
 		if len(res.Unmatched) > 0 {
 			e.Logger.Warn("exposed hosts covered by no fleet policy", "advisory_id", a.AdvisoryID, "hosts", len(res.Unmatched))
 		}
-		return nil
+		waited = true
+		return <-recorded
 	})
+	if !waited {
+		if rerr := <-recorded; err == nil {
+			err = rerr
+		}
+	}
+	return err
 }
 
-// planAdvisory computes the plan for an advisory without persisting it (the preview uses it
-// too).
-func (e *Engine) planAdvisory(ctx context.Context, a events.SecurityAdvisoryPublished, now time.Time) (plan.Result, []plan.Host, error) {
+// planAdvisory computes the plan for an advisory without persisting it (the preview).
+func (e *Engine) planAdvisory(ctx context.Context, a events.SecurityAdvisoryPublished, now time.Time) (plan.Result, error) {
 	hosts, err := e.exposed(ctx, a)
 	if err != nil {
-		return plan.Result{}, nil, err
+		return plan.Result{}, err
 	}
-	covered, err := e.covered(ctx, hosts)
+	return e.plan(ctx, plannerdb.New(e.Pool), a, hosts, now)
+}
+
+// plan plans an advisory for its exposed hosts, leaving out what open jobs already do.
+func (e *Engine) plan(ctx context.Context, q *plannerdb.Queries, a events.SecurityAdvisoryPublished, hosts []plan.Host, now time.Time) (plan.Result, error) {
+	covered, err := covered(ctx, q, hosts)
 	if err != nil {
-		return plan.Result{}, nil, err
+		return plan.Result{}, err
 	}
 	adv := map[string]plan.Advisory{a.AdvisoryID: {ID: a.AdvisoryID, Severity: a.Severity, KnownExploited: a.KnownExploited, Published: a.Published}}
-	return plan.Security(e.Policy, adv, hosts, covered, now), hosts, nil
+	return plan.Security(e.Policy, adv, hosts, covered, now), nil
 }
 
 // exposed pages through the inventory's exposure answer, in groups (the hosts of a group
@@ -170,8 +203,7 @@ func (e *Engine) eachHost(ctx context.Context, req query.HostsRequest, f func(qu
 }
 
 // covered reads what open jobs already upgrade on these hosts.
-func (e *Engine) covered(ctx context.Context, hosts []plan.Host) (plan.Covered, error) {
-	q := plannerdb.New(e.Pool)
+func covered(ctx context.Context, q *plannerdb.Queries, hosts []plan.Host) (plan.Covered, error) {
 	// Most advisories arrive with no rollout open: then there is no need to send every
 	// exposed host's id (up to a fleet's) to find none.
 	open, err := q.AnyRolloutOpen(ctx)
@@ -246,21 +278,24 @@ func (e *Engine) recordAdvisoryExposures(ctx context.Context, q *plannerdb.Queri
 	if err != nil {
 		return fmt.Errorf("record exposure to %s: %w", advisoryID, err)
 	}
-	ended := make(map[string]bool, len(known)) // host → whether its exposure ended
-	for _, r := range known {
-		ended[r.HostID] = r.Ended
-	}
-	fresh := make([]plan.Host, 0, len(hosts)-min(len(hosts), len(known)))
+	fresh := hosts // an advisory seen first: every host (exposureSets lists a host once)
 	reopen := plannerdb.RecordExposuresParams{Now: now}
-	for _, h := range hosts {
-		wasEnded, ok := ended[h.ID]
-		switch {
-		case !ok:
-			fresh = append(fresh, h)
-		case wasEnded:
-			addExposure(&reopen, advisoryID, h, sev)
+	if len(known) > 0 {
+		ended := make(map[string]bool, len(known)) // host → whether its exposure ended
+		for _, r := range known {
+			ended[r.HostID] = r.Ended
 		}
-		ended[h.ID] = false // listed twice: recorded once
+		fresh = make([]plan.Host, 0, len(hosts)-min(len(hosts), len(known)))
+		for _, h := range hosts {
+			wasEnded, ok := ended[h.ID]
+			switch {
+			case !ok:
+				fresh = append(fresh, h)
+			case wasEnded:
+				addExposure(&reopen, advisoryID, h, sev)
+			}
+			ended[h.ID] = false // listed twice: recorded once
+		}
 	}
 	if len(fresh) > 0 {
 		if _, err := q.InsertExposureSets(ctx, exposureSets(advisoryID, sev, fresh, now)); err != nil {
@@ -275,7 +310,8 @@ func (e *Engine) recordAdvisoryExposures(ctx context.Context, q *plannerdb.Queri
 	return nil
 }
 
-// exposureSets lays out hosts newly exposed to an advisory as exposure sets, one per bucket.
+// exposureSets lays out hosts newly exposed to an advisory as exposure sets, one per bucket,
+// each host once.
 func exposureSets(advisoryID string, sev events.Severity, hosts []plan.Host, now time.Time) []plannerdb.InsertExposureSetsParams {
 	var sets []plannerdb.InsertExposureSetsParams
 	index := make([]int32, plannerdb.ExposureBuckets) // bucket → 1 + its set's index
@@ -289,7 +325,33 @@ func exposureSets(advisoryID string, sev events.Severity, hosts []plan.Host, now
 		set.HostIds = append(set.HostIds, h.ID)
 		set.Fleets = append(set.Fleets, h.Fleet)
 	}
+	for i := range sets {
+		sortSet(&sets[i])
+	}
 	return sets
+}
+
+// sortSet orders an exposure set's hosts by id and drops a host listed twice.
+func sortSet(s *plannerdb.InsertExposureSetsParams) {
+	sort.Sort(setByHost{s.HostIds, s.Fleets})
+	n := 0
+	for i, id := range s.HostIds {
+		if i == 0 || id != s.HostIds[n-1] {
+			s.HostIds[n], s.Fleets[n] = id, s.Fleets[i]
+			n++
+		}
+	}
+	s.HostIds, s.Fleets = s.HostIds[:n], s.Fleets[:n]
+}
+
+// setByHost sorts a set's hosts with their fleets.
+type setByHost struct{ ids, fleets []string }
+
+func (s setByHost) Len() int           { return len(s.ids) }
+func (s setByHost) Less(i, j int) bool { return s.ids[i] < s.ids[j] }
+func (s setByHost) Swap(i, j int) {
+	s.ids[i], s.ids[j] = s.ids[j], s.ids[i]
+	s.fleets[i], s.fleets[j] = s.fleets[j], s.fleets[i]
 }
 
 // takeExposures takes a host's exposures (but those to the advisories in keep) out of their

@@ -124,9 +124,14 @@ func summary(fp *plan.Fleet) string {
 func jobRows(id string, fp *plan.Fleet) ([]plannerdb.InsertRolloutTargetsParams, []plannerdb.InsertWaveHostsParams) {
 	var targets []plannerdb.InsertRolloutTargetsParams
 	index := map[string]int32{}
-	targetOf := make(map[string]int32, len(fp.Hosts))
 	var key []byte
-	for _, h := range fp.Hosts {
+	// Hosts planned alike share their job's slices: the last host's target is checked first.
+	var last *plan.HostPlan
+	lastTarget := int32(-1)
+	targetOf := func(h *plan.HostPlan) int32 {
+		if last != nil && sameJob(last, h) {
+			return lastTarget
+		}
 		key = h.AppendJobKey(key[:0])
 		idx, ok := index[string(key)]
 		if !ok {
@@ -137,25 +142,36 @@ func jobRows(id string, fp *plan.Fleet) ([]plannerdb.InsertRolloutTargetsParams,
 				Components: componentsJSON(h.Components),
 			})
 		}
-		targetOf[h.HostID] = idx
+		last, lastTarget = h, idx
+		return idx
 	}
 	var rows []plannerdb.InsertWaveHostsParams
-	for w, hosts := range fp.Waves {
+	for w, hosts := range fp.WaveHostPlans() {
 		first := len(rows) // this wave's rows, one per target it has, in target order
 		slot := make(map[int32]int, 1)
 		for _, h := range hosts {
-			t := targetOf[h]
+			t := targetOf(h)
 			i, ok := slot[t]
 			if !ok {
 				i = len(rows)
 				slot[t] = i
 				rows = append(rows, plannerdb.InsertWaveHostsParams{RolloutID: id, Wave: int32(w), Target: t})
 			}
-			rows[i].HostIds = append(rows[i].HostIds, h)
+			rows[i].HostIds = append(rows[i].HostIds, h.HostID)
 		}
 		slices.SortFunc(rows[first:], func(a, b plannerdb.InsertWaveHostsParams) int { return cmp.Compare(a.Target, b.Target) })
 	}
 	return targets, rows
+}
+
+// sameJob reports whether two host plans share their job's very slices (as the hosts of one
+// exposure group do), which makes their jobs equal without comparing them.
+func sameJob(a, b *plan.HostPlan) bool {
+	return sameSlice(a.Packages, b.Packages) && sameSlice(a.Advisories, b.Advisories) && sameSlice(a.Components, b.Components)
+}
+
+func sameSlice[T any](x, y []T) bool {
+	return len(x) == len(y) && (len(x) == 0 || &x[0] == &y[0])
 }
 
 func componentsJSON(c []events.Component) []byte {

@@ -159,7 +159,7 @@ func (e *Engine) Preview(ctx context.Context, req query.PreviewRequest) (query.P
 		if err := req.Advisory.Validate(); err != nil {
 			return out, fmt.Errorf("%w: advisory: %v", ErrBadRequest, err)
 		}
-		res, _, err := e.planAdvisory(ctx, *req.Advisory, e.now())
+		res, err := e.planAdvisory(ctx, *req.Advisory, e.now())
 		if err != nil {
 			return out, err
 		}

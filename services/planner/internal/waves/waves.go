@@ -18,7 +18,9 @@ func Split(hosts []string, canary int, marks []quantity.Q) [][]string {
 		return nil
 	}
 	sorted := slices.Clone(hosts)
-	slices.Sort(sorted)
+	if !slices.IsSorted(sorted) { // planners pass them sorted
+		slices.Sort(sorted)
+	}
 	sorted = slices.Compact(sorted)
 	n := len(sorted)
 	var out [][]string
