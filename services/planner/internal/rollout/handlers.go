@@ -140,7 +140,10 @@ func (e *Engine) plan(ctx context.Context, q *plannerdb.Queries, a events.Securi
 // share its packages), and through its hosts for their tags when a fleet policy selects by
 // tag.
 func (e *Engine) exposed(ctx context.Context, a events.SecurityAdvisoryPublished) ([]plan.Host, error) {
-	var hosts []plan.Host
+	// The groups of every page first, then the hosts at once: grown page by page, the list of
+	// a large fleet's hosts would be copied over and over.
+	var groups []query.ExposureGroup
+	n := 0
 	req := query.ExposureRequest{AdvisoryID: a.AdvisoryID, Affected: a.Affected, Limit: query.MaxGroupedPage, Grouped: true}
 	for {
 		page, err := e.Inventory.Exposure(ctx, req)
@@ -153,16 +156,21 @@ func (e *Engine) exposed(ctx context.Context, a events.SecurityAdvisoryPublished
 			for i := range g.Packages {
 				g.Packages[i].AdvisoryID = a.AdvisoryID
 			}
-			for _, f := range g.Fleets {
-				for _, id := range f.HostIDs {
-					hosts = append(hosts, plan.Host{ID: id, Fleet: f.Fleet, Packages: g.Packages})
-				}
-			}
+			n += g.Len()
 		}
+		groups = append(groups, page.Groups...)
 		if page.NextCursor == "" || len(page.Groups) == 0 {
 			break
 		}
 		req.Cursor = page.NextCursor
+	}
+	hosts := make([]plan.Host, 0, n)
+	for _, g := range groups {
+		for _, f := range g.Fleets {
+			for _, id := range f.HostIDs {
+				hosts = append(hosts, plan.Host{ID: id, Fleet: f.Fleet, Packages: g.Packages})
+			}
+		}
 	}
 	if !e.Policy.UsesTags() || len(hosts) == 0 {
 		return hosts, nil
@@ -311,17 +319,29 @@ func (e *Engine) recordAdvisoryExposures(ctx context.Context, q *plannerdb.Queri
 }
 
 // exposureSets lays out hosts newly exposed to an advisory as exposure sets, one per bucket,
-// each host once.
+// each host once. The sets' arrays are cut from two arrays of the hosts' ids and fleets.
 func exposureSets(advisoryID string, sev events.Severity, hosts []plan.Host, now time.Time) []plannerdb.InsertExposureSetsParams {
+	buckets := make([]int32, len(hosts))
+	var size [plannerdb.ExposureBuckets]int32 // hosts a bucket has; then where its set ends
+	for i, h := range hosts {
+		buckets[i] = plannerdb.ExposureBucket(h.ID)
+		size[buckets[i]]++
+	}
+	ids, fleets := make([]string, len(hosts)), make([]string, len(hosts))
 	var sets []plannerdb.InsertExposureSetsParams
-	index := make([]int32, plannerdb.ExposureBuckets) // bucket → 1 + its set's index
-	for _, h := range hosts {
-		b := plannerdb.ExposureBucket(h.ID)
-		if index[b] == 0 {
-			sets = append(sets, plannerdb.InsertExposureSetsParams{AdvisoryID: advisoryID, Bucket: b, Severity: string(sev), ExposedSince: now})
-			index[b] = int32(len(sets))
+	var index [plannerdb.ExposureBuckets]int32 // bucket → its set's index
+	end := int32(0)
+	for b, n := range size {
+		if n == 0 {
+			continue
 		}
-		set := &sets[index[b]-1]
+		index[b] = int32(len(sets))
+		sets = append(sets, plannerdb.InsertExposureSetsParams{AdvisoryID: advisoryID, Bucket: int32(b), Severity: string(sev), ExposedSince: now,
+			HostIds: ids[end:end:end+n], Fleets: fleets[end:end:end+n]})
+		end += n
+	}
+	for i, h := range hosts {
+		set := &sets[index[buckets[i]]]
 		set.HostIds = append(set.HostIds, h.ID)
 		set.Fleets = append(set.Fleets, h.Fleet)
 	}

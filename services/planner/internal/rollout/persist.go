@@ -155,7 +155,11 @@ func jobRows(id string, fp *plan.Fleet) ([]plannerdb.InsertRolloutTargetsParams,
 			if !ok {
 				i = len(rows)
 				slot[t] = i
-				rows = append(rows, plannerdb.InsertWaveHostsParams{RolloutID: id, Wave: int32(w), Target: t})
+				row := plannerdb.InsertWaveHostsParams{RolloutID: id, Wave: int32(w), Target: t}
+				if len(slot) == 1 {
+					row.HostIds = make([]string, 0, len(hosts)) // a wave's hosts mostly share one job
+				}
+				rows = append(rows, row)
 			}
 			rows[i].HostIds = append(rows[i].HostIds, h.HostID)
 		}
