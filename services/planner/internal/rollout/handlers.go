@@ -337,7 +337,7 @@ func exposureSets(advisoryID string, sev events.Severity, hosts []plan.Host, now
 		}
 		index[b] = int32(len(sets))
 		sets = append(sets, plannerdb.InsertExposureSetsParams{AdvisoryID: advisoryID, Bucket: int32(b), Severity: string(sev), ExposedSince: now,
-			HostIds: ids[end:end:end+n], Fleets: fleets[end:end:end+n]})
+			HostIds: ids[end : end : end+n], Fleets: fleets[end : end : end+n]})
 		end += n
 	}
 	for i, h := range hosts {
