@@ -3,8 +3,6 @@ package planner_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -13,8 +11,6 @@ import (
 	"github.com/patchfleet/patchfleet/events"
 	"github.com/patchfleet/patchfleet/events/eventstest"
 	"github.com/patchfleet/patchfleet/events/query"
-	"github.com/patchfleet/patchfleet/services/planner"
-	"github.com/patchfleet/patchfleet/services/planner/internal/rollout"
 )
 
 // setFixed moves every exposed package's fix to version v, so each benchmark round plans
@@ -51,16 +47,7 @@ update rollouts set state = 'cancelled', finished_at = now() where state not in 
 func BenchmarkPlanAdvisory100k(b *testing.B) {
 	e := newEnv(b, autoPolicy)
 	e.inv.expose("web", nil, 100_000, "DSA-B")
-	pool, err := db.Connect(context.Background(), e.dbURL, plannerdb.Schema)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close()
-	pol, _, err := planner.LoadPolicy(e.policy)
-	if err != nil {
-		b.Fatal(err)
-	}
-	eng := &rollout.Engine{Pool: pool, Policy: pol, Inventory: query.Client{NC: e.bus.Conn}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Producer: "bench"}
+	eng, pool := e.engine(nil)
 	ctx := context.Background()
 	b.ResetTimer()
 	for i := range b.N {

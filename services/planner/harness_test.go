@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -33,6 +34,7 @@ import (
 	"github.com/patchfleet/patchfleet/events/eventstest"
 	"github.com/patchfleet/patchfleet/events/query"
 	"github.com/patchfleet/patchfleet/services/planner"
+	"github.com/patchfleet/patchfleet/services/planner/internal/rollout"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -241,6 +243,23 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 			}
 		}
 	}
+}
+
+// engine is a rollout engine on the environment's database and inventory, called directly
+// (no consumer), with its pool; now is its clock (nil: the real one).
+func (e *env) engine(now func() time.Time) (*rollout.Engine, *pgxpool.Pool) {
+	e.t.Helper()
+	pool, err := db.Connect(context.Background(), e.dbURL, plannerdb.Schema)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(pool.Close)
+	pol, _, err := planner.LoadPolicy(e.policy)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return &rollout.Engine{Pool: pool, Policy: pol, Inventory: query.Client{NC: e.bus.Conn}, Producer: "test",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: now}, pool
 }
 
 // expose makes n hosts of an inventory fleet exposed to advisory adv through libssl3. They

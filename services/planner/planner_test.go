@@ -3,8 +3,6 @@ package planner_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,13 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchfleet/patchfleet/db"
 	"github.com/patchfleet/patchfleet/db/plannerdb"
 	"github.com/patchfleet/patchfleet/events"
 	"github.com/patchfleet/patchfleet/events/eventstest"
 	"github.com/patchfleet/patchfleet/events/query"
-	"github.com/patchfleet/patchfleet/services/planner"
-	"github.com/patchfleet/patchfleet/services/planner/internal/rollout"
 )
 
 const autoPolicy = `
@@ -524,19 +519,9 @@ func TestExposuresKeepTheirStartAndReopen(t *testing.T) {
 	e := newEnv(t, autoPolicy)
 	hosts := e.inv.expose("web", nil, 3, "DSA-E")
 	ctx := context.Background()
-	pool, err := db.Connect(ctx, e.dbURL, plannerdb.Schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	pol, _, err := planner.LoadPolicy(e.policy)
-	if err != nil {
-		t.Fatal(err)
-	}
 	t1 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	now := t1
-	eng := &rollout.Engine{Pool: pool, Policy: pol, Inventory: query.Client{NC: e.bus.Conn}, Producer: "test",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return now }}
+	eng, pool := e.engine(func() time.Time { return now })
 	adv := advisory("DSA-E", events.SeverityHigh)
 	if err := eng.OnAdvisory(ctx, events.Meta{ID: "rev-1"}, adv); err != nil {
 		t.Fatal(err)
@@ -592,18 +577,8 @@ func TestExposureSetsGiveUpEachHostOnce(t *testing.T) {
 	web := e.inv.expose("web", nil, 12_000, "DSA-S") // about 3 hosts a bucket
 	dbHosts := e.inv.expose("db", nil, 4_000, "DSA-S")
 	ctx := context.Background()
-	pool, err := db.Connect(ctx, e.dbURL, plannerdb.Schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	pol, _, err := planner.LoadPolicy(e.policy)
-	if err != nil {
-		t.Fatal(err)
-	}
 	since := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
-	eng := &rollout.Engine{Pool: pool, Policy: pol, Inventory: query.Client{NC: e.bus.Conn}, Producer: "test",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return since }}
+	eng, pool := e.engine(func() time.Time { return since })
 	if err := eng.OnAdvisory(ctx, events.Meta{ID: "rev-1"}, advisory("DSA-S", events.SeverityHigh)); err != nil {
 		t.Fatal(err)
 	}
