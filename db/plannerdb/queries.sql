@@ -257,7 +257,7 @@ insert into exposure_sets (advisory_id, bucket, severity, exposed_since, host_id
 values (@advisory_id, @bucket, @severity, @exposed_since, @host_ids, @fleets);
 
 -- name: TakeExposures :exec
--- Takes a host's exposures out of their sets (but those to the advisories in keep) into
+-- Takes a host's exposures (all, or those to the advisories listed) out of their sets into
 -- rows of exposures, as they were: from then on they change as rows. The sets are updated
 -- in place, each from its latest version, so a concurrent taker of another host of a set
 -- waits for this one and then takes from what it left. The rows come from the snapshot's
@@ -266,7 +266,7 @@ with taken as (
     update exposure_sets s
     set host_ids = s.host_ids[:array_position(s.host_ids, @host_id::text) - 1] || s.host_ids[array_position(s.host_ids, @host_id::text) + 1:],
         fleets = s.fleets[:array_position(s.host_ids, @host_id::text) - 1] || s.fleets[array_position(s.host_ids, @host_id::text) + 1:]
-    where s.bucket = @bucket and @host_id::text = any(s.host_ids) and not (s.advisory_id = any(@keep::text[]))
+    where s.bucket = @bucket and @host_id::text = any(s.host_ids) and (@every::boolean or s.advisory_id = any(@advisory_ids::text[]))
     returning s.id
 )
 insert into exposures (advisory_id, host_id, fleet, severity, exposed_since)
@@ -277,10 +277,19 @@ on conflict (advisory_id, host_id) do nothing;
 -- name: DropEmptyExposureSets :exec
 delete from exposure_sets where bucket = @bucket and host_ids = '{}';
 
+-- name: OpenExposuresOfHost :many
+-- The advisories a host has an open exposure to on record: in rows, and in exposure sets.
+select advisory_id from exposures
+where host_id = @host_id and patched_at is null and retired_at is null
+union
+select advisory_id from exposure_sets
+where bucket = @bucket and @host_id::text = any(host_ids)
+order by 1;
+
 -- name: PatchedOutside :exec
 -- A host no longer exposed to these advisories (upgraded outside Patchfleet) is patched now.
 update exposures set patched_at = @now
-where host_id = @host_id and patched_at is null and retired_at is null and not (advisory_id = any(@still_exposed::text[]));
+where host_id = @host_id and patched_at is null and retired_at is null and advisory_id = any(@advisory_ids::text[]);
 
 -- name: RetireExposures :exec
 -- A decommissioned host's open exposures end now.

@@ -845,6 +845,41 @@ func (q *Queries) MarkRebooted(ctx context.Context, arg MarkRebootedParams) erro
 	return err
 }
 
+const openExposuresOfHost = `-- name: OpenExposuresOfHost :many
+select advisory_id from exposures
+where host_id = $1 and patched_at is null and retired_at is null
+union
+select advisory_id from exposure_sets
+where bucket = $2 and $1::text = any(host_ids)
+order by 1
+`
+
+type OpenExposuresOfHostParams struct {
+	HostID string
+	Bucket int32
+}
+
+// The advisories a host has an open exposure to on record: in rows, and in exposure sets.
+func (q *Queries) OpenExposuresOfHost(ctx context.Context, arg OpenExposuresOfHostParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, openExposuresOfHost, arg.HostID, arg.Bucket)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var advisory_id string
+		if err := rows.Scan(&advisory_id); err != nil {
+			return nil, err
+		}
+		items = append(items, advisory_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const openJobsOfHost = `-- name: OpenJobsOfHost :many
 select h.rollout_id, t.packages, h.state, r.kind from rollout_hosts h
 join rollouts r on r.id = h.rollout_id
@@ -920,18 +955,18 @@ func (q *Queries) OpenRolloutsOfAdvisory(ctx context.Context, advisoryID string)
 
 const patchedOutside = `-- name: PatchedOutside :exec
 update exposures set patched_at = $1
-where host_id = $2 and patched_at is null and retired_at is null and not (advisory_id = any($3::text[]))
+where host_id = $2 and patched_at is null and retired_at is null and advisory_id = any($3::text[])
 `
 
 type PatchedOutsideParams struct {
-	Now          *time.Time
-	HostID       string
-	StillExposed []string
+	Now         *time.Time
+	HostID      string
+	AdvisoryIds []string
 }
 
 // A host no longer exposed to these advisories (upgraded outside Patchfleet) is patched now.
 func (q *Queries) PatchedOutside(ctx context.Context, arg PatchedOutsideParams) error {
-	_, err := q.db.Exec(ctx, patchedOutside, arg.Now, arg.HostID, arg.StillExposed)
+	_, err := q.db.Exec(ctx, patchedOutside, arg.Now, arg.HostID, arg.AdvisoryIds)
 	return err
 }
 
@@ -1372,7 +1407,7 @@ with taken as (
     update exposure_sets s
     set host_ids = s.host_ids[:array_position(s.host_ids, $1::text) - 1] || s.host_ids[array_position(s.host_ids, $1::text) + 1:],
         fleets = s.fleets[:array_position(s.host_ids, $1::text) - 1] || s.fleets[array_position(s.host_ids, $1::text) + 1:]
-    where s.bucket = $2 and $1::text = any(s.host_ids) and not (s.advisory_id = any($3::text[]))
+    where s.bucket = $2 and $1::text = any(s.host_ids) and ($3::boolean or s.advisory_id = any($4::text[]))
     returning s.id
 )
 insert into exposures (advisory_id, host_id, fleet, severity, exposed_since)
@@ -1382,18 +1417,24 @@ on conflict (advisory_id, host_id) do nothing
 `
 
 type TakeExposuresParams struct {
-	HostID string
-	Bucket int32
-	Keep   []string
+	HostID      string
+	Bucket      int32
+	Every       bool
+	AdvisoryIds []string
 }
 
-// Takes a host's exposures out of their sets (but those to the advisories in keep) into
+// Takes a host's exposures (all, or those to the advisories listed) out of their sets into
 // rows of exposures, as they were: from then on they change as rows. The sets are updated
 // in place, each from its latest version, so a concurrent taker of another host of a set
 // waits for this one and then takes from what it left. The rows come from the snapshot's
 // version of each set taken from, which has the host: hosts join sets only as new sets.
 func (q *Queries) TakeExposures(ctx context.Context, arg TakeExposuresParams) error {
-	_, err := q.db.Exec(ctx, takeExposures, arg.HostID, arg.Bucket, arg.Keep)
+	_, err := q.db.Exec(ctx, takeExposures,
+		arg.HostID,
+		arg.Bucket,
+		arg.Every,
+		arg.AdvisoryIds,
+	)
 	return err
 }
 

@@ -529,7 +529,7 @@ func TestExposuresKeepTheirStartAndReopen(t *testing.T) {
 	// hosts[0] is patched (its exposure taken out of its set into a row first, as the
 	// planner does); a host of another fleet becomes exposed.
 	q := plannerdb.New(pool)
-	if err := q.TakeExposures(ctx, plannerdb.TakeExposuresParams{HostID: hosts[0], Bucket: plannerdb.ExposureBucket(hosts[0]), Keep: []string{}}); err != nil {
+	if err := q.TakeExposures(ctx, plannerdb.TakeExposuresParams{HostID: hosts[0], Bucket: plannerdb.ExposureBucket(hosts[0]), Every: true}); err != nil {
 		t.Fatal(err)
 	}
 	if tag, err := pool.Exec(ctx, `update exposures set patched_at = $1 where host_id = $2`, t1.Add(time.Hour), hosts[0]); err != nil || tag.RowsAffected() != 1 {
@@ -601,7 +601,7 @@ func TestExposureSetsGiveUpEachHostOnce(t *testing.T) {
 		go func() {
 			for i := w; i < len(taken); i += 8 {
 				id := taken[i]
-				if err := q.TakeExposures(ctx, plannerdb.TakeExposuresParams{HostID: id, Bucket: plannerdb.ExposureBucket(id), Keep: []string{}}); err != nil {
+				if err := q.TakeExposures(ctx, plannerdb.TakeExposuresParams{HostID: id, Bucket: plannerdb.ExposureBucket(id), Every: true}); err != nil {
 					errs <- err
 					return
 				}
@@ -679,6 +679,44 @@ func TestExposureSetsGiveUpEachHostOnce(t *testing.T) {
 	}
 }
 
+// A host re-evaluated against the advisories it was read with ends only exposures to those:
+// one to an advisory stored since (its exposures recorded, its plan not yet committed) stays
+// open, as does one it is still exposed to; one it is no longer exposed to is patched.
+func TestReevaluationEndsOnlyTheExposuresItJudged(t *testing.T) {
+	e := newEnv(t, autoPolicy)
+	hosts := e.inv.expose("web", nil, 2, "DSA-J")
+	e.inv.expose("web", nil, 2, "DSA-K") // the same hosts
+	ctx := context.Background()
+	eng, pool := e.engine(nil)
+	for _, id := range []string{"DSA-J", "DSA-K"} {
+		if err := eng.OnAdvisory(ctx, events.Meta{ID: id}, advisory(id, events.SeverityHigh)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// DSA-J as if stored after the re-evaluation read the advisories; the host's libssl3 is
+	// now at DSA-K's fixed version, and so past DSA-J's too.
+	if _, err := pool.Exec(ctx, `delete from advisories where advisory_id = 'DSA-J'`); err != nil {
+		t.Fatal(err)
+	}
+	e.inv.setPackages(hosts[0], "", query.Package{Name: "libssl3", Version: "3.0.13-1~deb12u1", SourceName: "openssl", SourceVersion: "3.0.13-1~deb12u1", Status: "install ok installed"})
+	if err := eng.OnInventory(ctx, events.Meta{ID: "scan-1"}, events.HostInventoryReported{HostID: hosts[0]}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := eng.Compliance(ctx, query.ComplianceRequest{HostID: hosts[0]})
+	if err != nil || len(got.Records) != 2 {
+		t.Fatalf("records of %s: %+v, %v", hosts[0], got.Records, err)
+	}
+	for _, r := range got.Records {
+		if patched := !r.PatchedAt.IsZero(); patched != (r.AdvisoryID == "DSA-K") {
+			t.Errorf("%s: patched at %v; want only DSA-K patched", r.AdvisoryID, r.PatchedAt)
+		}
+	}
+	other, err := eng.Compliance(ctx, query.ComplianceRequest{HostID: hosts[1], Open: true})
+	if err != nil || len(other.Records) != 2 {
+		t.Errorf("open records of %s, not re-evaluated: %+v, %v", hosts[1], other.Records, err)
+	}
+}
+
 // A rollout waiting for approval has started no wave, so its hosts wait in its plan's
 // arrays: they are listed as pending, and they cover the same fix when another advisory
 // asks for it, so no second rollout is planned for them.
@@ -697,12 +735,11 @@ func TestWaitingRolloutListsAndCoversItsHosts(t *testing.T) {
 			t.Errorf("host %d: %+v", i, h)
 		}
 	}
-	e.bus.Publish(t, advisory("DSA-C2", events.SeverityHigh), "DSA-C2")
+	e.waitProcessed(e.bus.Publish(t, advisory("DSA-C2", events.SeverityHigh), "DSA-C2"))
 	ctx := context.Background()
-	eventstest.WaitFor(t, 30*time.Second, "DSA-C2 handled", func() bool {
-		c, err := e.client.Compliance(ctx, query.ComplianceRequest{AdvisoryID: "DSA-C2"})
-		return err == nil && len(c.Records) == 3
-	})
+	if c, err := e.client.Compliance(ctx, query.ComplianceRequest{AdvisoryID: "DSA-C2"}); err != nil || len(c.Records) != 3 {
+		t.Fatalf("DSA-C2's exposures: %+v, %v; want 3", c.Records, err)
+	}
 	list, err := e.client.Rollouts(ctx, query.RolloutsRequest{Fleet: "db"})
 	if err != nil || len(list.Rollouts) != 1 {
 		t.Fatalf("rollouts of db: %+v, %v; want the waiting one only", list.Rollouts, err)
@@ -752,12 +789,11 @@ fleets:
 `)
 	hosts := e.inv.expose("web", nil, 2, "DSA-R")
 	e.run("a")
-	e.bus.Publish(t, advisory("DSA-R", events.SeverityHigh), "DSA-R")
+	e.waitProcessed(e.bus.Publish(t, advisory("DSA-R", events.SeverityHigh), "DSA-R"))
 	ctx := context.Background()
-	eventstest.WaitFor(t, 30*time.Second, "DSA-R's exposures", func() bool {
-		c, err := e.client.Compliance(ctx, query.ComplianceRequest{AdvisoryID: "DSA-R", Open: true})
-		return err == nil && len(c.Records) == 2
-	})
+	if c, err := e.client.Compliance(ctx, query.ComplianceRequest{AdvisoryID: "DSA-R", Open: true}); err != nil || len(c.Records) != 2 {
+		t.Fatalf("DSA-R's open exposures: %+v, %v; want 2", c.Records, err)
+	}
 	m := e.bus.Publish(t, events.HostDecommissioned{HostID: hosts[0], Reason: "replaced"}, hosts[0])
 	e.waitProcessed(m)
 	open, err := e.client.Compliance(ctx, query.ComplianceRequest{AdvisoryID: "DSA-R", Open: true})

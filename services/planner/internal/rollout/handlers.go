@@ -374,11 +374,15 @@ func (s setByHost) Swap(i, j int) {
 	s.fleets[i], s.fleets[j] = s.fleets[j], s.fleets[i]
 }
 
-// takeExposures takes a host's exposures (but those to the advisories in keep) out of their
-// exposure sets into rows, which is where one host's exposures are ended or changed.
-func takeExposures(ctx context.Context, q *plannerdb.Queries, hostID string, keep []string) error {
+// takeExposures takes a host's exposures to the advisories listed (every one, when every)
+// out of their exposure sets into rows, which is where one host's exposures are ended or
+// changed.
+func takeExposures(ctx context.Context, q *plannerdb.Queries, hostID string, every bool, advisoryIDs []string) error {
+	if !every && len(advisoryIDs) == 0 {
+		return nil
+	}
 	b := plannerdb.ExposureBucket(hostID)
-	if err := q.TakeExposures(ctx, plannerdb.TakeExposuresParams{HostID: hostID, Bucket: b, Keep: nonNil(keep)}); err != nil {
+	if err := q.TakeExposures(ctx, plannerdb.TakeExposuresParams{HostID: hostID, Bucket: b, Every: every, AdvisoryIds: nonNil(advisoryIDs)}); err != nil {
 		return fmt.Errorf("take the exposures of host %s: %w", hostID, err)
 	}
 	if err := q.DropEmptyExposureSets(ctx, b); err != nil {
@@ -452,7 +456,7 @@ func (e *Engine) OnDecommissioned(ctx context.Context, m events.Meta, d events.H
 		if seen, err := inbox.Seen(ctx, tx, inboxHosts, m.ID); err != nil || seen {
 			return err
 		}
-		if err := takeExposures(ctx, q, d.HostID, nil); err != nil {
+		if err := takeExposures(ctx, q, d.HostID, true, nil); err != nil {
 			return err
 		}
 		if err := q.RetireExposures(ctx, plannerdb.RetireExposuresParams{HostID: d.HostID, Now: &now}); err != nil {
@@ -542,11 +546,23 @@ func (e *Engine) reevaluate(ctx context.Context, m events.Meta, hostID, set stri
 		if detail.Retired {
 			return nil
 		}
-		stillExposed := slices.Sorted(maps.Keys(still))
-		if err := takeExposures(ctx, q, hostID, stillExposed); err != nil {
+		// Patched: the host's open exposures to advisories judged above that no longer
+		// expose it. An advisory stored since ActiveAdvisories was read (its exposures may
+		// be on record already) was not judged, and its exposures are left alone.
+		exposures, err := q.OpenExposuresOfHost(ctx, plannerdb.OpenExposuresOfHostParams{HostID: hostID, Bucket: plannerdb.ExposureBucket(hostID)})
+		if err != nil {
+			return fmt.Errorf("exposures of host %s: %w", hostID, err)
+		}
+		var patched []string
+		for _, id := range exposures {
+			if _, judged := known[id]; judged && !still[id] {
+				patched = append(patched, id)
+			}
+		}
+		if err := takeExposures(ctx, q, hostID, false, patched); err != nil {
 			return err
 		}
-		if err := q.PatchedOutside(ctx, plannerdb.PatchedOutsideParams{HostID: hostID, StillExposed: stillExposed, Now: &now}); err != nil {
+		if err := q.PatchedOutside(ctx, plannerdb.PatchedOutsideParams{HostID: hostID, AdvisoryIds: patched, Now: &now}); err != nil {
 			return fmt.Errorf("record patches of host %s: %w", hostID, err)
 		}
 		if err := e.recordExposures(ctx, q, host, sev, now); err != nil {
@@ -701,7 +717,7 @@ func (e *Engine) result(ctx context.Context, m events.Meta, jobID, hostID, statu
 // nothing; taking the host's exposures out of their sets before changes nothing they say.
 func (e *Engine) succeeded(ctx context.Context, jobID, hostID string, rebootPending, rebooted bool, causation string) error {
 	q := plannerdb.New(e.Pool)
-	if err := takeExposures(ctx, q, hostID, nil); err != nil {
+	if err := takeExposures(ctx, q, hostID, true, nil); err != nil {
 		return err
 	}
 	done, err := q.SucceedHost(ctx, plannerdb.SucceedHostParams{JobID: jobID, RebootPending: rebootPending, Rebooted: rebooted, Now: new(e.now())})
