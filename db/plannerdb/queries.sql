@@ -342,6 +342,20 @@ order by 2, 1;
 
 -- name: Compliance :many
 -- The rows of exposures and the hosts of exposure sets alike (a host in a set is open).
+-- Unfiltered, a page draws on the sets only up to the advisory by which the sets after the
+-- cursor's advisory hold @max hosts (counted without unnesting them): the page ends there
+-- at the latest, so the console's pages through every exposure do not each unnest all.
+with bound as (
+    select a.advisory_id from (
+        select advisory_id, sum(sum(cardinality(host_ids))) over (order by advisory_id) as upto
+        from exposure_sets
+        where advisory_id > @after_advisory::text
+        group by advisory_id
+    ) a
+    where a.upto >= @max::int and @advisory_id::text = '' and @host_id::text = '' and @fleet::text = ''
+    order by a.advisory_id
+    limit 1
+)
 select e.advisory_id, e.host_id, e.fleet, e.severity, e.exposed_since, e.patched_at, e.retired_at, e.reboot_pending, e.rollout_id
 from exposures e
 where (@advisory_id::text = '' or e.advisory_id = @advisory_id)
@@ -357,6 +371,7 @@ where (@advisory_id = '' or s.advisory_id = @advisory_id)
   and (@host_id = '' or s.bucket = @bucket::int and h.host_id = @host_id)
   and (@fleet = '' or h.fleet = @fleet)
   and s.advisory_id >= @after_advisory and (s.advisory_id, h.host_id) > (@after_advisory, @after_host)
+  and s.advisory_id <= coalesce((select advisory_id from bound), s.advisory_id)
 order by 1, 2
 limit @max;
 

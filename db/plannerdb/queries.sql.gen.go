@@ -100,32 +100,44 @@ func (q *Queries) CompleteWave(ctx context.Context, arg CompleteWaveParams) erro
 }
 
 const compliance = `-- name: Compliance :many
+with bound as (
+    select a.advisory_id from (
+        select advisory_id, sum(sum(cardinality(host_ids))) over (order by advisory_id) as upto
+        from exposure_sets
+        where advisory_id > $2::text
+        group by advisory_id
+    ) a
+    where a.upto >= $1::int and $3::text = '' and $4::text = '' and $5::text = ''
+    order by a.advisory_id
+    limit 1
+)
 select e.advisory_id, e.host_id, e.fleet, e.severity, e.exposed_since, e.patched_at, e.retired_at, e.reboot_pending, e.rollout_id
 from exposures e
-where ($2::text = '' or e.advisory_id = $2)
-  and ($3::text = '' or e.host_id = $3)
-  and ($4::text = '' or e.fleet = $4)
-  and (not $5::boolean or e.retired_at is null and (e.patched_at is null or e.reboot_pending))
-  and (e.advisory_id, e.host_id) > ($6::text, $7::text)
+where ($3::text = '' or e.advisory_id = $3)
+  and ($4::text = '' or e.host_id = $4)
+  and ($5::text = '' or e.fleet = $5)
+  and (not $6::boolean or e.retired_at is null and (e.patched_at is null or e.reboot_pending))
+  and (e.advisory_id, e.host_id) > ($2::text, $7::text)
 union all
 select s.advisory_id, h.host_id, h.fleet, s.severity, s.exposed_since, null, null, false, ''
 from exposure_sets s
 cross join lateral (select unnest(s.host_ids) as host_id, unnest(s.fleets) as fleet) h
-where ($2 = '' or s.advisory_id = $2)
-  and ($3 = '' or s.bucket = $8::int and h.host_id = $3)
-  and ($4 = '' or h.fleet = $4)
-  and s.advisory_id >= $6 and (s.advisory_id, h.host_id) > ($6, $7)
+where ($3 = '' or s.advisory_id = $3)
+  and ($4 = '' or s.bucket = $8::int and h.host_id = $4)
+  and ($5 = '' or h.fleet = $5)
+  and s.advisory_id >= $2 and (s.advisory_id, h.host_id) > ($2, $7)
+  and s.advisory_id <= coalesce((select advisory_id from bound), s.advisory_id)
 order by 1, 2
 limit $1
 `
 
 type ComplianceParams struct {
 	Max           int32
+	AfterAdvisory string
 	AdvisoryID    string
 	HostID        string
 	Fleet         string
 	Open          bool
-	AfterAdvisory string
 	AfterHost     string
 	Bucket        int32
 }
@@ -143,14 +155,17 @@ type ComplianceRow struct {
 }
 
 // The rows of exposures and the hosts of exposure sets alike (a host in a set is open).
+// Unfiltered, a page draws on the sets only up to the advisory by which the sets after the
+// cursor's advisory hold @max hosts (counted without unnesting them): the page ends there
+// at the latest, so the console's pages through every exposure do not each unnest all.
 func (q *Queries) Compliance(ctx context.Context, arg ComplianceParams) ([]ComplianceRow, error) {
 	rows, err := q.db.Query(ctx, compliance,
 		arg.Max,
+		arg.AfterAdvisory,
 		arg.AdvisoryID,
 		arg.HostID,
 		arg.Fleet,
 		arg.Open,
-		arg.AfterAdvisory,
 		arg.AfterHost,
 		arg.Bucket,
 	)

@@ -679,6 +679,64 @@ func TestExposureSetsGiveUpEachHostOnce(t *testing.T) {
 	}
 }
 
+// The compliance view pages through rows and sets alike, in (advisory, host) order, every
+// exposure once, filtered or not.
+func TestCompliancePagesThroughRowsAndSets(t *testing.T) {
+	e := newEnv(t, autoPolicy)
+	web := e.inv.expose("web", nil, 3_000, "DSA-P")
+	ctx := context.Background()
+	eng, pool := e.engine(nil)
+	for _, id := range []string{"DSA-P", "DSA-Q"} {
+		if err := eng.OnAdvisory(ctx, events.Meta{ID: id}, advisory(id, events.SeverityHigh)); err != nil {
+			t.Fatal(err)
+		}
+		e.inv.expose("db", nil, 1_000, id) // exposed to DSA-Q only
+	}
+	// Some of DSA-P's exposures are rows, one of them patched.
+	q := plannerdb.New(pool)
+	for _, id := range web[:50] {
+		if err := q.TakeExposures(ctx, plannerdb.TakeExposuresParams{HostID: id, Bucket: plannerdb.ExposureBucket(id), Every: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pool.Exec(ctx, `update exposures set patched_at = now() where host_id = $1 and advisory_id = 'DSA-P'`, web[7]); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		req  query.ComplianceRequest
+		want int
+	}{
+		{query.ComplianceRequest{}, 3_000 + 4_000},
+		{query.ComplianceRequest{Open: true}, 3_000 - 1 + 4_000},
+		{query.ComplianceRequest{Fleet: "db"}, 1_000},
+		{query.ComplianceRequest{AdvisoryID: "DSA-P"}, 3_000},
+	} {
+		c.req.Limit = 700
+		var last string
+		n := 0
+		for {
+			page, err := eng.Compliance(ctx, c.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range page.Records {
+				key := r.AdvisoryID + "\x00" + r.HostID
+				if key <= last {
+					t.Fatalf("%+v: %s/%s after %q", c.req, r.AdvisoryID, r.HostID, last)
+				}
+				last = key
+				n++
+			}
+			if c.req.Cursor = page.NextCursor; c.req.Cursor == "" {
+				break
+			}
+		}
+		if n != c.want {
+			t.Errorf("%+v: %d exposures listed, want %d", c.req, n, c.want)
+		}
+	}
+}
+
 // A host re-evaluated against the advisories it was read with ends only exposures to those:
 // one to an advisory stored since (its exposures recorded, its plan not yet committed) stays
 // open, as does one it is still exposed to; one it is no longer exposed to is patched.
