@@ -5,7 +5,6 @@ package plannerdb
 
 import (
 	"embed"
-	"hash/crc32"
 
 	"github.com/patchfleet/patchfleet/db"
 )
@@ -23,7 +22,14 @@ var Migrations embed.FS
 // that recording it writes a few thousand rows, not a row per host.
 const ExposureBuckets = 4096
 
-// ExposureBucket is the bucket of exposure_sets that holds a host's exposures in sets.
+// ExposureBucket is the bucket of exposure_sets that holds a host's exposures in sets: the
+// 32-bit FNV-1a hash of its id, modulo ExposureBuckets. Stored sets depend on it: it never
+// changes.
 func ExposureBucket(hostID string) int32 {
-	return int32(crc32.ChecksumIEEE([]byte(hostID)) % ExposureBuckets)
+	h := uint32(2166136261)
+	for i := 0; i < len(hostID); i++ {
+		h ^= uint32(hostID[i])
+		h *= 16777619
+	}
+	return int32(h % ExposureBuckets)
 }

@@ -42,7 +42,13 @@ type Host struct {
 
 // HostPlan is one host's job.
 type HostPlan struct {
-	HostID     string
+	HostID string
+	*Job
+}
+
+// Job is what a host's job does. The hosts planned alike share one (a fleet's hosts are
+// mostly planned alike), so it is never changed once planned.
+type Job struct {
 	Packages   []events.PackageTarget // empty: what the kind implies (all security updates, full…)
 	Advisories []string
 	Components []events.Component // docker: the pins the host needs
@@ -129,29 +135,32 @@ func Security(p *policy.Policy, advisories map[string]Advisory, hosts []Host, co
 		// job is kept and shared.
 		var last *query.ExposedPackage
 		var lastLen int
-		var lastJob HostPlan
+		var lastJob, counted *Job
 		for i, h := range hosts {
 			if fleetOf[i] != f {
 				continue
 			}
-			var hp HostPlan
+			var job *Job
 			c := covered[h.ID]
 			switch {
 			case len(c) > 0 || len(h.Packages) == 0:
-				hp = merge(h, eligible, c, vc)
+				job = merge(h, eligible, c, vc)
 			case &h.Packages[0] == last && len(h.Packages) == lastLen:
-				hp = HostPlan{HostID: h.ID, Packages: lastJob.Packages, Advisories: lastJob.Advisories}
+				job = lastJob
 			default:
-				hp = merge(h, eligible, nil, vc)
-				last, lastLen, lastJob = &h.Packages[0], len(h.Packages), hp
+				job = merge(h, eligible, nil, vc)
+				last, lastLen, lastJob = &h.Packages[0], len(h.Packages), job
 			}
-			if len(hp.Packages) == 0 {
+			if len(job.Packages) == 0 {
 				continue
 			}
-			for _, a := range hp.Advisories {
-				used[a] = true
+			if job != counted {
+				for _, a := range job.Advisories {
+					used[a] = true
+				}
+				counted = job
 			}
-			fp.Hosts = append(fp.Hosts, hp)
+			fp.Hosts = append(fp.Hosts, HostPlan{HostID: h.ID, Job: job})
 		}
 		fp.Advisories = slices.Sorted(maps.Keys(used))
 		if len(fp.Advisories) == 0 {
@@ -178,7 +187,7 @@ func Security(p *policy.Policy, advisories map[string]Advisory, hosts []Host, co
 
 // merge computes one host's job: per binary package the highest fixed version any eligible
 // advisory asks for.
-func merge(h Host, eligible map[string]Advisory, covered []events.PackageTarget, vc versionCache) HostPlan {
+func merge(h Host, eligible map[string]Advisory, covered []events.PackageTarget, vc versionCache) *Job {
 	// A host has a few exposed packages: slices, not maps, keep this cheap across a fleet.
 	var targets []events.PackageTarget
 	var advs []string
@@ -208,13 +217,12 @@ func merge(h Host, eligible map[string]Advisory, covered []events.PackageTarget,
 			return c.Name == t.Name && (c.MinVersion == "" || !vc.newer(t.MinVersion, c.MinVersion))
 		})
 	})
-	hp := HostPlan{HostID: h.ID}
-	if len(targets) > 0 {
-		slices.SortFunc(targets, func(a, b events.PackageTarget) int { return cmp.Compare(a.Name, b.Name) })
-		slices.Sort(advs)
-		hp.Packages, hp.Advisories = targets, advs
+	if len(targets) == 0 {
+		return &Job{}
 	}
-	return hp
+	slices.SortFunc(targets, func(a, b events.PackageTarget) int { return cmp.Compare(a.Name, b.Name) })
+	slices.Sort(advs)
+	return &Job{Packages: targets, Advisories: advs}
 }
 
 // versionCache remembers Debian version comparisons: across a fleet the same installed and
@@ -294,14 +302,15 @@ func OnDemand(p *policy.Policy, req events.RolloutRequested, hosts []Selected, m
 		}
 		fp := &Fleet{Policy: f, Kind: req.Kind, RequestID: req.RequestID}
 		slices.SortFunc(sel, func(a, b Selected) int { return cmp.Compare(a.ID, b.ID) })
+		all := &Job{} // what the kind implies, for every host
 		for _, h := range slices.CompactFunc(sel, func(a, b Selected) bool { return a.ID == b.ID }) {
-			hp := HostPlan{HostID: h.ID}
+			job := all
 			if req.Kind == events.KindDocker {
-				if hp.Components = m.Pins(h.Components); len(hp.Components) == 0 {
+				if job = (&Job{Components: m.Pins(h.Components)}); len(job.Components) == 0 {
 					continue // already at the manifest's versions
 				}
 			}
-			fp.Hosts = append(fp.Hosts, hp)
+			fp.Hosts = append(fp.Hosts, HostPlan{HostID: h.ID, Job: job})
 		}
 		if len(fp.Hosts) == 0 {
 			fp.Skipped = "every selected host runs the manifest's Docker and Weave versions"
@@ -324,7 +333,7 @@ func NewHost(p *policy.Policy, h Selected) Result {
 	if f == nil {
 		return Result{Unmatched: []string{h.ID}}
 	}
-	fp := &Fleet{Policy: f, Kind: events.KindFull, Hosts: []HostPlan{{HostID: h.ID}}, IgnoreWindows: true}
+	fp := &Fleet{Policy: f, Kind: events.KindFull, Hosts: []HostPlan{{HostID: h.ID, Job: &Job{}}}, IgnoreWindows: true}
 	finish(fp, f, "", false)
 	if fp.Strategy == events.StrategyReplace {
 		// A new host serves nothing yet: replacing it would only provision another new host.

@@ -125,11 +125,11 @@ func jobRows(id string, fp *plan.Fleet) ([]plannerdb.InsertRolloutTargetsParams,
 	var targets []plannerdb.InsertRolloutTargetsParams
 	index := map[string]int32{}
 	var key []byte
-	// Hosts planned alike share their job's slices: the last host's target is checked first.
-	var last *plan.HostPlan
+	// Hosts planned alike share their job: the last host's target is checked first.
+	var last *plan.Job
 	lastTarget := int32(-1)
 	targetOf := func(h *plan.HostPlan) int32 {
-		if last != nil && sameJob(last, h) {
+		if h.Job == last {
 			return lastTarget
 		}
 		key = h.AppendJobKey(key[:0])
@@ -142,7 +142,7 @@ func jobRows(id string, fp *plan.Fleet) ([]plannerdb.InsertRolloutTargetsParams,
 				Components: componentsJSON(h.Components),
 			})
 		}
-		last, lastTarget = h, idx
+		last, lastTarget = h.Job, idx
 		return idx
 	}
 	var rows []plannerdb.InsertWaveHostsParams
@@ -166,16 +166,6 @@ func jobRows(id string, fp *plan.Fleet) ([]plannerdb.InsertRolloutTargetsParams,
 		slices.SortFunc(rows[first:], func(a, b plannerdb.InsertWaveHostsParams) int { return cmp.Compare(a.Target, b.Target) })
 	}
 	return targets, rows
-}
-
-// sameJob reports whether two host plans share their job's very slices (as the hosts of one
-// exposure group do), which makes their jobs equal without comparing them.
-func sameJob(a, b *plan.HostPlan) bool {
-	return sameSlice(a.Packages, b.Packages) && sameSlice(a.Advisories, b.Advisories) && sameSlice(a.Components, b.Components)
-}
-
-func sameSlice[T any](x, y []T) bool {
-	return len(x) == len(y) && (len(x) == 0 || &x[0] == &y[0])
 }
 
 func componentsJSON(c []events.Component) []byte {

@@ -15,16 +15,16 @@ func TestJobRowsShareOnlyIdenticalJobs(t *testing.T) {
 		return []events.PackageTarget{{Name: name, MinVersion: v}}
 	}
 	fp := &plan.Fleet{Hosts: []plan.HostPlan{
-		{HostID: "a", Packages: pkg("libssl3", "3.0.13-1"), Advisories: []string{"DSA-1"}},
-		{HostID: "b", Packages: pkg("libssl3", "3.0.13-1"), Advisories: []string{"DSA-1"}},
-		{HostID: "c", Packages: pkg("libssl3", "3.0.14-1"), Advisories: []string{"DSA-1"}},
-		{HostID: "d", Packages: pkg("libssl3", "3.0.13-1"), Advisories: []string{"DSA-2"}},
-		{HostID: "e", Packages: pkg("libssl", "33.0.13-1"), Advisories: []string{"DSA-1"}},
-		{HostID: "f", Packages: pkg("libssl3", "3.0.13-1"), Advisories: []string{"DSA-1"},
-			Components: []events.Component{{Name: "docker", Version: "27.1"}}},
-		{HostID: "g", Packages: pkg("libssl3", "3.0.13-1"), Advisories: []string{"DSA-1", "DSA-2"}},
-		{HostID: "h"},
-		{HostID: "i", Packages: pkg("libssl3", "3.0.13-1"), Advisories: []string{"DSA-1"}},
+		{HostID: "a", Job: &plan.Job{Packages: pkg("libssl3", "3.0.13-1"), Advisories: []string{"DSA-1"}}},
+		{HostID: "b", Job: &plan.Job{Packages: pkg("libssl3", "3.0.13-1"), Advisories: []string{"DSA-1"}}},
+		{HostID: "c", Job: &plan.Job{Packages: pkg("libssl3", "3.0.14-1"), Advisories: []string{"DSA-1"}}},
+		{HostID: "d", Job: &plan.Job{Packages: pkg("libssl3", "3.0.13-1"), Advisories: []string{"DSA-2"}}},
+		{HostID: "e", Job: &plan.Job{Packages: pkg("libssl", "33.0.13-1"), Advisories: []string{"DSA-1"}}},
+		{HostID: "f", Job: &plan.Job{Packages: pkg("libssl3", "3.0.13-1"), Advisories: []string{"DSA-1"},
+			Components: []events.Component{{Name: "docker", Version: "27.1"}}}},
+		{HostID: "g", Job: &plan.Job{Packages: pkg("libssl3", "3.0.13-1"), Advisories: []string{"DSA-1", "DSA-2"}}},
+		{HostID: "h", Job: &plan.Job{}},
+		{HostID: "i", Job: &plan.Job{Packages: pkg("libssl3", "3.0.13-1"), Advisories: []string{"DSA-1"}}},
 	}}
 	fp.Waves = [][]string{{"a", "c", "b"}, {"i", "d", "e", "f", "g", "h"}}
 	targets, rows := jobRows("r1", fp)
