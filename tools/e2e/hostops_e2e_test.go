@@ -335,8 +335,11 @@ func TestHostopsDpkgLock(t *testing.T) {
 		ir, _ := hostops.ParseInstall(res.Stdout)
 		done <- outcome{res, ir}
 	}()
-	hostopsWaitFor(ctx, t, h, "pgrep -x apt-get")
-	time.Sleep(held) // the lock stays held this long while apt runs: what is tested, not synchronisation
+	// Until apt has found the lock taken: it then sleeps a second between attempts (in
+	// clock_nanosleep, x86-64 syscall 230). apt-get merely running may still be reading its
+	// lists on a busy machine, and take the lock only after it is released.
+	hostopsWaitFor(ctx, t, h, `p=$(pgrep -x apt-get) && awk '$1 == 230 {f = 1} END {exit !f}' /proc/$p/syscall`)
+	time.Sleep(held) // the lock stays held this long while apt waits: what is tested, not synchronisation
 	if err := release(); err != nil {
 		t.Fatal(err)
 	}
