@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -66,14 +67,14 @@ func (e *Engine) OnAdvisory(ctx context.Context, m events.Meta, a events.Securit
 	if err != nil {
 		return fmt.Errorf("record exposure to %s: %w", a.AdvisoryID, err)
 	}
-	recorded := make(chan error, 1)
+	done := make(chan error, 1)
 	go func() {
 		defer conn.Release()
-		recorded <- db.InTx(ctx, conn, func(tx pgx.Tx) error {
+		done <- db.InTx(ctx, conn, func(tx pgx.Tx) error {
 			return e.recordAdvisoryExposures(ctx, plannerdb.New(tx), a.AdvisoryID, a.Severity, hosts, now)
 		})
 	}()
-	waited := false
+	recorded := sync.OnceValue(func() error { return <-done })
 	err = e.inTx(ctx, func(tx pgx.Tx, q *plannerdb.Queries) error {
 		if seen, err := inbox.Seen(ctx, tx, inboxAdvisories, m.ID); err != nil || seen {
 			return err
@@ -106,13 +107,10 @@ func (e *Engine) OnAdvisory(ctx context.Context, m events.Meta, a events.Securit
 		if len(res.Unmatched) > 0 {
 			e.Logger.Warn("exposed hosts covered by no fleet policy", "advisory_id", a.AdvisoryID, "hosts", len(res.Unmatched))
 		}
-		waited = true
-		return <-recorded
+		return recorded() // before the plan commits
 	})
-	if !waited {
-		if rerr := <-recorded; err == nil {
-			err = rerr
-		}
+	if rerr := recorded(); err == nil {
+		err = rerr // the plan stopped early: the record's outcome still counts
 	}
 	return err
 }
