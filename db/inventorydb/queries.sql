@@ -95,6 +95,17 @@ where os_id = @os_id and os_version_id = @release and package_set_id = any(@set_
 order by id
 limit @max_rows;
 
+-- name: ExposedHostIDs :many
+-- ExposedHosts with only what a grouped answer lists of a host.
+select id, fleet, os_codename, package_set_id
+from hosts
+where os_id = @os_id and os_version_id = @release and package_set_id = any(@set_ids::bigint[])
+  and id > @after and not retired
+  and (@fleet::text = '' or fleet = @fleet)
+  and (cardinality(@ids::text[]) = 0 or id = any(@ids::text[]))
+order by id
+limit @max_rows;
+
 -- name: HostsWithComponent :many
 -- Hosts running a component (Rails), for gem advisories, a page by id.
 select id, name, fleet, os_id, os_version_id, os_codename, components

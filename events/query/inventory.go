@@ -175,8 +175,7 @@ func (g ExposureGroup) Len() int {
 // the order of their first host, a group's fleets in the order of their first host, and
 // hosts keep their order within a fleet.
 func GroupExposure(hosts []ExposedHost) []ExposureGroup {
-	var groups []ExposureGroup
-	index := map[string]int{}
+	var g ExposureGrouper
 	// Hosts that share one package list (the inventory's hosts of one package set) are
 	// matched by the list's identity, without building its key.
 	type shared struct {
@@ -185,47 +184,74 @@ func GroupExposure(hosts []ExposedHost) []ExposureGroup {
 		os    events.OSRelease
 	}
 	byList := map[shared]int{}
-	var key []byte
 	for _, h := range hosts {
-		var list shared
-		if len(h.Packages) > 0 {
-			list = shared{&h.Packages[0], len(h.Packages), h.OS}
+		if len(h.Packages) == 0 {
+			g.Add(g.Group(h.OS, h.Packages), h.Fleet, h.HostID)
+			continue
 		}
+		list := shared{&h.Packages[0], len(h.Packages), h.OS}
 		i, ok := byList[list]
 		if !ok {
-			key = exposureKey(key[:0], h)
-			if i, ok = index[string(key)]; !ok {
-				i = len(groups)
-				index[string(key)] = i
-				groups = append(groups, ExposureGroup{OS: h.OS, Packages: h.Packages})
-			}
-			if list.first != nil {
-				byList[list] = i
-			}
+			i = g.Group(h.OS, h.Packages)
+			byList[list] = i
 		}
-		g := &groups[i]
-		f := slices.IndexFunc(g.Fleets, func(f FleetHosts) bool { return f.Fleet == h.Fleet })
-		if f < 0 {
-			f = len(g.Fleets)
-			g.Fleets = append(g.Fleets, FleetHosts{Fleet: h.Fleet})
-		}
-		g.Fleets[f].HostIDs = append(g.Fleets[f].HostIDs, h.HostID)
+		g.Add(i, h.Fleet, h.HostID)
 	}
-	return groups
+	return g.Groups()
 }
 
-// exposureKey appends a host's OS release and packages, each string length-prefixed so no
+// ExposureGrouper builds the groups of GroupExposure host by host, for a caller that knows
+// which hosts share a package list without a record per host.
+type ExposureGrouper struct {
+	groups []ExposureGroup
+	index  map[string]int // exposureKey → group
+	key    []byte
+}
+
+// Group returns the group of hosts of os exposed through packages, which it starts (last)
+// when there is none yet.
+func (g *ExposureGrouper) Group(os events.OSRelease, packages []ExposedPackage) int {
+	g.key = exposureKey(g.key[:0], os, packages)
+	i, ok := g.index[string(g.key)]
+	if !ok {
+		if g.index == nil {
+			g.index = map[string]int{}
+		}
+		i = len(g.groups)
+		g.index[string(g.key)] = i
+		g.groups = append(g.groups, ExposureGroup{OS: os, Packages: packages})
+	}
+	return i
+}
+
+// Add lists a host of fleet in group i, after the fleet's hosts listed so far.
+func (g *ExposureGrouper) Add(i int, fleet, hostID string) {
+	gr := &g.groups[i]
+	f := len(gr.Fleets) - 1 // most often the fleet of the host before
+	if f < 0 || gr.Fleets[f].Fleet != fleet {
+		if f = slices.IndexFunc(gr.Fleets, func(f FleetHosts) bool { return f.Fleet == fleet }); f < 0 {
+			f = len(gr.Fleets)
+			gr.Fleets = append(gr.Fleets, FleetHosts{Fleet: fleet})
+		}
+	}
+	gr.Fleets[f].HostIDs = append(gr.Fleets[f].HostIDs, hostID)
+}
+
+// Groups returns the groups built so far.
+func (g *ExposureGrouper) Groups() []ExposureGroup { return g.groups }
+
+// exposureKey appends an OS release and exposed packages, each string length-prefixed so no
 // two different exposures share a key.
-func exposureKey(b []byte, h ExposedHost) []byte {
+func exposureKey(b []byte, os events.OSRelease, packages []ExposedPackage) []byte {
 	str := func(s string) {
 		b = strconv.AppendInt(b, int64(len(s)), 10)
 		b = append(append(b, ':'), s...)
 	}
-	str(h.OS.ID)
-	str(h.OS.VersionID)
-	str(h.OS.Codename)
-	b = strconv.AppendInt(b, int64(len(h.Packages)), 10)
-	for _, p := range h.Packages {
+	str(os.ID)
+	str(os.VersionID)
+	str(os.Codename)
+	b = strconv.AppendInt(b, int64(len(packages)), 10)
+	for _, p := range packages {
 		for _, s := range [...]string{p.Name, p.Arch, p.Installed, p.SourceName, p.SourceVersion, p.Fixed, p.AdvisoryID} {
 			str(s)
 		}

@@ -52,6 +52,33 @@ func exposureFleet(t *testing.T, s *sys) {
 	}
 }
 
+// walkExposure asks for every page of req, over NATS, and lists the hosts of every page in
+// the order of the answers, those of grouped pages as one host each, named by id only.
+func walkExposure(t *testing.T, s *sys, req query.ExposureRequest) []query.ExposedHost {
+	t.Helper()
+	var out []query.ExposedHost
+	for {
+		page, err := s.query.Exposure(context.Background(), req)
+		if err != nil {
+			t.Fatalf("exposure %+v: %v", req, err)
+		}
+		if req.Grouped && len(page.Hosts) != 0 {
+			t.Fatalf("a grouped page lists hosts: %+v", page.Hosts)
+		}
+		out = append(out, page.Hosts...)
+		for _, g := range page.Groups {
+			for _, f := range g.Fleets {
+				for _, id := range f.HostIDs {
+					out = append(out, query.ExposedHost{HostID: id, Fleet: f.Fleet, OS: g.OS, Packages: g.Packages})
+				}
+			}
+		}
+		if req.Cursor = page.NextCursor; req.Cursor == "" {
+			return out
+		}
+	}
+}
+
 func exposedIDs(r query.ExposureResponse) []string {
 	var ids []string
 	for _, h := range r.Hosts {
@@ -189,6 +216,35 @@ func TestExposure(t *testing.T) {
 	}
 	if code := s.do("GET", "/v1/exposure?cve=CVE-2099-0001&grouped=perhaps", nil, nil); code != http.StatusBadRequest {
 		t.Errorf("grouped=perhaps: %d, want 400", code)
+	}
+
+	// Grouped pages across three releases (one query each, merged by host id) and with a
+	// gem entry (grouped from the hosts' answer), flattened, are the hosts' answer.
+	mixed := query.ExposureRequest{Affected: []events.Affected{
+		{Ecosystem: "debian", Release: "12", Package: "curl"},
+		{Ecosystem: "ubuntu", Release: "12", Package: "curl"},
+		{Ecosystem: "debian", Release: "3.0", Package: "libapache-mod-ssl"},
+	}, Limit: 2}
+	withGem := mixed
+	withGem.Affected = append(slices.Clone(mixed.Affected), events.Affected{Ecosystem: events.EcosystemRubyGems, Package: "rails", FixedVersion: "7.0.4.1"})
+	for _, req := range []query.ExposureRequest{mixed, withGem} {
+		hosts := walkExposure(t, s, req)
+		flat := walkExposure(t, s, query.ExposureRequest{Affected: req.Affected, Limit: req.Limit, Grouped: true})
+		want := []string{"deb-a", "deb-b", "deb-fixed", "ubu-1", "woody-1", "woody-2"}
+		if len(req.Affected) == 4 {
+			want = slices.Insert(want, 3, "rails-1")
+		}
+		var ids []string
+		for i := range hosts {
+			ids = append(ids, hosts[i].HostID)
+			hosts[i].Name = ""
+		}
+		if !slices.Equal(ids, want) {
+			t.Errorf("%d entries expose %v, want %v", len(req.Affected), ids, want)
+		}
+		if !reflect.DeepEqual(flat, hosts) {
+			t.Errorf("%d entries: grouped pages flattened differ from the hosts:\n%+v\n%+v", len(req.Affected), flat, hosts)
+		}
 	}
 
 	// The planner sends the affected list of the advisory it handles, named by its id.

@@ -214,14 +214,17 @@ func (a *API) Exposure(ctx context.Context, req query.ExposureRequest) (query.Ex
 			}
 		}
 	}
-	hosts, next, err := a.Store.Exposure(ctx, f)
-	if err != nil {
-		return out, err
-	}
-	out.Hosts, out.NextCursor = hosts, EncodeCursor(next)
+	var next string
 	if req.Grouped {
-		out.Hosts, out.Groups = []query.ExposedHost{}, query.GroupExposure(hosts)
+		out.Hosts = []query.ExposedHost{}
+		out.Groups, next, err = a.Store.ExposureGroups(ctx, f)
+	} else {
+		out.Hosts, next, err = a.Store.Exposure(ctx, f)
 	}
+	if err != nil {
+		return query.ExposureResponse{}, err
+	}
+	out.NextCursor = EncodeCursor(next)
 	return out, nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -46,49 +45,142 @@ func (s *Store) Exposure(ctx context.Context, f ExposureFilter) ([]query.Exposed
 }
 
 func (s *Store) exposure(ctx context.Context, q *inventorydb.Queries, f ExposureFilter) ([]query.ExposedHost, string, error) {
-	ids := f.IDs
-	if ids == nil {
-		ids = []string{}
-	}
 	ex, err := s.exposedSets(ctx, q, f.Entries)
 	if err != nil {
 		return nil, "", err
 	}
-	hosts := map[string]*query.ExposedHost{}
-	// One query per (os, release): most advisories name one release, so usually one query.
-	type release struct{ osID, release string }
-	groups := map[release][]int64{}
-	for k := range ex.hits {
-		r := release{k.osID, k.release}
-		groups[r] = append(groups[r], k.set)
-	}
-	for r, sets := range groups {
-		slices.Sort(sets)
-		rows, err := q.ExposedHosts(ctx, inventorydb.ExposedHostsParams{OsID: r.osID, Release: r.release, SetIds: sets,
-			After: f.After, Fleet: f.Fleet, Ids: ids, MaxRows: int32(f.Limit + 1)})
+	var hosts []query.ExposedHost
+	releases := ex.releases()
+	for _, r := range releases {
+		rows, err := q.ExposedHosts(ctx, r.params(f))
 		if err != nil {
 			return nil, "", fmt.Errorf("exposed hosts on %s %s: %w", r.osID, r.release, err)
 		}
+		hosts = slices.Grow(hosts, len(rows))
 		for _, h := range rows {
 			pkgs, err := ex.packages(setKey{h.OsID, h.OsVersionID, h.PackageSetID.Int64})
 			if err != nil {
 				return nil, "", err
 			}
-			hosts[h.ID] = &query.ExposedHost{HostID: h.ID, Name: h.Name, Fleet: h.Fleet,
-				OS: events.OSRelease{ID: h.OsID, VersionID: h.OsVersionID, Codename: h.OsCodename}, Packages: pkgs}
+			hosts = append(hosts, query.ExposedHost{HostID: h.ID, Name: h.Name, Fleet: h.Fleet,
+				OS: events.OSRelease{ID: h.OsID, VersionID: h.OsVersionID, Codename: h.OsCodename}, Packages: pkgs})
 		}
 	}
-	if err := s.exposedGems(ctx, q, f, ids, hosts); err != nil {
+	if len(releases) > 1 {
+		slices.SortFunc(hosts, func(a, b query.ExposedHost) int { return strings.Compare(a.HostID, b.HostID) })
+	}
+	if hosts, err = s.exposedGems(ctx, q, f, hosts); err != nil {
 		return nil, "", err
 	}
-	out := make([]query.ExposedHost, 0, len(hosts))
-	for _, id := range slices.Sorted(maps.Keys(hosts)) {
-		if len(out) == f.Limit {
-			return out, out[len(out)-1].HostID, nil
-		}
-		out = append(out, *hosts[id])
+	if len(hosts) > f.Limit {
+		hosts = hosts[:f.Limit]
+		return hosts, hosts[len(hosts)-1].HostID, nil
 	}
-	return out, "", nil
+	return hosts, "", nil
+}
+
+// ExposureGroups returns Exposure's page in groups, as query.GroupExposure groups it, without
+// a record per host: the planner reads a whole fleet's exposure in grouped pages of up to
+// 10,000 hosts. The hosts of one package set and codename join their group at once.
+func (s *Store) ExposureGroups(ctx context.Context, f ExposureFilter) ([]query.ExposureGroup, string, error) {
+	if slices.ContainsFunc(f.Entries, func(e Entry) bool { return e.Ecosystem == events.EcosystemRubyGems }) {
+		// A gem's exposure is a host's own: its Rails version.
+		hosts, next, err := s.Exposure(ctx, f)
+		return query.GroupExposure(hosts), next, err
+	}
+	q := inventorydb.New(s.pool)
+	ex, err := s.exposedSets(ctx, q, f.Entries)
+	if err != nil {
+		return nil, "", err
+	}
+	type row struct {
+		inventorydb.ExposedHostIDsRow
+		release int
+	}
+	var rows []row
+	releases := ex.releases()
+	for i, r := range releases {
+		got, err := q.ExposedHostIDs(ctx, inventorydb.ExposedHostIDsParams(r.params(f)))
+		if err != nil {
+			return nil, "", fmt.Errorf("exposed hosts on %s %s: %w", r.osID, r.release, err)
+		}
+		rows = slices.Grow(rows, len(got))
+		for _, h := range got {
+			rows = append(rows, row{h, i})
+		}
+	}
+	if len(releases) > 1 {
+		slices.SortFunc(rows, func(a, b row) int { return strings.Compare(a.ID, b.ID) })
+	}
+	next := ""
+	if len(rows) > f.Limit {
+		rows = rows[:f.Limit]
+		next = rows[len(rows)-1].ID
+	}
+	type alike struct {
+		set      setKey
+		codename string
+	}
+	var g query.ExposureGrouper
+	group := map[alike]int{}
+	for _, h := range rows {
+		r := releases[h.release]
+		k := alike{setKey{r.osID, r.release, h.PackageSetID.Int64}, h.OsCodename}
+		i, ok := group[k]
+		if !ok {
+			pkgs, err := ex.packages(k.set)
+			if err != nil {
+				return nil, "", err
+			}
+			i = g.Group(events.OSRelease{ID: r.osID, VersionID: r.release, Codename: h.OsCodename}, pkgs)
+			group[k] = i
+		}
+		g.Add(i, h.Fleet, h.ID)
+	}
+	return g.Groups(), next, nil
+}
+
+// releaseSets is the package sets of one Debian or Ubuntu release found exposed.
+type releaseSets struct {
+	osID, release string
+	sets          []int64
+}
+
+// releases lists the exposed sets by release, in order. Exposure asks one query per
+// release: most advisories name one release, so usually one query, whose rows are already
+// in host id order.
+func (ex *exposed) releases() []releaseSets {
+	var out []releaseSets
+	for k := range ex.hits {
+		i := slices.IndexFunc(out, func(r releaseSets) bool { return r.osID == k.osID && r.release == k.release })
+		if i < 0 {
+			i = len(out)
+			out = append(out, releaseSets{osID: k.osID, release: k.release})
+		}
+		out[i].sets = append(out[i].sets, k.set)
+	}
+	for _, r := range out {
+		slices.Sort(r.sets)
+	}
+	slices.SortFunc(out, func(a, b releaseSets) int {
+		return cmp.Or(strings.Compare(a.osID, b.osID), strings.Compare(a.release, b.release))
+	})
+	return out
+}
+
+// params asks for the page of f's hosts of r, one host more than f.Limit: whether there is a
+// next page.
+func (r releaseSets) params(f ExposureFilter) inventorydb.ExposedHostsParams {
+	return inventorydb.ExposedHostsParams{OsID: r.osID, Release: r.release, SetIds: r.sets,
+		After: f.After, Fleet: f.Fleet, Ids: f.ids(), MaxRows: int32(f.Limit + 1)}
+}
+
+// ids is the filter's host ids, never nil: the queries take an empty list for "any".
+func (f ExposureFilter) ids() []string {
+	if f.IDs == nil {
+		return []string{}
+	}
+	return f.IDs
 }
 
 // exposedSets judges every stored package set that holds an affected source package.
@@ -166,7 +258,9 @@ func (ex *exposed) packages(k setKey) ([]query.ExposedPackage, error) {
 	return out, nil
 }
 
-func (s *Store) exposedGems(ctx context.Context, q *inventorydb.Queries, f ExposureFilter, ids []string, hosts map[string]*query.ExposedHost) error {
+// exposedGems adds to hosts (by id, at most f.Limit+1) the hosts that RubyGems entries expose
+// through their Rails component, keeping the order and the bound.
+func (s *Store) exposedGems(ctx context.Context, q *inventorydb.Queries, f ExposureFilter, hosts []query.ExposedHost) ([]query.ExposedHost, error) {
 	var gems []Entry
 	for _, e := range f.Entries {
 		if e.Ecosystem == events.EcosystemRubyGems {
@@ -174,14 +268,19 @@ func (s *Store) exposedGems(ctx context.Context, q *inventorydb.Queries, f Expos
 		}
 	}
 	if len(gems) == 0 {
-		return nil
+		return hosts, nil
 	}
+	index := make(map[string]int, len(hosts))
+	for i, h := range hosts {
+		index[h.HostID] = i
+	}
+	debian := len(hosts)
 	after, found := f.After, 0
 	for found <= f.Limit {
 		rows, err := q.HostsWithComponent(ctx, inventorydb.HostsWithComponentParams{After: after,
-			Component: []byte(`[{"name":"rails"}]`), Fleet: f.Fleet, Ids: ids, MaxRows: 1000})
+			Component: []byte(`[{"name":"rails"}]`), Fleet: f.Fleet, Ids: f.ids(), MaxRows: 1000})
 		if err != nil {
-			return fmt.Errorf("hosts running rails: %w", err)
+			return nil, fmt.Errorf("hosts running rails: %w", err)
 		}
 		for _, r := range rows {
 			var comps []events.Component
@@ -194,7 +293,7 @@ func (s *Store) exposedGems(ctx context.Context, q *inventorydb.Queries, f Expos
 				for _, e := range gems {
 					ps, err := exposure.Gems(e.Affected, e.AdvisoryID, c.Version)
 					if err != nil {
-						return fmt.Errorf("exposure of %s to %s: %w", r.ID, e.AdvisoryID, err)
+						return nil, fmt.Errorf("exposure of %s to %s: %w", r.ID, e.AdvisoryID, err)
 					}
 					exposed = append(exposed, ps...)
 				}
@@ -203,19 +302,23 @@ func (s *Store) exposedGems(ctx context.Context, q *inventorydb.Queries, f Expos
 				continue
 			}
 			found++
-			h := hosts[r.ID]
-			if h == nil {
-				h = &query.ExposedHost{HostID: r.ID, Name: r.Name, Fleet: r.Fleet,
-					OS: events.OSRelease{ID: r.OsID, VersionID: r.OsVersionID, Codename: r.OsCodename}}
-				hosts[r.ID] = h
+			i, ok := index[r.ID]
+			if !ok {
+				i = len(hosts)
+				hosts = append(hosts, query.ExposedHost{HostID: r.ID, Name: r.Name, Fleet: r.Fleet,
+					OS: events.OSRelease{ID: r.OsID, VersionID: r.OsVersionID, Codename: r.OsCodename}})
 			}
 			// Clipped: a host's Debian list is its set's, shared with the set's other hosts.
-			h.Packages = append(slices.Clip(h.Packages), exposed...)
+			hosts[i].Packages = append(slices.Clip(hosts[i].Packages), exposed...)
 		}
 		if len(rows) < 1000 {
 			break
 		}
 		after = rows[len(rows)-1].ID
 	}
-	return nil
+	if len(hosts) > debian {
+		slices.SortFunc(hosts, func(a, b query.ExposedHost) int { return strings.Compare(a.HostID, b.HostID) })
+		hosts = hosts[:min(len(hosts), f.Limit+1)]
+	}
+	return hosts, nil
 }
