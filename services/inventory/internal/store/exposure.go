@@ -117,23 +117,39 @@ func (s *Store) ExposureGroups(ctx context.Context, f ExposureFilter) ([]query.E
 		rows = rows[:f.Limit]
 		next = rows[len(rows)-1].ID
 	}
-	type alike struct {
-		set      setKey
+	// A host's group is found by its set (and codename), a set's by its list's identity (sets
+	// with the same binaries share theirs): the group's key is built once per list.
+	type onSet struct {
+		release  int
+		set      int64
+		codename string
+	}
+	type onList struct {
+		release  int
+		first    *query.ExposedPackage
+		n        int
 		codename string
 	}
 	var g query.ExposureGrouper
-	group := map[alike]int{}
+	bySet, byList := map[onSet]int{}, map[onList]int{}
 	for _, h := range rows {
-		r := releases[h.release]
-		k := alike{setKey{r.osID, r.release, h.PackageSetID.Int64}, h.OsCodename}
-		i, ok := group[k]
+		k := onSet{h.release, h.PackageSetID.Int64, h.OsCodename}
+		i, ok := bySet[k]
 		if !ok {
-			pkgs, err := ex.packages(k.set)
+			r := releases[h.release]
+			pkgs, err := ex.packages(setKey{r.osID, r.release, k.set})
 			if err != nil {
 				return nil, "", err
 			}
-			i = g.Group(events.OSRelease{ID: r.osID, VersionID: r.release, Codename: h.OsCodename}, pkgs)
-			group[k] = i
+			l := onList{release: h.release, n: len(pkgs), codename: h.OsCodename}
+			if len(pkgs) > 0 {
+				l.first = &pkgs[0]
+			}
+			if i, ok = byList[l]; !ok {
+				i = g.Group(events.OSRelease{ID: r.osID, VersionID: r.release, Codename: h.OsCodename}, pkgs)
+				byList[l] = i
+			}
+			bySet[k] = i
 		}
 		g.Add(i, h.Fleet, h.ID)
 	}
@@ -205,7 +221,7 @@ func (s *Store) exposedSets(ctx context.Context, q *inventorydb.Queries, entries
 	// Phase one only decides which sets are exposed (no allocation per package); the page's
 	// few sets get their package lists afterwards, in exposedPackages.
 	ex := &exposed{bySource: bySource, entries: entries, memos: make([]map[string]exposure.Verdict, len(entries)),
-		hits: map[setKey][]int{}, lists: map[setKey][]query.ExposedPackage{}}
+		hits: map[setKey][]int{}, lists: map[setKey][]query.ExposedPackage{}, alike: map[memberList][]query.ExposedPackage{}}
 	for i, e := range entries {
 		osID, ok := exposure.HostOS(e.Ecosystem)
 		if !ok {
@@ -234,13 +250,30 @@ type exposed struct {
 	memos    []map[string]exposure.Verdict
 	hits     map[setKey][]int
 	lists    map[setKey][]query.ExposedPackage // packages' answers
+	// alike: the answers of sets exposed by one entry, by the entry and the set's members
+	// (shared by the sets that hold the same binaries: setCache): those sets share one list.
+	alike map[memberList][]query.ExposedPackage
+}
+
+type memberList struct {
+	entry int
+	first *query.Package
 }
 
 // packages lists the exposed packages of one set, sorted, once: the set's hosts share the
-// list (callers that add to a host's list clip it first).
+// list (callers that add to a host's list clip it first), and so do the sets that hold the
+// same binaries of a single entry's source.
 func (ex *exposed) packages(k setKey) ([]query.ExposedPackage, error) {
 	if out, ok := ex.lists[k]; ok {
 		return out, nil
+	}
+	var alike memberList
+	if hits := ex.hits[k]; len(hits) == 1 {
+		alike = memberList{hits[0], &ex.bySource[ex.entries[hits[0]].Package][k.set][0]}
+		if out, ok := ex.alike[alike]; ok {
+			ex.lists[k] = out
+			return out, nil
+		}
 	}
 	var out []query.ExposedPackage
 	for _, i := range ex.hits[k] {
@@ -255,6 +288,9 @@ func (ex *exposed) packages(k setKey) ([]query.ExposedPackage, error) {
 		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.Arch, b.Arch), strings.Compare(a.AdvisoryID, b.AdvisoryID))
 	})
 	ex.lists[k] = out
+	if alike.first != nil {
+		ex.alike[alike] = out
+	}
 	return out, nil
 }
 

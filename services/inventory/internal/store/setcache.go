@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -27,6 +28,9 @@ type setCache struct {
 type cachedSource struct {
 	known map[int64]bool
 	bySet map[int64][]query.Package
+	// alike keeps one list per content: sets that hold the same binaries of the source
+	// share it, and exposure judges and lists them once (by the list's identity).
+	alike map[string][]query.Package
 	used  time.Time
 }
 
@@ -64,18 +68,38 @@ func (c *setCache) members(ctx context.Context, q *inventorydb.Queries, sources 
 			if err != nil {
 				return nil, fmt.Errorf("packages built from %s: %w", src, err)
 			}
-			fresh := &cachedSource{known: map[int64]bool{}, bySet: map[int64][]query.Package{}}
 			c.mu.Lock()
-			if cur := c.sources[src]; cur != nil {
-				fresh = cur
+			// Another request may have filled the entry meanwhile, or it may have been
+			// evicted (what e holds is still right): then only what it lacks is added.
+			fresh := c.sources[src]
+			if fresh == nil {
+				fresh = e
+			}
+			filled := fresh != nil
+			if !filled {
+				fresh = &cachedSource{known: map[int64]bool{}, bySet: map[int64][]query.Package{}, alike: map[string][]query.Package{}}
 			}
 			for _, id := range sets {
 				fresh.known[id] = true
 			}
+			var added []int64
 			for _, r := range rows {
-				if e == nil || !containsSet(fresh.bySet[r.SetID], r.Name, r.Arch) {
+				if !filled || !containsSet(fresh.bySet[r.SetID], r.Name, r.Arch) {
+					if len(fresh.bySet[r.SetID]) == 0 {
+						added = append(added, r.SetID)
+					}
 					fresh.bySet[r.SetID] = append(fresh.bySet[r.SetID], query.Package{Name: r.Name, Arch: r.Arch,
 						Version: r.Version, SourceName: r.SourceName, SourceVersion: r.SourceVersion})
+				}
+			}
+			var key []byte
+			for _, id := range added {
+				key = packagesKey(key[:0], fresh.bySet[id])
+				if same, ok := fresh.alike[string(key)]; ok {
+					fresh.bySet[id] = same
+				} else {
+					fresh.bySet[id] = slices.Clip(fresh.bySet[id]) // shared: never appended to in place
+					fresh.alike[string(key)] = fresh.bySet[id]
 				}
 			}
 			c.sources[src] = fresh
@@ -95,6 +119,17 @@ func (c *setCache) members(ctx context.Context, q *inventorydb.Queries, sources 
 		out[src] = m
 	}
 	return out, nil
+}
+
+// packagesKey appends ps, each string length-prefixed so no two different lists share a key.
+func packagesKey(b []byte, ps []query.Package) []byte {
+	for _, p := range ps {
+		for _, s := range [...]string{p.Name, p.Arch, p.Version, p.SourceName, p.SourceVersion} {
+			b = strconv.AppendInt(b, int64(len(s)), 10)
+			b = append(append(b, ':'), s...)
+		}
+	}
+	return b
 }
 
 func containsSet(ps []query.Package, name, arch string) bool {

@@ -207,6 +207,72 @@ func TestListCacheIsBounded(t *testing.T) {
 	}
 }
 
+// The set cache shares one list among the sets that hold the same binaries of a source, when
+// it is filled and when it learns new sets; requests filling it at once add each package once.
+func TestSetCacheSharesAlikeLists(t *testing.T) {
+	pool := pgtest.New(t, inventorydb.Schema, inventorydb.Migrations)
+	st := New(pool)
+	ctx := context.Background()
+	q := inventorydb.New(pool)
+	// Sets 0, 1 and 3 hold libfoo1 and foo-bin 1.0-1 (built from foo) and differ elsewhere;
+	// set 2 holds them at 1.0-2.
+	observe := func(i int, fooVersion string) int64 {
+		t.Helper()
+		id := fmt.Sprintf("h%d", i)
+		register(t, st, id, id)
+		var pkgs []hostfacts.Package
+		for _, name := range []string{"libfoo1", "foo-bin"} {
+			pkgs = append(pkgs, hostfacts.Package{Name: name, Version: fooVersion, Arch: "amd64",
+				SourceName: "foo", SourceVersion: fooVersion, Status: "ii", Installed: true})
+		}
+		pkgs = append(pkgs, hostfacts.Package{Name: "other", Version: fmt.Sprintf("%d", i+1), Arch: "amd64",
+			SourceName: "other", SourceVersion: fmt.Sprintf("%d", i+1), Status: "ii", Installed: true})
+		facts := hostfacts.Facts{OS: hostfacts.OSRelease{ID: "debian", VersionID: "12"}, Packages: pkgs}
+		if _, err := st.Observe(ctx, Observation{HostID: id, ScanID: events.NewID(), At: time.Now(), Facts: facts}); err != nil {
+			t.Fatal(err)
+		}
+		h, err := q.GetHost(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.PackageSetID.Int64
+	}
+	sets := []int64{observe(0, "1.0-1"), observe(1, "1.0-1"), observe(2, "1.0-2")}
+
+	check := func(c *setCache, sets []int64) map[int64][]query.Package {
+		t.Helper()
+		got, err := c.members(ctx, q, []string{"foo"}, sets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range sets {
+			if ps := got["foo"][id]; len(ps) != 2 || ps[0].SourceName != "foo" {
+				t.Fatalf("set %d: %+v, want its 2 binaries of foo", id, ps)
+			}
+		}
+		return got["foo"]
+	}
+	var c setCache
+	got := check(&c, sets)
+	if &got[sets[0]][0] != &got[sets[1]][0] || &got[sets[0]][0] == &got[sets[2]][0] {
+		t.Errorf("alike sets do not share one list, or unlike sets do: %p %p %p", got[sets[0]], got[sets[1]], got[sets[2]])
+	}
+	if got[sets[2]][0].Version != "1.0-2" {
+		t.Errorf("set 2 lists %+v", got[sets[2]])
+	}
+	sets = append(sets, observe(3, "1.0-1")) // learnt after the cache was filled
+	if got = check(&c, sets); &got[sets[3]][0] != &got[sets[0]][0] {
+		t.Errorf("a set learnt later does not share the list of its alike sets")
+	}
+
+	var fresh setCache
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { check(&fresh, sets) })
+	}
+	wg.Wait()
+}
+
 // A claimed scan's observation sets the next scan, unless a scan was asked for while it
 // ran: that request stands.
 func TestObservationOfAClaimedScanSchedulesTheNext(t *testing.T) {
