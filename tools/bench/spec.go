@@ -79,6 +79,8 @@ var Table = []Spec{
 	// planner
 	{Figure: "planning one advisory at 100,000 hosts", Pkg: "services/planner", Bench: "BenchmarkPlanAdvisory100k",
 		Unit: "ns/op", Scale: 1e-6, Show: "ms", Goal: 200, Dir: AtMost, Short: 1, Full: 5, Timeout: 30 * time.Minute},
+	{Figure: "planning one advisory at 100,000 hosts, real inventory (event -> RolloutPlanned)", Pkg: "tools/bench", Bench: "BenchmarkPlanWithInventory100k",
+		Unit: "ns/op", Scale: 1e-6, Show: "ms", Goal: 200, Dir: AtMost, Short: 2, Full: 5, Timeout: 30 * time.Minute},
 	{Figure: "advisory -> first canary UpgradeRequested", Pkg: "services/planner", Bench: "BenchmarkAdvisoryToFirstJob",
 		Unit: "ns/op", Scale: 1e-6, Show: "ms", Goal: 100, Dir: AtMost, Short: 10, Full: 50},
 

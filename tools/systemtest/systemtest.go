@@ -83,6 +83,8 @@ type System struct {
 	Sim     *fleetsim.Fleet // nil without hosts
 	KeyFile string          // the SSH client key the services use (PEM)
 	Dir     string
+	// DatabaseURL is the database every service keeps its schema in.
+	DatabaseURL string
 
 	failed atomic.Value // string: the first service that stopped with an error
 }
@@ -137,6 +139,7 @@ func Start(tb testing.TB, opts Options) *System {
 	}
 
 	dbURL := pgtest.EmptyDatabase(tb)
+	s.DatabaseURL = dbURL
 	// HTTP on a port of its own, so no other test can take it first; the executor's is picked
 	// beforehand, because a test may need its address (the console links to its job logs).
 	common := func() service.Common {

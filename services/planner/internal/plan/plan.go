@@ -395,9 +395,11 @@ func sortedByID(hosts []HostPlan) []HostPlan {
 }
 
 // Hash is the sha256 of the plan's canonical form: kind, fleet, strategy, reboot, advisories,
-// limits, health check, and every wave with its hosts and their exact package targets, each
-// field length-prefixed so no two plans share a form. Times are left out, so a preview and
-// the plan it previews hash alike; what was approved is what runs.
+// limits, health check, and every wave with its hosts, each with the sha256 of its exact
+// package targets (and pins), each field length-prefixed so no two plans share a form. A
+// job's targets are hashed once however many hosts share it (a glibc fix is a dozen targets
+// on each of 100,000 hosts). Times are left out, so a preview and the plan it previews hash
+// alike; what was approved is what runs.
 func Hash(fp *Fleet) string {
 	h := sha256.New()
 	// Fields are gathered and hashed a few KB at a time: a plan has several per host.
@@ -409,7 +411,7 @@ func Hash(fp *Fleet) string {
 			buf = buf[:0]
 		}
 	}
-	w("patchfleet-plan-v1")
+	w("patchfleet-plan-v2")
 	w(fp.Kind)
 	w(fp.Policy.Name)
 	w(fp.Strategy)
@@ -424,28 +426,40 @@ func Hash(fp *Fleet) string {
 	w(fp.HealthCheck)
 	w(strconv.FormatBool(fp.ConfigureUnattended))
 	w(strconv.Itoa(len(fp.Waves)))
+	jobs := map[*Job]string{}
 	plans := fp.WaveHostPlans()
 	for wi, wave := range fp.Waves {
 		w(strconv.Itoa(len(wave)))
 		for i, id := range wave {
 			w(id)
-			hp := plans[wi][i]
-			w(strconv.Itoa(len(hp.Packages)))
-			for _, p := range hp.Packages {
-				w(p.Name)
-				w(p.MinVersion)
+			job := plans[wi][i].Job
+			sum, ok := jobs[job]
+			if !ok {
+				sum = jobHash(fp.Kind, job)
+				jobs[job] = sum
 			}
-			if fp.Kind == events.KindDocker {
-				w(strconv.Itoa(len(hp.Components)))
-				for _, c := range hp.Components {
-					w(c.Name)
-					w(c.Version)
-				}
-			}
+			w(sum)
 		}
 	}
 	h.Write(buf)
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// jobHash is the sha256 of a job's targets as Hash includes them: its packages, and its pins
+// when the plan is of Docker upgrades.
+func jobHash(kind string, j *Job) string {
+	b := appendField(nil, strconv.Itoa(len(j.Packages)))
+	for _, p := range j.Packages {
+		b = appendField(appendField(b, p.Name), p.MinVersion)
+	}
+	if kind == events.KindDocker {
+		b = appendField(b, strconv.Itoa(len(j.Components)))
+		for _, c := range j.Components {
+			b = appendField(appendField(b, c.Name), c.Version)
+		}
+	}
+	sum := sha256.Sum256(b)
+	return string(sum[:])
 }
 
 // WaveHostPlans returns the plans of each wave's hosts, by wave and position. The waves list

@@ -296,4 +296,16 @@ func TestHash(t *testing.T) {
 	if pv.PlanHash != a.Hash || len(pv.Hosts) != 2 || pv.Hosts[1].Wave != 1 {
 		t.Errorf("preview = %+v", pv)
 	}
+
+	// Hosts' jobs are hashed by what they hold, whether or not the hosts share one.
+	shared := *a
+	job := &Job{Packages: []events.PackageTarget{{Name: "bash", MinVersion: "5.0-2"}}}
+	shared.Hosts = []HostPlan{{"w1", job}, {"w2", job}}
+	own := shared
+	own.Hosts = []HostPlan{{"w1", job}, {"w2", &Job{Packages: slices.Clone(job.Packages)}}}
+	other := shared
+	other.Hosts = []HostPlan{{"w1", job}, {"w2", &Job{Packages: []events.PackageTarget{{Name: "bash", MinVersion: "5.0-3"}}}}}
+	if Hash(&shared) != Hash(&own) || Hash(&shared) == Hash(&other) {
+		t.Errorf("jobs alike hash %s and %s, jobs that differ %s", Hash(&shared), Hash(&own), Hash(&other))
+	}
 }
