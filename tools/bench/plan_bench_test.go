@@ -1,6 +1,7 @@
 package bench_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -105,7 +106,8 @@ func BenchmarkPlanWithInventory100k(b *testing.B) {
 type source struct{ name, version string }
 
 // loadInventory writes planSets package sets and planHosts hosts (fleet sim, Debian 12) into
-// the inventory's tables, and returns the source packages of the sets, largest first.
+// the inventory's tables, and returns the source packages of the sets, those with the most
+// binaries first.
 func loadInventory(b *testing.B, s *systemtest.System) []source {
 	b.Helper()
 	ctx := context.Background()
@@ -137,7 +139,7 @@ func loadInventory(b *testing.B, s *systemtest.System) []source {
 	for src := range binaries {
 		sources = append(sources, src)
 	}
-	slices.SortFunc(sources, func(a, b source) int { return binaries[b] - binaries[a] })
+	slices.SortFunc(sources, func(a, b source) int { return cmp.Or(binaries[b]-binaries[a], strings.Compare(a.name, b.name)) })
 
 	err = db.InTx(ctx, conn, func(tx pgx.Tx) error {
 		var rows [][]any
