@@ -49,28 +49,35 @@ BEGIN {
 	split("not-installed n config-files c half-installed H unpacked U half-configured F triggers-awaited W triggers-pending t installed i", w, " ")
 	for (i = 1; i < 16; i += 2) state[w[i]] = w[i + 1]
 	n = split(names, asked, " ")
+	for (i = 1; i <= n; i++) isasked[asked[i]] = 1
 }
 {
+	# dpkg writes the Package field of a stanza first: the ops ask for a few packages, and
+	# the stanzas of the others are passed over before their fields are read.
+	if (mode == "packages" && $1 ~ /^Package:/ && !(val($1) in isasked)) next
 	pkg = ver = arch = st = src = srcver = ""
 	for (i = 1; i <= NF; i++) {
+		if ($i !~ /^(Package|Version|Architecture|Status|Source):/) continue
 		if ($i ~ /^Package:/) pkg = val($i)
 		else if ($i ~ /^Version:/) ver = val($i)
 		else if ($i ~ /^Architecture:/) arch = val($i)
 		else if ($i ~ /^Status:/) st = val($i)
 		else if ($i ~ /^Source:/) src = val($i)
 	}
-	if (pkg == "") next
+	if (pkg == "" || mode == "packages" && !(pkg in isasked)) next
 	if (split(st, w, " ") != 3) w[1] = w[2] = w[3] = "?"
 	abbrev = ((w[1] in want) ? want[w[1]] : "?") ((w[3] in state) ? state[w[3]] : "?") ((w[2] in flag) ? flag[w[2]] : "?")
 	if (src ~ / \(/) { srcver = src; sub(/^[^(]*\(/, "", srcver); sub(/\).*$/, "", srcver); sub(/ .*$/, "", src) }
 	if (src == "") src = pkg
 	if (srcver == "") srcver = ver
 	key = pkg ":" arch
-	if (!(key in line)) order[++keys] = key
+	if (!(key in seen)) { seen[key] = 1; order[++keys] = key }
 	name[key] = pkg
-	line[key] = pkg "\t" ver "\t" arch "\t" abbrev "\t" src "\t" srcver
-	scan[key] = abbrev ~ /^.n/ ? "" : pkg "\t" ver "\t" arch "\t" src "\t" srcver "\t" abbrev
-	unfinished[key] = abbrev ~ /^.[HUFWt?]/ || abbrev ~ /[R?]$/
+	if (mode == "scan") scan[key] = abbrev ~ /^.n/ ? "" : pkg "\t" ver "\t" arch "\t" src "\t" srcver "\t" abbrev
+	else {
+		line[key] = pkg "\t" ver "\t" arch "\t" abbrev "\t" src "\t" srcver
+		unfinished[key] = abbrev ~ /^.[HUFWt?]/ || abbrev ~ /[R?]$/
+	}
 }
 END {
 	if (mode == "packages") {

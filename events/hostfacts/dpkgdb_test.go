@@ -171,6 +171,17 @@ func TestPackagesReadsTheDatabaseAsDpkgQuery(t *testing.T) {
 			if name == "journal" && !slices.Contains(got, "apt\t2.6.3\tamd64\thU\tapt\t2.6.3") {
 				t.Errorf("the last journal entry of apt is not what is printed: %q", got[:3])
 			}
+			// A few names, as the ops ask: the others' stanzas are passed over.
+			few := []string{"apt", "libc6", "pf-extra", "sed", "zlib1g"}
+			if name == "status file" {
+				few = few[:2]
+			}
+			got = runFuncs(t, dir, "pf_dpkg_db packages "+strings.Join(few, " ")+" pf-surely-absent apt")
+			want = append(dpkgQuery(t, dir, few), "pf-surely-absent\tabsent")
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("pf_dpkg_db packages of %v and dpkg-query differ:\n%s", few, lineDiff(got, want))
+			}
 		})
 	}
 }
