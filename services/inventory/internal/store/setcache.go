@@ -29,7 +29,7 @@ type cachedSource struct {
 	known map[int64]bool
 	bySet map[int64][]query.Package
 	// alike keeps one list per content: sets that hold the same binaries of the source
-	// share it, and exposure judges and lists them once (by the list's identity).
+	// share it, and exposure lists and groups them once (by the list's identity).
 	alike map[string][]query.Package
 	used  time.Time
 }
