@@ -85,19 +85,9 @@ select set_id, version from package_set_members where name = @name and installed
 -- name: ExposedHosts :many
 -- Hosts of one release on the package sets exposure found affected, a page by id. When most
 -- sets are affected this walks the primary key and stops at the page; when few are, it
--- looks the sets up in hosts_package_set.
-select id, name, fleet, os_id, os_version_id, os_codename, package_set_id
-from hosts
-where os_id = @os_id and os_version_id = @release and package_set_id = any(@set_ids::bigint[])
-  and id > @after and not retired
-  and (@fleet::text = '' or fleet = @fleet)
-  and (cardinality(@ids::text[]) = 0 or id = any(@ids::text[]))
-order by id
-limit @max_rows;
-
--- name: ExposedHostIDs :many
--- ExposedHosts with only what a grouped answer lists of a host.
-select id, fleet, os_codename, package_set_id
+-- looks the sets up in hosts_package_set. The release is the caller's: only what an answer
+-- lists of a host is read (a grouped page is 10,000 hosts).
+select id, name, fleet, os_codename, package_set_id
 from hosts
 where os_id = @os_id and os_version_id = @release and package_set_id = any(@set_ids::bigint[])
   and id > @after and not retired

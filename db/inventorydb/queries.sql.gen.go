@@ -133,70 +133,8 @@ func (q *Queries) DeleteInstall(ctx context.Context, arg DeleteInstallParams) er
 	return err
 }
 
-const exposedHostIDs = `-- name: ExposedHostIDs :many
-select id, fleet, os_codename, package_set_id
-from hosts
-where os_id = $1 and os_version_id = $2 and package_set_id = any($3::bigint[])
-  and id > $4 and not retired
-  and ($5::text = '' or fleet = $5)
-  and (cardinality($6::text[]) = 0 or id = any($6::text[]))
-order by id
-limit $7
-`
-
-type ExposedHostIDsParams struct {
-	OsID    string
-	Release string
-	SetIds  []int64
-	After   string
-	Fleet   string
-	Ids     []string
-	MaxRows int32
-}
-
-type ExposedHostIDsRow struct {
-	ID           string
-	Fleet        string
-	OsCodename   string
-	PackageSetID pgtype.Int8
-}
-
-// ExposedHosts with only what a grouped answer lists of a host.
-func (q *Queries) ExposedHostIDs(ctx context.Context, arg ExposedHostIDsParams) ([]ExposedHostIDsRow, error) {
-	rows, err := q.db.Query(ctx, exposedHostIDs,
-		arg.OsID,
-		arg.Release,
-		arg.SetIds,
-		arg.After,
-		arg.Fleet,
-		arg.Ids,
-		arg.MaxRows,
-	)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []ExposedHostIDsRow{}
-	for rows.Next() {
-		var i ExposedHostIDsRow
-		if err := rows.Scan(
-			&i.ID,
-			&i.Fleet,
-			&i.OsCodename,
-			&i.PackageSetID,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const exposedHosts = `-- name: ExposedHosts :many
-select id, name, fleet, os_id, os_version_id, os_codename, package_set_id
+select id, name, fleet, os_codename, package_set_id
 from hosts
 where os_id = $1 and os_version_id = $2 and package_set_id = any($3::bigint[])
   and id > $4 and not retired
@@ -220,15 +158,14 @@ type ExposedHostsRow struct {
 	ID           string
 	Name         string
 	Fleet        string
-	OsID         string
-	OsVersionID  string
 	OsCodename   string
 	PackageSetID pgtype.Int8
 }
 
 // Hosts of one release on the package sets exposure found affected, a page by id. When most
 // sets are affected this walks the primary key and stops at the page; when few are, it
-// looks the sets up in hosts_package_set.
+// looks the sets up in hosts_package_set. The release is the caller's: only what an answer
+// lists of a host is read (a grouped page is 10,000 hosts).
 func (q *Queries) ExposedHosts(ctx context.Context, arg ExposedHostsParams) ([]ExposedHostsRow, error) {
 	rows, err := q.db.Query(ctx, exposedHosts,
 		arg.OsID,
@@ -250,8 +187,6 @@ func (q *Queries) ExposedHosts(ctx context.Context, arg ExposedHostsParams) ([]E
 			&i.ID,
 			&i.Name,
 			&i.Fleet,
-			&i.OsID,
-			&i.OsVersionID,
 			&i.OsCodename,
 			&i.PackageSetID,
 		); err != nil {

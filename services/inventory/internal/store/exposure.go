@@ -49,25 +49,20 @@ func (s *Store) exposure(ctx context.Context, q *inventorydb.Queries, f Exposure
 	if err != nil {
 		return nil, "", err
 	}
-	var hosts []query.ExposedHost
 	releases := ex.releases()
-	for _, r := range releases {
-		rows, err := q.ExposedHosts(ctx, r.params(f))
-		if err != nil {
-			return nil, "", fmt.Errorf("exposed hosts on %s %s: %w", r.osID, r.release, err)
-		}
-		hosts = slices.Grow(hosts, len(rows))
-		for _, h := range rows {
-			pkgs, err := ex.packages(setKey{h.OsID, h.OsVersionID, h.PackageSetID.Int64})
-			if err != nil {
-				return nil, "", err
-			}
-			hosts = append(hosts, query.ExposedHost{HostID: h.ID, Name: h.Name, Fleet: h.Fleet,
-				OS: events.OSRelease{ID: h.OsID, VersionID: h.OsVersionID, Codename: h.OsCodename}, Packages: pkgs})
-		}
+	rows, err := exposedRows(ctx, q, f, releases)
+	if err != nil {
+		return nil, "", err
 	}
-	if len(releases) > 1 {
-		slices.SortFunc(hosts, func(a, b query.ExposedHost) int { return strings.Compare(a.HostID, b.HostID) })
+	hosts := make([]query.ExposedHost, 0, len(rows))
+	for _, h := range rows {
+		r := releases[h.release]
+		pkgs, err := ex.packages(setKey{r.osID, r.release, h.PackageSetID.Int64})
+		if err != nil {
+			return nil, "", err
+		}
+		hosts = append(hosts, query.ExposedHost{HostID: h.ID, Name: h.Name, Fleet: h.Fleet,
+			OS: events.OSRelease{ID: r.osID, VersionID: r.release, Codename: h.OsCodename}, Packages: pkgs})
 	}
 	if hosts, err = s.exposedGems(ctx, q, f, hosts); err != nil {
 		return nil, "", err
@@ -93,24 +88,10 @@ func (s *Store) ExposureGroups(ctx context.Context, f ExposureFilter) ([]query.E
 	if err != nil {
 		return nil, "", err
 	}
-	type row struct {
-		inventorydb.ExposedHostIDsRow
-		release int
-	}
-	var rows []row
 	releases := ex.releases()
-	for i, r := range releases {
-		got, err := q.ExposedHostIDs(ctx, inventorydb.ExposedHostIDsParams(r.params(f)))
-		if err != nil {
-			return nil, "", fmt.Errorf("exposed hosts on %s %s: %w", r.osID, r.release, err)
-		}
-		rows = slices.Grow(rows, len(got))
-		for _, h := range got {
-			rows = append(rows, row{h, i})
-		}
-	}
-	if len(releases) > 1 {
-		slices.SortFunc(rows, func(a, b row) int { return strings.Compare(a.ID, b.ID) })
+	rows, err := exposedRows(ctx, q, f, releases)
+	if err != nil {
+		return nil, "", err
 	}
 	next := ""
 	if len(rows) > f.Limit {
@@ -156,6 +137,36 @@ func (s *Store) ExposureGroups(ctx context.Context, f ExposureFilter) ([]query.E
 	return g.Groups(), next, nil
 }
 
+// exposedRow is a host on an exposed package set of releases[release].
+type exposedRow struct {
+	inventorydb.ExposedHostsRow
+	release int
+}
+
+// exposedRows lists, by id, up to f.Limit+1 hosts of f on the exposed sets of releases (one
+// more than a page: whether there is a next one). One query per release: most advisories
+// name one release, so usually one query, whose rows are already in order.
+func exposedRows(ctx context.Context, q *inventorydb.Queries, f ExposureFilter, releases []releaseSets) ([]exposedRow, error) {
+	ids := f.ids()
+	var rows []exposedRow
+	for i, r := range releases {
+		got, err := q.ExposedHosts(ctx, inventorydb.ExposedHostsParams{OsID: r.osID, Release: r.release, SetIds: r.sets,
+			After: f.After, Fleet: f.Fleet, Ids: ids, MaxRows: int32(f.Limit + 1)})
+		if err != nil {
+			return nil, fmt.Errorf("exposed hosts on %s %s: %w", r.osID, r.release, err)
+		}
+		rows = slices.Grow(rows, len(got))
+		for _, h := range got {
+			rows = append(rows, exposedRow{h, i})
+		}
+	}
+	if len(releases) > 1 {
+		slices.SortFunc(rows, func(a, b exposedRow) int { return strings.Compare(a.ID, b.ID) })
+		rows = rows[:min(len(rows), f.Limit+1)]
+	}
+	return rows, nil
+}
+
 // releaseSets is the package sets of one Debian or Ubuntu release found exposed.
 type releaseSets struct {
 	osID, release string
@@ -182,13 +193,6 @@ func (ex *exposed) releases() []releaseSets {
 		return cmp.Or(strings.Compare(a.osID, b.osID), strings.Compare(a.release, b.release))
 	})
 	return out
-}
-
-// params asks for the page of f's hosts of r, one host more than f.Limit: whether there is a
-// next page.
-func (r releaseSets) params(f ExposureFilter) inventorydb.ExposedHostsParams {
-	return inventorydb.ExposedHostsParams{OsID: r.osID, Release: r.release, SetIds: r.sets,
-		After: f.After, Fleet: f.Fleet, Ids: f.ids(), MaxRows: int32(f.Limit + 1)}
 }
 
 // ids is the filter's host ids, never nil: the queries take an empty list for "any".

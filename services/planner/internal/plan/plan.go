@@ -395,10 +395,10 @@ func sortedByID(hosts []HostPlan) []HostPlan {
 }
 
 // Hash is the sha256 of the plan's canonical form: kind, fleet, strategy, reboot, advisories,
-// limits, health check, and every wave with its hosts, each with the sha256 of its exact
-// package targets (and pins), each field length-prefixed so no two plans share a form. A
-// job's targets are hashed once however many hosts share it (a glibc fix is a dozen targets
-// on each of 100,000 hosts). Times are left out, so a preview and the plan it previews hash
+// limits, health check, and every wave with its hosts, each with the sha256 of its job's key
+// (its exact package targets, advisories and pins: AppendJobKey), each field length-prefixed
+// so no two plans share a form. A job is hashed once however many hosts share it (a glibc
+// fix is a dozen targets on each of 100,000 hosts). Times are left out, so a preview and the plan it previews hash
 // alike; what was approved is what runs.
 func Hash(fp *Fleet) string {
 	h := sha256.New()
@@ -426,7 +426,8 @@ func Hash(fp *Fleet) string {
 	w(fp.HealthCheck)
 	w(strconv.FormatBool(fp.ConfigureUnattended))
 	w(strconv.Itoa(len(fp.Waves)))
-	jobs := map[*Job]string{}
+	jobs := map[*Job]string{} // a job's digest, by the job the hosts share
+	var key []byte
 	plans := fp.WaveHostPlans()
 	for wi, wave := range fp.Waves {
 		w(strconv.Itoa(len(wave)))
@@ -435,7 +436,9 @@ func Hash(fp *Fleet) string {
 			job := plans[wi][i].Job
 			sum, ok := jobs[job]
 			if !ok {
-				sum = jobHash(fp.Kind, job)
+				key = job.AppendJobKey(key[:0])
+				d := sha256.Sum256(key)
+				sum = string(d[:])
 				jobs[job] = sum
 			}
 			w(sum)
@@ -443,23 +446,6 @@ func Hash(fp *Fleet) string {
 	}
 	h.Write(buf)
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-// jobHash is the sha256 of a job's targets as Hash includes them: its packages, and its pins
-// when the plan is of Docker upgrades.
-func jobHash(kind string, j *Job) string {
-	b := appendField(nil, strconv.Itoa(len(j.Packages)))
-	for _, p := range j.Packages {
-		b = appendField(appendField(b, p.Name), p.MinVersion)
-	}
-	if kind == events.KindDocker {
-		b = appendField(b, strconv.Itoa(len(j.Components)))
-		for _, c := range j.Components {
-			b = appendField(appendField(b, c.Name), c.Version)
-		}
-	}
-	sum := sha256.Sum256(b)
-	return string(sum[:])
 }
 
 // WaveHostPlans returns the plans of each wave's hosts, by wave and position. The waves list
@@ -489,19 +475,19 @@ func (fp *Fleet) WaveHostPlans() [][]*HostPlan {
 	return out
 }
 
-// AppendJobKey appends what makes the host's job, its packages, advisories and pins, as
-// fields: hosts with equal keys have the same job.
-func (h HostPlan) AppendJobKey(b []byte) []byte {
-	b = appendField(b, strconv.Itoa(len(h.Packages)))
-	for _, p := range h.Packages {
+// AppendJobKey appends what makes the job, its packages, advisories and pins, as fields:
+// jobs with equal keys are the same.
+func (j *Job) AppendJobKey(b []byte) []byte {
+	b = appendField(b, strconv.Itoa(len(j.Packages)))
+	for _, p := range j.Packages {
 		b = appendField(appendField(b, p.Name), p.MinVersion)
 	}
-	b = appendField(b, strconv.Itoa(len(h.Advisories)))
-	for _, a := range h.Advisories {
+	b = appendField(b, strconv.Itoa(len(j.Advisories)))
+	for _, a := range j.Advisories {
 		b = appendField(b, a)
 	}
-	b = appendField(b, strconv.Itoa(len(h.Components)))
-	for _, c := range h.Components {
+	b = appendField(b, strconv.Itoa(len(j.Components)))
+	for _, c := range j.Components {
 		b = appendField(appendField(b, c.Name), c.Version)
 	}
 	return b
