@@ -60,6 +60,7 @@ type Host struct {
 	LastScanError  string
 	Problems       int32
 	NextScan       time.Time
+	ChangedXid     int64
 }
 
 type Install struct {

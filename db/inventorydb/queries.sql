@@ -82,19 +82,17 @@ from package_set_members where source_name = any(@sources::text[]) and installed
 -- name: MembersByName :many
 select set_id, version from package_set_members where name = @name and installed;
 
--- name: ExposedHosts :many
--- Hosts of one release on the package sets exposure found affected, a page by id. When most
--- sets are affected this walks the primary key and stops at the page; when few are, it
--- looks the sets up in hosts_package_set. The release is the caller's: only what an answer
--- lists of a host is read (a grouped page is 10,000 hosts).
-select id, name, fleet, os_codename, package_set_id
-from hosts
-where os_id = @os_id and os_version_id = @release and package_set_id = any(@set_ids::bigint[])
-  and id > @after and not retired
-  and (@fleet::text = '' or fleet = @fleet)
-  and (cardinality(@ids::text[]) = 0 or id = any(@ids::text[]))
-order by id
-limit @max_rows;
+-- name: HostChanges :many
+-- The hosts changed since a reader's horizon (changed_xid at or above it), and the next
+-- horizon: the oldest transaction running now, from this statement's own snapshot. The
+-- outer join keeps one row (with an empty id) when nothing changed, for the horizon.
+select pg_snapshot_xmin(pg_current_snapshot())::text::bigint as horizon,
+       coalesce(h.id, '') as id, coalesce(h.name, '') as name, coalesce(h.fleet, '') as fleet,
+       coalesce(h.os_id, '') as os_id, coalesce(h.os_version_id, '') as os_version_id,
+       coalesce(h.os_codename, '') as os_codename, coalesce(h.package_set_id, 0) as package_set_id,
+       coalesce(h.retired, true) as retired
+from hosts h right join (select) one on h.changed_xid >= @since::bigint
+order by h.id;
 
 -- name: HostsWithComponent :many
 -- Hosts running a component (Rails), for gem advisories, a page by id.

@@ -46,7 +46,7 @@ where h.id in (
     order by d.next_scan
     limit $3
     for update skip locked)
-returning h.id, h.name, h.fleet, h.tags, h.address, h.port, h.ssh_user, h.bastion, h.sudo, h.host_key, h.tofu, h.tofu_allowed_by, h.tofu_pinned_at, h.key_mismatch, h.presented_key, h.is_new, h.app_path, h.registered_by, h.registered_at, h.updated_at, h.retired, h.retired_at, h.retired_reason, h.os_id, h.os_version_id, h.os_codename, h.kernel, h.boot_id, h.package_set_id, h.package_count, h.held, h.reboot_required, h.reboot_packages, h.reboot_since, h.components, h.last_scan, h.last_scan_id, h.last_scan_error, h.problems, h.next_scan
+returning h.id, h.name, h.fleet, h.tags, h.address, h.port, h.ssh_user, h.bastion, h.sudo, h.host_key, h.tofu, h.tofu_allowed_by, h.tofu_pinned_at, h.key_mismatch, h.presented_key, h.is_new, h.app_path, h.registered_by, h.registered_at, h.updated_at, h.retired, h.retired_at, h.retired_reason, h.os_id, h.os_version_id, h.os_codename, h.kernel, h.boot_id, h.package_set_id, h.package_count, h.held, h.reboot_required, h.reboot_packages, h.reboot_since, h.components, h.last_scan, h.last_scan_id, h.last_scan_error, h.problems, h.next_scan, h.changed_xid
 `
 
 type ClaimDueHostsParams struct {
@@ -107,6 +107,7 @@ func (q *Queries) ClaimDueHosts(ctx context.Context, arg ClaimDueHostsParams) ([
 			&i.LastScanError,
 			&i.Problems,
 			&i.NextScan,
+			&i.ChangedXid,
 		); err != nil {
 			return nil, err
 		}
@@ -131,73 +132,6 @@ type DeleteInstallParams struct {
 func (q *Queries) DeleteInstall(ctx context.Context, arg DeleteInstallParams) error {
 	_, err := q.db.Exec(ctx, deleteInstall, arg.HostID, arg.Name, arg.Version)
 	return err
-}
-
-const exposedHosts = `-- name: ExposedHosts :many
-select id, name, fleet, os_codename, package_set_id
-from hosts
-where os_id = $1 and os_version_id = $2 and package_set_id = any($3::bigint[])
-  and id > $4 and not retired
-  and ($5::text = '' or fleet = $5)
-  and (cardinality($6::text[]) = 0 or id = any($6::text[]))
-order by id
-limit $7
-`
-
-type ExposedHostsParams struct {
-	OsID    string
-	Release string
-	SetIds  []int64
-	After   string
-	Fleet   string
-	Ids     []string
-	MaxRows int32
-}
-
-type ExposedHostsRow struct {
-	ID           string
-	Name         string
-	Fleet        string
-	OsCodename   string
-	PackageSetID pgtype.Int8
-}
-
-// Hosts of one release on the package sets exposure found affected, a page by id. When most
-// sets are affected this walks the primary key and stops at the page; when few are, it
-// looks the sets up in hosts_package_set. The release is the caller's: only what an answer
-// lists of a host is read (a grouped page is 10,000 hosts).
-func (q *Queries) ExposedHosts(ctx context.Context, arg ExposedHostsParams) ([]ExposedHostsRow, error) {
-	rows, err := q.db.Query(ctx, exposedHosts,
-		arg.OsID,
-		arg.Release,
-		arg.SetIds,
-		arg.After,
-		arg.Fleet,
-		arg.Ids,
-		arg.MaxRows,
-	)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []ExposedHostsRow{}
-	for rows.Next() {
-		var i ExposedHostsRow
-		if err := rows.Scan(
-			&i.ID,
-			&i.Name,
-			&i.Fleet,
-			&i.OsCodename,
-			&i.PackageSetID,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
 }
 
 const findAdvisories = `-- name: FindAdvisories :many
@@ -250,9 +184,9 @@ func (q *Queries) FullyUpgraded(ctx context.Context, id string) error {
 }
 
 const getHost = `-- name: GetHost :one
-(select id, name, fleet, tags, address, port, ssh_user, bastion, sudo, host_key, tofu, tofu_allowed_by, tofu_pinned_at, key_mismatch, presented_key, is_new, app_path, registered_by, registered_at, updated_at, retired, retired_at, retired_reason, os_id, os_version_id, os_codename, kernel, boot_id, package_set_id, package_count, held, reboot_required, reboot_packages, reboot_since, components, last_scan, last_scan_id, last_scan_error, problems, next_scan from hosts h where h.id = $1)
+(select id, name, fleet, tags, address, port, ssh_user, bastion, sudo, host_key, tofu, tofu_allowed_by, tofu_pinned_at, key_mismatch, presented_key, is_new, app_path, registered_by, registered_at, updated_at, retired, retired_at, retired_reason, os_id, os_version_id, os_codename, kernel, boot_id, package_set_id, package_count, held, reboot_required, reboot_packages, reboot_since, components, last_scan, last_scan_id, last_scan_error, problems, next_scan, changed_xid from hosts h where h.id = $1)
 union all
-(select id, name, fleet, tags, address, port, ssh_user, bastion, sudo, host_key, tofu, tofu_allowed_by, tofu_pinned_at, key_mismatch, presented_key, is_new, app_path, registered_by, registered_at, updated_at, retired, retired_at, retired_reason, os_id, os_version_id, os_codename, kernel, boot_id, package_set_id, package_count, held, reboot_required, reboot_packages, reboot_since, components, last_scan, last_scan_id, last_scan_error, problems, next_scan from hosts h where h.name = $1 and not h.retired order by h.id limit 1)
+(select id, name, fleet, tags, address, port, ssh_user, bastion, sudo, host_key, tofu, tofu_allowed_by, tofu_pinned_at, key_mismatch, presented_key, is_new, app_path, registered_by, registered_at, updated_at, retired, retired_at, retired_reason, os_id, os_version_id, os_codename, kernel, boot_id, package_set_id, package_count, held, reboot_required, reboot_packages, reboot_since, components, last_scan, last_scan_id, last_scan_error, problems, next_scan, changed_xid from hosts h where h.name = $1 and not h.retired order by h.id limit 1)
 limit 1
 `
 
@@ -303,6 +237,7 @@ func (q *Queries) GetHost(ctx context.Context, id string) (Host, error) {
 		&i.LastScanError,
 		&i.Problems,
 		&i.NextScan,
+		&i.ChangedXid,
 	)
 	return i, err
 }
@@ -316,6 +251,61 @@ func (q *Queries) GetServiceInfo(ctx context.Context, key string) (string, error
 	var value string
 	err := row.Scan(&value)
 	return value, err
+}
+
+const hostChanges = `-- name: HostChanges :many
+select pg_snapshot_xmin(pg_current_snapshot())::text::bigint as horizon,
+       coalesce(h.id, '') as id, coalesce(h.name, '') as name, coalesce(h.fleet, '') as fleet,
+       coalesce(h.os_id, '') as os_id, coalesce(h.os_version_id, '') as os_version_id,
+       coalesce(h.os_codename, '') as os_codename, coalesce(h.package_set_id, 0) as package_set_id,
+       coalesce(h.retired, true) as retired
+from hosts h right join (select) one on h.changed_xid >= $1::bigint
+order by h.id
+`
+
+type HostChangesRow struct {
+	Horizon      int64
+	ID           string
+	Name         string
+	Fleet        string
+	OsID         string
+	OsVersionID  string
+	OsCodename   string
+	PackageSetID int64
+	Retired      bool
+}
+
+// The hosts changed since a reader's horizon (changed_xid at or above it), and the next
+// horizon: the oldest transaction running now, from this statement's own snapshot. The
+// outer join keeps one row (with an empty id) when nothing changed, for the horizon.
+func (q *Queries) HostChanges(ctx context.Context, since int64) ([]HostChangesRow, error) {
+	rows, err := q.db.Query(ctx, hostChanges, since)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []HostChangesRow{}
+	for rows.Next() {
+		var i HostChangesRow
+		if err := rows.Scan(
+			&i.Horizon,
+			&i.ID,
+			&i.Name,
+			&i.Fleet,
+			&i.OsID,
+			&i.OsVersionID,
+			&i.OsCodename,
+			&i.PackageSetID,
+			&i.Retired,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const hostExists = `-- name: HostExists :one
@@ -451,7 +441,7 @@ func (q *Queries) Installs(ctx context.Context, hostID string) ([]InstallsRow, e
 }
 
 const listHosts = `-- name: ListHosts :many
-select id, name, fleet, tags, address, port, ssh_user, bastion, sudo, host_key, tofu, tofu_allowed_by, tofu_pinned_at, key_mismatch, presented_key, is_new, app_path, registered_by, registered_at, updated_at, retired, retired_at, retired_reason, os_id, os_version_id, os_codename, kernel, boot_id, package_set_id, package_count, held, reboot_required, reboot_packages, reboot_since, components, last_scan, last_scan_id, last_scan_error, problems, next_scan from hosts
+select id, name, fleet, tags, address, port, ssh_user, bastion, sudo, host_key, tofu, tofu_allowed_by, tofu_pinned_at, key_mismatch, presented_key, is_new, app_path, registered_by, registered_at, updated_at, retired, retired_at, retired_reason, os_id, os_version_id, os_codename, kernel, boot_id, package_set_id, package_count, held, reboot_required, reboot_packages, reboot_since, components, last_scan, last_scan_id, last_scan_error, problems, next_scan, changed_xid from hosts
 where id > $1
   and ($2::boolean or not retired)
   and ($3::text = '' or fleet = $3)
@@ -539,6 +529,7 @@ func (q *Queries) ListHosts(ctx context.Context, arg ListHostsParams) ([]Host, e
 			&i.LastScanError,
 			&i.Problems,
 			&i.NextScan,
+			&i.ChangedXid,
 		); err != nil {
 			return nil, err
 		}
@@ -551,7 +542,7 @@ func (q *Queries) ListHosts(ctx context.Context, arg ListHostsParams) ([]Host, e
 }
 
 const lockHosts = `-- name: LockHosts :many
-select id, name, fleet, tags, address, port, ssh_user, bastion, sudo, host_key, tofu, tofu_allowed_by, tofu_pinned_at, key_mismatch, presented_key, is_new, app_path, registered_by, registered_at, updated_at, retired, retired_at, retired_reason, os_id, os_version_id, os_codename, kernel, boot_id, package_set_id, package_count, held, reboot_required, reboot_packages, reboot_since, components, last_scan, last_scan_id, last_scan_error, problems, next_scan from hosts where id = any($1::text[]) order by id for update
+select id, name, fleet, tags, address, port, ssh_user, bastion, sudo, host_key, tofu, tofu_allowed_by, tofu_pinned_at, key_mismatch, presented_key, is_new, app_path, registered_by, registered_at, updated_at, retired, retired_at, retired_reason, os_id, os_version_id, os_codename, kernel, boot_id, package_set_id, package_count, held, reboot_required, reboot_packages, reboot_since, components, last_scan, last_scan_id, last_scan_error, problems, next_scan, changed_xid from hosts where id = any($1::text[]) order by id for update
 `
 
 // In id order, as every statement and transaction locking several hosts does (ScanNow, an
@@ -606,6 +597,7 @@ func (q *Queries) LockHosts(ctx context.Context, ids []string) ([]Host, error) {
 			&i.LastScanError,
 			&i.Problems,
 			&i.NextScan,
+			&i.ChangedXid,
 		); err != nil {
 			return nil, err
 		}

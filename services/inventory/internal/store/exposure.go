@@ -38,31 +38,26 @@ type setKey struct {
 //
 // Debian and Ubuntu entries: set members are looked up by source package (an index), each
 // set's candidates are judged in Go with Debian version ordering, and the exposed
-// (os, release, set) triples select the hosts in one indexed query. RubyGems entries are
+// (os, release, set) triples select the hosts from the hosts' copy in memory. RubyGems entries are
 // matched against the Rails component of hosts that run Rails.
 func (s *Store) Exposure(ctx context.Context, f ExposureFilter) ([]query.ExposedHost, string, error) {
 	return s.exposure(ctx, inventorydb.New(s.pool), f)
 }
 
 func (s *Store) exposure(ctx context.Context, q *inventorydb.Queries, f ExposureFilter) ([]query.ExposedHost, string, error) {
-	ex, err := s.exposedSets(ctx, q, f.Entries)
-	if err != nil {
-		return nil, "", err
-	}
-	releases := ex.releases()
-	rows, err := exposedRows(ctx, q, f, releases)
+	ex, releases, rows, err := s.exposedRows(ctx, q, f)
 	if err != nil {
 		return nil, "", err
 	}
 	hosts := make([]query.ExposedHost, 0, len(rows))
 	for _, h := range rows {
 		r := releases[h.release]
-		pkgs, err := ex.packages(setKey{r.osID, r.release, h.PackageSetID.Int64})
+		pkgs, err := ex.packages(setKey{r.osID, r.release, h.set})
 		if err != nil {
 			return nil, "", err
 		}
-		hosts = append(hosts, query.ExposedHost{HostID: h.ID, Name: h.Name, Fleet: h.Fleet,
-			OS: events.OSRelease{ID: r.osID, VersionID: r.release, Codename: h.OsCodename}, Packages: pkgs})
+		hosts = append(hosts, query.ExposedHost{HostID: h.id, Name: h.name, Fleet: h.fleet,
+			OS: events.OSRelease{ID: r.osID, VersionID: r.release, Codename: h.codename}, Packages: pkgs})
 	}
 	if hosts, err = s.exposedGems(ctx, q, f, hosts); err != nil {
 		return nil, "", err
@@ -84,19 +79,14 @@ func (s *Store) ExposureGroups(ctx context.Context, f ExposureFilter) ([]query.E
 		return query.GroupExposure(hosts), next, err
 	}
 	q := inventorydb.New(s.pool)
-	ex, err := s.exposedSets(ctx, q, f.Entries)
-	if err != nil {
-		return nil, "", err
-	}
-	releases := ex.releases()
-	rows, err := exposedRows(ctx, q, f, releases)
+	ex, releases, rows, err := s.exposedRows(ctx, q, f)
 	if err != nil {
 		return nil, "", err
 	}
 	next := ""
 	if len(rows) > f.Limit {
 		rows = rows[:f.Limit]
-		next = rows[len(rows)-1].ID
+		next = rows[len(rows)-1].id
 	}
 	// A host's group is found by its set (and codename), a set's by its list's identity (sets
 	// with the same binaries share theirs): the group's key is built once per list.
@@ -114,7 +104,7 @@ func (s *Store) ExposureGroups(ctx context.Context, f ExposureFilter) ([]query.E
 	var g query.ExposureGrouper
 	bySet, byList := map[onSet]int{}, map[onList]int{}
 	for _, h := range rows {
-		k := onSet{h.release, h.PackageSetID.Int64, h.OsCodename}
+		k := onSet{h.release, h.set, h.codename}
 		i, ok := bySet[k]
 		if !ok {
 			r := releases[h.release]
@@ -122,49 +112,34 @@ func (s *Store) ExposureGroups(ctx context.Context, f ExposureFilter) ([]query.E
 			if err != nil {
 				return nil, "", err
 			}
-			l := onList{release: h.release, n: len(pkgs), codename: h.OsCodename}
+			l := onList{release: h.release, n: len(pkgs), codename: h.codename}
 			if len(pkgs) > 0 {
 				l.first = &pkgs[0]
 			}
 			if i, ok = byList[l]; !ok {
-				i = g.Group(events.OSRelease{ID: r.osID, VersionID: r.release, Codename: h.OsCodename}, pkgs)
+				i = g.Group(events.OSRelease{ID: r.osID, VersionID: r.release, Codename: h.codename}, pkgs)
 				byList[l] = i
 			}
 			bySet[k] = i
 		}
-		g.Add(i, h.Fleet, h.ID)
+		g.Add(i, h.fleet, h.id)
 	}
 	return g.Groups(), next, nil
 }
 
-// exposedRow is a host on an exposed package set of releases[release].
-type exposedRow struct {
-	inventorydb.ExposedHostsRow
-	release int
-}
-
-// exposedRows lists, by id, up to f.Limit+1 hosts of f on the exposed sets of releases (one
-// more than a page: whether there is a next one). One query per release: most advisories
-// name one release, so usually one query, whose rows are already in order.
-func exposedRows(ctx context.Context, q *inventorydb.Queries, f ExposureFilter, releases []releaseSets) ([]exposedRow, error) {
-	ids := f.ids()
-	var rows []exposedRow
-	for i, r := range releases {
-		got, err := q.ExposedHosts(ctx, inventorydb.ExposedHostsParams{OsID: r.osID, Release: r.release, SetIds: r.sets,
-			After: f.After, Fleet: f.Fleet, Ids: ids, MaxRows: int32(f.Limit + 1)})
-		if err != nil {
-			return nil, fmt.Errorf("exposed hosts on %s %s: %w", r.osID, r.release, err)
-		}
-		rows = slices.Grow(rows, len(got))
-		for _, h := range got {
-			rows = append(rows, exposedRow{h, i})
-		}
+// exposedRows brings the hosts' copy up to date, then judges the sets entries expose and lists
+// up to f.Limit+1 hosts of f on them. The copy first: a host's set is then one of those
+// judged.
+func (s *Store) exposedRows(ctx context.Context, q *inventorydb.Queries, f ExposureFilter) (*exposed, []releaseSets, []exposedRow, error) {
+	if err := s.hosts.update(ctx, q); err != nil {
+		return nil, nil, nil, err
 	}
-	if len(releases) > 1 {
-		slices.SortFunc(rows, func(a, b exposedRow) int { return strings.Compare(a.ID, b.ID) })
-		rows = rows[:min(len(rows), f.Limit+1)]
+	ex, err := s.exposedSets(ctx, q, f.Entries)
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	return rows, nil
+	releases := ex.releases()
+	return ex, releases, s.hosts.page(f, releases), nil
 }
 
 // releaseSets is the package sets of one Debian or Ubuntu release found exposed.
@@ -173,9 +148,7 @@ type releaseSets struct {
 	sets          []int64
 }
 
-// releases lists the exposed sets by release, in order. Exposure asks one query per
-// release: most advisories name one release, so usually one query, whose rows are already
-// in host id order.
+// releases lists the exposed sets by release, in order.
 func (ex *exposed) releases() []releaseSets {
 	var out []releaseSets
 	for k := range ex.hits {

@@ -40,6 +40,7 @@ type Store struct {
 	sets   setCache
 	lists  listCache
 	setIDs setIDCache
+	hosts  hostCopy
 	group  group // observations waiting to be stored
 }
 
