@@ -95,10 +95,12 @@ type HostDetail struct {
 	Packages   []Package `json:"packages,omitempty"`
 }
 
-// The most hosts a page of the inventory's lists holds, and a page of exposure in groups.
+// The most hosts a page of the inventory's lists holds, and a page of exposure in groups. A
+// grouped page also stops short of about 1 MiB of answer (a host costs it its id), so it may
+// hold fewer: a client follows NextCursor until there is none.
 const (
 	MaxPage        = 1000
-	MaxGroupedPage = 10 * MaxPage
+	MaxGroupedPage = 100 * MaxPage
 )
 
 // ExposureRequest asks which hosts an advisory affects: by advisory id or CVE (an advisory
@@ -112,7 +114,7 @@ type ExposureRequest struct {
 	Fleet      string            `json:"fleet,omitempty"`
 	HostIDs    []string          `json:"host_ids,omitempty"`
 	Cursor     string            `json:"cursor,omitempty"`
-	Limit      int               `json:"limit,omitempty"` // hosts; default 100, at most 1000 (10,000 grouped)
+	Limit      int               `json:"limit,omitempty"` // hosts; default 100, at most 1000 (100,000 grouped)
 	// Grouped asks for the page as Groups instead of Hosts: hosts exposed alike are listed
 	// once with their packages, which keeps a whole fleet's exposure small to send and read.
 	Grouped bool `json:"grouped,omitempty"`

@@ -494,16 +494,17 @@ func TestDockerRolloutUpgradesHostsOffTheManifest(t *testing.T) {
 	}
 }
 
-// A fleet's exposure is read in grouped pages of up to 10,000 hosts: 10,001 exposed hosts
-// take two pages, and every host is planned.
+// A fleet's exposure is read in grouped pages until the inventory says there is no more:
+// 10,001 exposed hosts on a stand-in that puts 10,000 on a page take two pages, and every
+// host is planned.
 func TestExposureIsReadInGroupedPages(t *testing.T) {
 	e := newEnv(t, autoPolicy)
-	e.inv.expose("db", nil, query.MaxGroupedPage+1, "DSA-13") // approval required: nothing is dispatched
+	e.inv.expose("db", nil, standInGroupedPage+1, "DSA-13") // approval required: nothing is dispatched
 	e.run("a")
 	e.bus.Publish(t, advisory("DSA-13", events.SeverityHigh), "DSA-13")
 	planned := decode[events.RolloutPlanned](t, e.waitEvent("RolloutPlanned", 1)[0])
-	if planned.HostCount != query.MaxGroupedPage+1 {
-		t.Fatalf("planned %d hosts, want %d", planned.HostCount, query.MaxGroupedPage+1)
+	if planned.HostCount != standInGroupedPage+1 {
+		t.Fatalf("planned %d hosts, want %d", planned.HostCount, standInGroupedPage+1)
 	}
 	e.inv.mu.Lock()
 	defer e.inv.mu.Unlock()

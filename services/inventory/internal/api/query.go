@@ -24,8 +24,8 @@ import (
 const (
 	DefaultLimit = 100
 	MaxLimit     = query.MaxPage
-	// MaxGroupedLimit bounds a grouped exposure page: a host costs it its id, so ten times
-	// as many hosts fit in less than a page of hosts with packages.
+	// MaxGroupedLimit bounds a grouped exposure page: a host costs it its id. The store
+	// also ends a page at about 1 MiB of answer.
 	MaxGroupedLimit = query.MaxGroupedPage
 )
 

@@ -71,22 +71,28 @@ func (s *Store) exposure(ctx context.Context, q *inventorydb.Queries, f Exposure
 
 // ExposureGroups returns Exposure's page in groups, as query.GroupExposure groups it, without
 // a record per host: the planner reads a whole fleet's exposure in grouped pages of up to
-// 10,000 hosts. The hosts of one package set and codename join their group at once.
+// query.MaxGroupedPage hosts, or fewer when the answer would pass maxGroupedBytes. The hosts of
+// one package set and codename join their group at once.
 func (s *Store) ExposureGroups(ctx context.Context, f ExposureFilter) ([]query.ExposureGroup, string, error) {
 	if slices.ContainsFunc(f.Entries, func(e Entry) bool { return e.Ecosystem == events.EcosystemRubyGems }) {
 		// A gem's exposure is a host's own: its Rails version.
 		hosts, next, err := s.Exposure(ctx, f)
-		return query.GroupExposure(hosts), next, err
+		if err != nil {
+			return nil, "", err
+		}
+		budget := newGroupedBudget()
+		for i, h := range hosts {
+			if !budget.fits(h.HostID, h.Packages) {
+				hosts, next = hosts[:i], hosts[i-1].HostID
+				break
+			}
+		}
+		return query.GroupExposure(hosts), next, nil
 	}
 	q := inventorydb.New(s.pool)
 	ex, releases, rows, err := s.exposedRows(ctx, q, f)
 	if err != nil {
 		return nil, "", err
-	}
-	next := ""
-	if len(rows) > f.Limit {
-		rows = rows[:f.Limit]
-		next = rows[len(rows)-1].id
 	}
 	// A host's group is found by its set (and codename), a set's by its list's identity (sets
 	// with the same binaries share theirs): the group's key is built once per list.
@@ -101,11 +107,17 @@ func (s *Store) ExposureGroups(ctx context.Context, f ExposureFilter) ([]query.E
 		n        int
 		codename string
 	}
+	type setGroup struct {
+		group    int
+		packages []query.ExposedPackage
+	}
 	var g query.ExposureGrouper
-	bySet, byList := map[onSet]int{}, map[onList]int{}
-	for _, h := range rows {
+	bySet, byList := map[onSet]setGroup{}, map[onList]int{}
+	budget := newGroupedBudget()
+	n := min(len(rows), f.Limit) // the hosts of this page
+	for j, h := range rows[:n] {
 		k := onSet{h.release, h.set, h.codename}
-		i, ok := bySet[k]
+		sg, ok := bySet[k]
 		if !ok {
 			r := releases[h.release]
 			pkgs, err := ex.packages(setKey{r.osID, r.release, k.set})
@@ -116,15 +128,56 @@ func (s *Store) ExposureGroups(ctx context.Context, f ExposureFilter) ([]query.E
 			if len(pkgs) > 0 {
 				l.first = &pkgs[0]
 			}
-			if i, ok = byList[l]; !ok {
+			i, ok := byList[l]
+			if !ok {
 				i = g.Group(events.OSRelease{ID: r.osID, VersionID: r.release, Codename: h.codename}, pkgs)
 				byList[l] = i
 			}
-			bySet[k] = i
+			sg = setGroup{i, pkgs}
+			bySet[k] = sg
 		}
-		g.Add(i, h.fleet, h.id)
+		if !budget.fits(h.id, sg.packages) {
+			n = j
+			break
+		}
+		g.Add(sg.group, h.fleet, h.id)
 	}
-	return g.Groups(), next, nil
+	next := ""
+	if n < len(rows) {
+		next = rows[n-1].id
+	}
+	// A group started for the host that did not fit has none.
+	return slices.DeleteFunc(g.Groups(), func(g query.ExposureGroup) bool { return len(g.Fleets) == 0 }), next, nil
+}
+
+// maxGroupedBytes bounds a grouped exposure page's answer, roughly: within the 1 MiB a NATS
+// server takes in a message unless configured otherwise.
+const maxGroupedBytes = 768 << 10
+
+// groupedBudget counts what a grouped page's answer takes: each host's id, and each package
+// list once (hosts that share one are grouped).
+type groupedBudget struct {
+	left  int
+	hosts int
+	lists map[*query.ExposedPackage]bool
+}
+
+func newGroupedBudget() *groupedBudget {
+	return &groupedBudget{left: maxGroupedBytes, lists: map[*query.ExposedPackage]bool{}}
+}
+
+// fits counts a host exposed through packages and says whether the page still holds it. The
+// first host always fits: a page makes progress.
+func (b *groupedBudget) fits(id string, packages []query.ExposedPackage) bool {
+	b.left -= len(id) + 3 // quoted, and a comma
+	if len(packages) > 0 && !b.lists[&packages[0]] {
+		b.lists[&packages[0]] = true
+		for _, p := range packages {
+			b.left -= 120 + len(p.Name) + len(p.Arch) + len(p.Installed) + len(p.SourceName) + len(p.SourceVersion) + len(p.Fixed) + len(p.AdvisoryID)
+		}
+	}
+	b.hosts++
+	return b.left >= 0 || b.hosts == 1
 }
 
 // exposedRows brings the hosts' copy up to date, then judges the sets entries expose and lists
