@@ -53,6 +53,14 @@ func ConnectConfig(ctx context.Context, cfg *pgxpool.Config, schema string) (*pg
 	// A startup parameter rather than SET after connect: it is the session default, so it
 	// survives RESET ALL and DISCARD ALL (which tern runs between migrations).
 	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	after := cfg.AfterConnect
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		registerTextArrays(conn.TypeMap())
+		if after != nil {
+			return after(ctx, conn)
+		}
+		return nil
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to database %s (schema %s): %w", cfg.ConnConfig.Database, schema, err)
