@@ -33,6 +33,12 @@ type copiedHost struct {
 	set                     int64
 }
 
+// LoadHosts reads the hosts' copy exposure answers from, ahead of the first answer (which
+// would read it otherwise).
+func (s *Store) LoadHosts(ctx context.Context) error {
+	return s.hosts.update(ctx, inventorydb.New(s.pool))
+}
+
 // update reads the hosts changed since the last update and applies them. q is never a
 // transaction's: what a transaction changed is read once it commits.
 func (c *hostCopy) update(ctx context.Context, q *inventorydb.Queries) error {
