@@ -15,6 +15,23 @@ import (
 	"github.com/patchfleet/patchfleet/events/query"
 )
 
+// fooHost is a Debian 12 host with libfoo1 1.0-1 (built from foo) and Rails 7.0.4; fooFix is
+// the entry that exposes it.
+var (
+	fooHost = hostfacts.Facts{OS: hostfacts.OSRelease{ID: "debian", VersionID: "12"},
+		Packages:   []hostfacts.Package{{Name: "libfoo1", Version: "1.0-1", Arch: "amd64", SourceName: "foo", SourceVersion: "1.0-1", Status: "ii", Installed: true}},
+		Components: []hostfacts.Component{{Name: "rails", Version: "7.0.4", Present: true}}}
+	fooFix = Entry{Affected: events.Affected{Ecosystem: events.EcosystemDebian, Release: "12", Package: "foo", FixedVersion: "1.0-2"}}
+)
+
+// observe stores a scan of host id that found facts.
+func observe(t *testing.T, st *Store, id string, facts hostfacts.Facts) {
+	t.Helper()
+	if _, err := st.Observe(context.Background(), Observation{HostID: id, ScanID: events.NewID(), At: time.Now(), Facts: facts}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A grouped page ends when its answer would pass about maxGroupedBytes, whatever the limit
 // asked for, and the pages still list every exposed host once, in order; with a gem entry
 // (grouped from the hosts' answer) too.
@@ -23,21 +40,15 @@ func TestGroupedPagesKeepToTheirBudget(t *testing.T) {
 	st := New(pool)
 	ctx := context.Background()
 	const hosts, idBytes = 60, 40 << 10 // about 19 hosts a page
-	facts := hostfacts.Facts{OS: hostfacts.OSRelease{ID: "debian", VersionID: "12"},
-		Packages:   []hostfacts.Package{{Name: "libfoo1", Version: "1.0-1", Arch: "amd64", SourceName: "foo", SourceVersion: "1.0-1", Status: "ii", Installed: true}},
-		Components: []hostfacts.Component{{Name: "rails", Version: "7.0.4", Present: true}}}
 	var want []string
 	for i := range hosts {
 		id := fmt.Sprintf("h%02d-%s", i, strings.Repeat("x", idBytes))
 		register(t, st, id, fmt.Sprintf("h%02d", i))
-		if _, err := st.Observe(ctx, Observation{HostID: id, ScanID: events.NewID(), At: time.Now(), Facts: facts}); err != nil {
-			t.Fatal(err)
-		}
+		observe(t, st, id, fooHost)
 		want = append(want, id)
 	}
-	foo := Entry{Affected: events.Affected{Ecosystem: events.EcosystemDebian, Release: "12", Package: "foo", FixedVersion: "1.0-2"}}
 	rails := Entry{Affected: events.Affected{Ecosystem: events.EcosystemRubyGems, Package: "rails", FixedVersion: "7.0.4.1"}}
-	for _, entries := range [][]Entry{{foo}, {foo, rails}} {
+	for _, entries := range [][]Entry{{fooFix}, {fooFix, rails}} {
 		f := ExposureFilter{Entries: entries, Limit: query.MaxGroupedPage}
 		var got []string
 		pages := 0

@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/patchfleet/patchfleet/db/inventorydb"
 	"github.com/patchfleet/patchfleet/db/pgtest"
-	"github.com/patchfleet/patchfleet/events"
-	"github.com/patchfleet/patchfleet/events/hostfacts"
 )
 
 // Exposure reads the hosts from a copy brought up to date by the hosts changed since it last
@@ -19,18 +16,9 @@ func TestHostCopyMissesNoLateCommit(t *testing.T) {
 	pool := pgtest.New(t, inventorydb.Schema, inventorydb.Migrations)
 	st := New(pool)
 	ctx := context.Background()
-	facts := hostfacts.Facts{OS: hostfacts.OSRelease{ID: "debian", VersionID: "12"}, Packages: []hostfacts.Package{{
-		Name: "libfoo1", Version: "1.0-1", Arch: "amd64", SourceName: "foo", SourceVersion: "1.0-1", Status: "ii", Installed: true}}}
-	observe := func(id string) {
-		t.Helper()
-		if _, err := st.Observe(ctx, Observation{HostID: id, ScanID: events.NewID(), At: time.Now(), Facts: facts}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	exposed := func() string {
 		t.Helper()
-		hosts, _, err := st.Exposure(ctx, ExposureFilter{Limit: 100, Entries: []Entry{{Affected: events.Affected{
-			Ecosystem: events.EcosystemDebian, Release: "12", Package: "foo", FixedVersion: "1.0-2"}}}})
+		hosts, _, err := st.Exposure(ctx, ExposureFilter{Limit: 100, Entries: []Entry{fooFix}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,14 +37,14 @@ func TestHostCopyMissesNoLateCommit(t *testing.T) {
 	}
 	for _, id := range []string{"h0", "h1", "h2"} {
 		register(t, st, id, id)
-		observe(id)
+		observe(t, st, id, fooHost)
 	}
 	if got, want := exposed(), "h0/f h1/f h2/f "; got != want {
 		t.Fatalf("exposed %q, want %q", got, want)
 	}
 
 	before := changed("h2")
-	observe("h2")
+	observe(t, st, "h2", fooHost)
 	if after := changed("h2"); after != before {
 		t.Errorf("a rescan with the same packages changed the host (changed_xid %d → %d)", before, after)
 	}
@@ -80,7 +68,7 @@ func TestHostCopyMissesNoLateCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	register(t, st, "h10", "h10")
-	observe("h10")
+	observe(t, st, "h10", fooHost)
 	if got, want := exposed(), "h1/g h10/f h2/f "; got != want {
 		t.Fatalf("after the retirement committed and h10 joined: exposed %q, want %q", got, want)
 	}
