@@ -142,8 +142,11 @@ func (e *env) run(name string) (stop func()) {
 // ---- inventory responder ----
 
 type inventory struct {
-	mu        sync.Mutex
-	exposed   []query.ExposedHost
+	mu sync.Mutex
+	// groupedLimit, when set, is the largest grouped limit the stand-in accepts, as an
+	// inventory of an earlier version answers.
+	groupedLimit int
+	exposed      []query.ExposedHost
 	hosts     map[string]query.HostDetail
 	calls     int
 	hostAsked []query.HostRequest // every host request, in order
@@ -181,6 +184,9 @@ func startInventory(t testing.TB, nc *nats.Conn) *inventory {
 		inv.mu.Lock()
 		defer inv.mu.Unlock()
 		inv.calls++
+		if req.Grouped && inv.groupedLimit > 0 && req.Limit > inv.groupedLimit {
+			return nil, fmt.Errorf("limit: %d is not between 1 and %d", req.Limit, inv.groupedLimit)
+		}
 		from, _ := strconv.Atoi(req.Cursor)
 		most := query.MaxPage
 		if req.Grouped {

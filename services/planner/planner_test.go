@@ -496,20 +496,27 @@ func TestDockerRolloutUpgradesHostsOffTheManifest(t *testing.T) {
 
 // A fleet's exposure is read in grouped pages until the inventory says there is no more:
 // 10,001 exposed hosts on a stand-in that puts 10,000 on a page take two pages, and every
-// host is planned.
+// host is planned. An inventory of the version before, which refuses a limit over 10,000,
+// is asked again with that limit.
 func TestExposureIsReadInGroupedPages(t *testing.T) {
-	e := newEnv(t, autoPolicy)
-	e.inv.expose("db", nil, standInGroupedPage+1, "DSA-13") // approval required: nothing is dispatched
-	e.run("a")
-	e.bus.Publish(t, advisory("DSA-13", events.SeverityHigh), "DSA-13")
-	planned := decode[events.RolloutPlanned](t, e.waitEvent("RolloutPlanned", 1)[0])
-	if planned.HostCount != standInGroupedPage+1 {
-		t.Fatalf("planned %d hosts, want %d", planned.HostCount, standInGroupedPage+1)
-	}
-	e.inv.mu.Lock()
-	defer e.inv.mu.Unlock()
-	if e.inv.calls != 2 {
-		t.Errorf("%d exposure pages read, want 2", e.inv.calls)
+	for _, older := range []bool{false, true} {
+		e := newEnv(t, autoPolicy)
+		e.inv.expose("db", nil, standInGroupedPage+1, "DSA-13") // approval required: nothing is dispatched
+		calls := 2
+		if older {
+			e.inv.groupedLimit, calls = 10_000, 3 // the refused request, then two pages
+		}
+		e.run("a")
+		e.bus.Publish(t, advisory("DSA-13", events.SeverityHigh), "DSA-13")
+		planned := decode[events.RolloutPlanned](t, e.waitEvent("RolloutPlanned", 1)[0])
+		if planned.HostCount != standInGroupedPage+1 {
+			t.Fatalf("older inventory %t: planned %d hosts, want %d", older, planned.HostCount, standInGroupedPage+1)
+		}
+		e.inv.mu.Lock()
+		if e.inv.calls != calls {
+			t.Errorf("older inventory %t: %d exposure requests, want %d", older, e.inv.calls, calls)
+		}
+		e.inv.mu.Unlock()
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -145,6 +146,11 @@ func (e *Engine) exposed(ctx context.Context, a events.SecurityAdvisoryPublished
 	req := query.ExposureRequest{AdvisoryID: a.AdvisoryID, Affected: a.Affected, Limit: query.MaxGroupedPage, Grouped: true}
 	for {
 		page, err := e.Inventory.Exposure(ctx, req)
+		if req.Limit > oldMaxGroupedPage && refusedLimit(err) {
+			// An inventory from before pages of 100,000 hosts (a rolling upgrade).
+			req.Limit = oldMaxGroupedPage
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("exposure to %s: %w", a.AdvisoryID, err)
 		}
@@ -189,6 +195,16 @@ func (e *Engine) exposed(ctx context.Context, a events.SecurityAdvisoryPublished
 		}
 	}
 	return hosts, nil
+}
+
+// oldMaxGroupedPage is the most hosts a grouped exposure page held before query.MaxGroupedPage
+// grew; an inventory of that version refuses a larger limit.
+const oldMaxGroupedPage = 10_000
+
+// refusedLimit says whether the inventory refused a request's limit.
+func refusedLimit(err error) bool {
+	var re *query.RemoteError
+	return errors.As(err, &re) && re.Code == 400 && strings.HasPrefix(re.Message, "limit:")
 }
 
 func (e *Engine) eachHost(ctx context.Context, req query.HostsRequest, f func(query.Host)) error {
