@@ -147,9 +147,9 @@ type inventory struct {
 	// inventory of an earlier version answers.
 	groupedLimit int
 	exposed      []query.ExposedHost
-	hosts     map[string]query.HostDetail
-	calls     int
-	hostAsked []query.HostRequest // every host request, in order
+	hosts        map[string]query.HostDetail
+	calls        int
+	hostAsked    []query.HostRequest // every host request, in order
 }
 
 // standInGroupedPage is the most hosts the stand-in puts on a grouped page: fewer than asked
