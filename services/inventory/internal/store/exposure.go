@@ -108,7 +108,7 @@ func (s *Store) ExposureGroups(ctx context.Context, f ExposureFilter) ([]query.E
 		codename string
 	}
 	type setGroup struct {
-		group    int
+		group    int // -1 until the set's first host is on the page
 		packages []query.ExposedPackage
 	}
 	var g query.ExposureGrouper
@@ -124,21 +124,25 @@ func (s *Store) ExposureGroups(ctx context.Context, f ExposureFilter) ([]query.E
 			if err != nil {
 				return nil, "", err
 			}
-			l := onList{release: h.release, n: len(pkgs), codename: h.codename}
-			if len(pkgs) > 0 {
-				l.first = &pkgs[0]
-			}
-			i, ok := byList[l]
-			if !ok {
-				i = g.Group(events.OSRelease{ID: r.osID, VersionID: r.release, Codename: h.codename}, pkgs)
-				byList[l] = i
-			}
-			sg = setGroup{i, pkgs}
-			bySet[k] = sg
+			sg = setGroup{-1, pkgs}
 		}
 		if !budget.fits(h.id, sg.packages) {
 			n = j
 			break
+		}
+		if sg.group < 0 {
+			r := releases[h.release]
+			l := onList{release: h.release, n: len(sg.packages), codename: h.codename}
+			if len(sg.packages) > 0 {
+				l.first = &sg.packages[0]
+			}
+			i, ok := byList[l]
+			if !ok {
+				i = g.Group(events.OSRelease{ID: r.osID, VersionID: r.release, Codename: h.codename}, sg.packages)
+				byList[l] = i
+			}
+			sg.group = i
+			bySet[k] = sg
 		}
 		g.Add(sg.group, h.fleet, h.id)
 	}
@@ -146,8 +150,7 @@ func (s *Store) ExposureGroups(ctx context.Context, f ExposureFilter) ([]query.E
 	if n < len(rows) {
 		next = rows[n-1].id
 	}
-	// A group started for the host that did not fit has none.
-	return slices.DeleteFunc(g.Groups(), func(g query.ExposureGroup) bool { return len(g.Fleets) == 0 }), next, nil
+	return g.Groups(), next, nil
 }
 
 // maxGroupedBytes bounds a grouped exposure page's answer, roughly: within the 1 MiB a NATS
@@ -184,7 +187,7 @@ func (b *groupedBudget) fits(id string, packages []query.ExposedPackage) bool {
 // up to f.Limit+1 hosts of f on them. The copy first: a host's set is then one of those
 // judged.
 func (s *Store) exposedRows(ctx context.Context, q *inventorydb.Queries, f ExposureFilter) (*exposed, []releaseSets, []exposedRow, error) {
-	if err := s.hosts.update(ctx, q); err != nil {
+	if err := s.LoadHosts(ctx); err != nil {
 		return nil, nil, nil, err
 	}
 	ex, err := s.exposedSets(ctx, q, f.Entries)

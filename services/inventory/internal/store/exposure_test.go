@@ -39,12 +39,21 @@ func TestGroupedPagesKeepToTheirBudget(t *testing.T) {
 	pool := pgtest.New(t, inventorydb.Schema, inventorydb.Migrations)
 	st := New(pool)
 	ctx := context.Background()
-	const hosts, idBytes = 60, 40 << 10 // about 19 hosts a page
+	const hosts, idBytes = 60, 40 << 10 // 19 hosts a page
+	// From the 20th host on, libfoo1 1.0-0: another group, and the host the first page has
+	// no room for is the first of it.
+	older := fooHost
+	older.Packages = slices.Clone(fooHost.Packages)
+	older.Packages[0].Version, older.Packages[0].SourceVersion = "1.0-0", "1.0-0"
 	var want []string
 	for i := range hosts {
 		id := fmt.Sprintf("h%02d-%s", i, strings.Repeat("x", idBytes))
 		register(t, st, id, fmt.Sprintf("h%02d", i))
-		observe(t, st, id, fooHost)
+		facts := fooHost
+		if i >= 19 {
+			facts = older
+		}
+		observe(t, st, id, facts)
 		want = append(want, id)
 	}
 	rails := Entry{Affected: events.Affected{Ecosystem: events.EcosystemRubyGems, Package: "rails", FixedVersion: "7.0.4.1"}}

@@ -33,14 +33,15 @@ type copiedHost struct {
 	set                     int64
 }
 
-// LoadHosts reads the hosts' copy exposure answers from, ahead of the first answer (which
-// would read it otherwise).
+// LoadHosts brings the hosts' copy exposure answers read from up to date: every exposure
+// answer does first, and the service at its start (the first read is of every host). It
+// reads through the pool, never a transaction: what a transaction changed is read once it
+// commits.
 func (s *Store) LoadHosts(ctx context.Context) error {
 	return s.hosts.update(ctx, inventorydb.New(s.pool))
 }
 
-// update reads the hosts changed since the last update and applies them. q is never a
-// transaction's: what a transaction changed is read once it commits.
+// update reads the hosts changed since the last update and applies them.
 func (c *hostCopy) update(ctx context.Context, q *inventorydb.Queries) error {
 	c.sync.Lock()
 	defer c.sync.Unlock()

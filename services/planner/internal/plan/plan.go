@@ -398,8 +398,8 @@ func sortedByID(hosts []HostPlan) []HostPlan {
 // limits, health check, and every wave with its hosts, each with the sha256 of its job's key
 // (its exact package targets, advisories and pins: AppendJobKey), each field length-prefixed
 // so no two plans share a form. A job is hashed once however many hosts share it (a glibc
-// fix is a dozen targets on each of 100,000 hosts). Times are left out, so a preview and the plan it previews hash
-// alike; what was approved is what runs.
+// fix is a dozen targets on each of 100,000 hosts). Times are left out, so a preview and the
+// plan it previews hash alike; what was approved is what runs.
 func Hash(fp *Fleet) string {
 	h := sha256.New()
 	// Fields are gathered and hashed a few KB at a time: a plan has several per host.
