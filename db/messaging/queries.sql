@@ -10,6 +10,17 @@ with added as (
 )
 select pg_notify('patchfleet_outbox.' || current_schema(), '') from added limit 1;
 
+-- name: InsertOutboxOne :exec
+-- InsertOutboxBatch for one event, without arrays: PostgreSQL builds a bytea[] parameter and
+-- unnests it, copying the data twice more, which shows for an event of a megabyte.
+with added as (
+    insert into outbox (event_id, subject, data)
+    values (@event_id, @subject, @data)
+    on conflict (event_id) do nothing
+    returning 1
+)
+select pg_notify('patchfleet_outbox.' || current_schema(), '') from added limit 1;
+
 -- name: NotifyOutbox :exec
 -- Wakes the relays of this schema (see outbox.Channel). Delivered at commit, never for a
 -- rolled back transaction.

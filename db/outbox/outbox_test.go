@@ -376,15 +376,25 @@ func TestAddingAnEventTwiceStoresItOnce(t *testing.T) {
 	if n := f.rows(); n != 1 {
 		t.Fatalf("outbox has %d rows, want 1", n)
 	}
+	// Again within a batch (another statement), and twice in it.
+	other := event(t, 2)
+	f.commit(other, m, other)
+	if n := f.rows(); n != 2 {
+		t.Fatalf("outbox has %d rows, want 2", n)
+	}
 }
 
 func TestAddRejectsAnIncompleteMessage(t *testing.T) {
 	f := setup(t)
-	err := db.InTx(f.ctx, f.pool, func(tx pgx.Tx) error {
-		return outbox.Add(f.ctx, tx, events.Message{ID: "x", Subject: "pf.advisories.x.v1"})
-	})
-	if err == nil {
-		t.Fatal("Add accepted a message without data")
+	incomplete := events.Message{ID: "x", Subject: "pf.advisories.x.v1"}
+	for _, msgs := range [][]events.Message{{incomplete}, {event(t, 1), incomplete}} {
+		err := db.InTx(f.ctx, f.pool, func(tx pgx.Tx) error { return outbox.Add(f.ctx, tx, msgs...) })
+		if err == nil {
+			t.Fatalf("Add accepted a message without data among %d", len(msgs))
+		}
+	}
+	if n := f.rows(); n != 0 {
+		t.Fatalf("outbox has %d rows, want 0", n)
 	}
 }
 

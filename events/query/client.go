@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 )
@@ -61,7 +63,9 @@ func (c Client) call(ctx context.Context, subject string, req, out any) error {
 		code, _ := strconv.Atoi(msg.Header.Get(micro.ErrorCodeHeader))
 		return &RemoteError{Subject: subject, Code: code, Message: desc}
 	}
-	if err := json.Unmarshal(msg.Data, out); err != nil {
+	// encoding/json/v2's reference implementation with v1's semantics: the same answer in
+	// about 60 % of encoding/json's time. An exposure page carries up to 100,000 host ids.
+	if err := jsonv2.Unmarshal(msg.Data, out, jsonv1.DefaultOptionsV1()); err != nil {
 		return fmt.Errorf("%s: decode answer: %w", subject, err)
 	}
 	return nil
