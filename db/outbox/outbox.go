@@ -30,8 +30,8 @@ func Add(ctx context.Context, tx pgx.Tx, msgs ...events.Message) error {
 	q := messaging.New(tx)
 	// One statement for the lot, the relays' wake-up included: a batch of advisories adds
 	// hundreds of events at once, and a job's every step adds one. One event goes without
-	// arrays, which cost PostgreSQL two more copies of it: 5–30 ms for a RolloutPlanned of
-	// 100,000 hosts.
+	// arrays, which cost PostgreSQL two more copies of it (an event of 2.5 MB: 45–75 ms
+	// through the arrays, 37–42 ms without).
 	switch len(msgs) {
 	case 0:
 		return nil

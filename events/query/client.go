@@ -63,10 +63,15 @@ func (c Client) call(ctx context.Context, subject string, req, out any) error {
 		code, _ := strconv.Atoi(msg.Header.Get(micro.ErrorCodeHeader))
 		return &RemoteError{Subject: subject, Code: code, Message: desc}
 	}
-	// encoding/json/v2's reference implementation with v1's semantics: the same answer in
-	// about 60 % of encoding/json's time. An exposure page carries up to 100,000 host ids.
-	if err := jsonv2.Unmarshal(msg.Data, out, jsonv1.DefaultOptionsV1()); err != nil {
+	if err := decodeAnswer(msg.Data, out); err != nil {
 		return fmt.Errorf("%s: decode answer: %w", subject, err)
 	}
 	return nil
+}
+
+// decodeAnswer is json.Unmarshal done by encoding/json/v2's reference implementation with
+// v1's semantics: an exposure page carries up to 100,000 host ids, which it decodes in about
+// 60 % of encoding/json's time (BenchmarkDecodeExposurePage).
+func decodeAnswer(data []byte, out any) error {
+	return jsonv2.Unmarshal(data, out, jsonv1.DefaultOptionsV1())
 }
