@@ -223,7 +223,11 @@ func Start(ctx context.Context, opts Options) (s *System, err error) {
 }
 
 func (s *System) startPG(ctx context.Context) error {
-	pg, err := pglocal.Start(ctx, pglocal.Options{DataDir: filepath.Join(s.opts.Dir, "pg"), Port: s.pgPort, Logger: s.log})
+	// The run crashes PostgreSQL, so a commit it acknowledged must survive the server's
+	// crash as it does in service: synchronous_commit on (the WAL is written before the
+	// commit returns). fsync may stay off: the machine itself does not crash.
+	pg, err := pglocal.Start(ctx, pglocal.Options{DataDir: filepath.Join(s.opts.Dir, "pg"), Port: s.pgPort, Logger: s.log,
+		Settings: map[string]string{"synchronous_commit": "on"}})
 	if err != nil {
 		return err
 	}
